@@ -1,0 +1,33 @@
+"""Turn expected failures into one clear line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+from rich.console import Console
+
+from mailsift.settings import SettingsError
+from mailsift.stack.services import StackError
+
+T = TypeVar("T")
+stderr = Console(stderr=True, highlight=False)
+
+#: errors that are the user's to fix: printed as one line, exit code 2
+USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, StackError)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    sys.exit(code)
+
+
+def run_guarded(fn: Callable[[], T]) -> T:
+    """Call ``fn``; a known error becomes one line on stderr (no traceback)."""
+    try:
+        return fn()
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)

@@ -1,0 +1,32 @@
+"""Entry point of the ``mailsift`` console script."""
+
+from __future__ import annotations
+
+import typer
+
+from mailsift.cli import stack_cmd
+from mailsift.cli.errors import run_guarded
+from mailsift.settings import load_settings, settings_table
+
+app = typer.Typer(
+    help="mailsift: event-sourced email-list verification (syntax, DNS, polite SMTP probe).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(stack_cmd.app, name="stack")
+
+
+@app.command()
+def config() -> None:
+    """Validate the MAILSIFT_* settings and print the table of variables."""
+    load_settings()
+    print(settings_table())
+
+
+def main() -> None:
+    run_guarded(lambda: app(standalone_mode=True))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

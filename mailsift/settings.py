@@ -1,0 +1,288 @@
+"""The one settings module: every knob comes from a ``MAILSIFT_*`` environment variable.
+
+Values are read from the process environment, after loading a ``.env`` file from the
+current directory (python-dotenv; real environment variables win). Defaults point at the
+local stack started by ``mailsift stack up``, so a developer needs no configuration.
+
+A wrong value raises :class:`SettingsError` whose message is one line naming the
+variable and what is expected::
+
+    >>> load_settings({"MAILSIFT_SMTP_PORT": "smtp"})
+    Traceback (most recent call last):
+    ...
+    mailsift.settings.SettingsError: MAILSIFT_SMTP_PORT: expected an integer from 1 to 65535, got 'smtp'
+
+    >>> s = load_settings({"MAILSIFT_DNS_NAMESERVERS": "127.0.2.1:5353, 127.0.0.1"})
+    >>> s.dns_nameservers
+    (Nameserver(host='127.0.2.1', port=5353), Nameserver(host='127.0.0.1', port=53))
+
+``python -m mailsift.settings`` (or ``mailsift config``) prints the table of variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Nameserver",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "settings_table",
+]
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message is one line naming the variable."""
+
+
+class Nameserver(NamedTuple):
+    """A DNS server to query: an IP address and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+# --- parsers: each takes the raw string and returns the value or raises ValueError(expected)
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"an integer from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"an integer from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("a positive number of seconds") from None
+    if not value > 0:
+        raise ValueError("a positive number of seconds")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("true or false")
+
+
+def _url(*schemes: str, optional: bool = False) -> Callable[[str], str]:
+    expected = " or ".join(f"{s}://…" for s in schemes)
+    if optional:
+        expected += " (or empty to disable)"
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not value and optional:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"a URL like {expected}")
+        try:
+            parts.port  # noqa: B018 - validates the port
+        except ValueError:
+            raise ValueError(f"a URL like {expected} with a valid port") from None
+        return value
+
+    return parse
+
+
+def _nameservers(raw: str) -> tuple[Nameserver, ...]:
+    expected = "a comma list of ip or ip:port (empty = system resolver)"
+    out: list[Nameserver] = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        host, port = item, 53
+        if item.startswith("["):  # [v6]:port
+            host, _, rest = item[1:].partition("]")
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(expected)
+                port = _port_of(rest[1:], expected)
+        elif item.count(":") == 1:
+            host, _, p = item.partition(":")
+            port = _port_of(p, expected)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(expected) from None
+        out.append(Nameserver(host, port))
+    return tuple(out)
+
+
+def _port_of(raw: str, expected: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(expected) from None
+    if not 1 <= port <= 65535:
+        raise ValueError(expected)
+    return port
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError("a comma list of CIDR networks like 127.0.0.0/8") from None
+    return tuple(out)
+
+
+def _delays(raw: str) -> tuple[float, ...]:
+    out = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise ValueError("a comma list of positive seconds like 60,300,900") from None
+        if value <= 0:
+            raise ValueError("a comma list of positive seconds like 60,300,900")
+        out.append(value)
+    return tuple(out)
+
+
+def _mail_from(raw: str) -> str:
+    value = raw.strip()
+    if any(c in value for c in "\r\n\0<> ") or (value and value.count("@") != 1):
+        raise ValueError("an address like verify@example.com (or empty for the null sender)")
+    return value
+
+
+def _path(raw: str) -> Path:
+    value = raw.strip()
+    if not value:
+        raise ValueError("a directory path")
+    return Path(value).expanduser()
+
+
+def _setting(env: str, default: str, parse: Callable[[str], Any], doc: str) -> Any:
+    return field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of mailsift's configuration, parsed and validated. Build with :func:`load_settings`."""
+
+    kafka_broker: str = _setting(
+        "MAILSIFT_KAFKA_BROKER", "kafka://127.0.0.1:19092", _url("kafka"),
+        "Kafka bootstrap server (the local stack runs Tansu here).")
+    topic_prefix: str = _setting(
+        "MAILSIFT_TOPIC_PREFIX", "mailsift.", _str, "Prefix of every Kafka topic name.")
+    database_url: str = _setting(
+        "MAILSIFT_DATABASE_URL", "postgresql://mailsift@127.0.0.1:15432/mailsift",
+        _url("postgresql", "postgres"), "Postgres DSN for the verdict sink.")
+    redis_url: str = _setting(
+        "MAILSIFT_REDIS_URL", "redis://127.0.0.1:16379/0", _url("redis", optional=True),
+        "Redis for DNS cache and per-MX politeness; empty = in-process only.")
+    amqp_url: str = _setting(
+        "MAILSIFT_AMQP_URL", "amqp://guest:guest@127.0.0.1:15673/%2F",
+        _url("amqp", "amqps", optional=True),
+        "RabbitMQ for the legacy verdict bridge; empty disables the bridge.")
+    dns_nameservers: tuple[Nameserver, ...] = _setting(
+        "MAILSIFT_DNS_NAMESERVERS", "", _nameservers,
+        "Comma list of ip or ip:port to query; empty = the system resolver's.")
+    dns_timeout: float = _setting(
+        "MAILSIFT_DNS_TIMEOUT", "3", _positive_float, "Seconds for one DNS lookup.")
+    smtp_port: int = _setting(
+        "MAILSIFT_SMTP_PORT", "25", _int_range(1, 65535), "TCP port of every MX host.")
+    helo_name: str = _setting(
+        "MAILSIFT_HELO_NAME", "verify.mailsift.invalid", _str,
+        "Name sent in EHLO/HELO; set it to your host's real FQDN in production.")
+    mail_from: str = _setting(
+        "MAILSIFT_MAIL_FROM", "verify@mailsift.invalid", _mail_from,
+        "Envelope sender for probes; empty sends the null sender <>.")
+    mx_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _setting(
+        "MAILSIFT_MX_ALLOWED_NETWORKS", "", _networks,
+        "CIDRs that may be contacted although private/loopback; empty = public unicast only.")
+    smtp_connect_timeout: float = _setting(
+        "MAILSIFT_SMTP_CONNECT_TIMEOUT", "10", _positive_float, "Seconds to connect to an MX.")
+    smtp_command_timeout: float = _setting(
+        "MAILSIFT_SMTP_COMMAND_TIMEOUT", "15", _positive_float,
+        "Seconds to wait for one SMTP reply.")
+    smtp_session_timeout: float = _setting(
+        "MAILSIFT_SMTP_SESSION_TIMEOUT", "120", _positive_float,
+        "Seconds for one whole SMTP session.")
+    allow_test_tld: bool = _setting(
+        "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
+        "Accept addresses under the reserved .test TLD (the simulated world uses it).")
+    stack_dir: Path = _setting(
+        "MAILSIFT_STACK_DIR", ".mailsift", _path,
+        "Where `mailsift stack` keeps data, logs and PID files.")
+
+    @classmethod
+    def fields_table(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting, in declaration order."""
+        return [
+            (f.metadata["env"], f.metadata["default"], f.metadata["doc"])
+            for f in dataclasses.fields(cls)
+        ]
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv: bool = True
+) -> Settings:
+    """Read and validate every ``MAILSIFT_*`` variable.
+
+    ``environ`` defaults to ``os.environ`` (after loading ``.env`` when ``dotenv`` is true).
+    Raises :class:`SettingsError` on the first wrong value.
+    """
+    if environ is None:
+        if dotenv:
+            from dotenv import load_dotenv
+
+            load_dotenv(Path.cwd() / ".env", override=False)
+        environ = os.environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        env: str = f.metadata["env"]
+        raw = environ.get(env, f.metadata["default"])
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise SettingsError(f"{env}: expected {exc}, got {raw!r}") from None
+    return Settings(**values)
+
+
+def settings_table() -> str:
+    """A Markdown table of the variables, their defaults and meanings (for the README)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for env, default, doc in Settings.fields_table():
+        rows.append(f"| `{env}` | `{default}` | {doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(settings_table())
