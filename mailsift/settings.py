@@ -235,6 +235,12 @@ class Settings:
     smtp_session_timeout: float = _setting(
         "MAILSIFT_SMTP_SESSION_TIMEOUT", "120", _positive_float,
         "Seconds for one whole SMTP session.")
+    mx_max_connections: int = _setting(
+        "MAILSIFT_MX_MAX_CONNECTIONS", "2", _int_range(1, 100),
+        "Simultaneous SMTP connections per MX host (across all workers).")
+    mx_max_rcpt_per_second: float = _setting(
+        "MAILSIFT_MX_MAX_RCPT_PER_SECOND", "5", _positive_float,
+        "RCPT TO commands per second per MX host (across all workers).")
     allow_test_tld: bool = _setting(
         "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailsift.cli import stack_cmd
+from mailsift.cli import check_cmd, stack_cmd
 from mailsift.cli.errors import run_guarded
 from mailsift.settings import load_settings, settings_table
 
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(stack_cmd.app, name="stack")
+app.command(name="check")(check_cmd.check)
 
 
 @app.command()

@@ -1,0 +1,63 @@
+"""The engine's configuration, independent of where it comes from.
+
+>>> EngineConfig().smtp_port
+25
+>>> from mailsift.settings import load_settings
+>>> EngineConfig.from_settings(load_settings({"MAILSIFT_SMTP_PORT": "2525"})).smtp_port
+2525
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mailsift.settings import Settings
+
+__all__ = ["EngineConfig"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything :class:`checks.engine.Engine` needs; defaults are production-safe."""
+
+    nameservers: tuple[tuple[str, int], ...] = ()  # empty: the system resolver's
+    dns_timeout: float = 3.0
+    dns_min_ttl: float = 60.0
+    dns_max_ttl: float = 86400.0
+    dns_negative_ttl: float = 300.0
+    smtp_port: int = 25
+    helo_name: str = "verify.mailsift.invalid"
+    mail_from: str = "verify@mailsift.invalid"
+    allowed_networks: tuple[Network, ...] = ()
+    connect_timeout: float = 10.0
+    command_timeout: float = 15.0
+    session_timeout: float = 120.0
+    rcpt_per_transaction: int = 20
+    mx_max_connections: int = 2
+    mx_rcpt_per_second: float = 5.0
+    catch_all_ttl: float = 86400.0
+    check_auth_records: bool = True
+    allow_test_tld: bool = False
+    domain_concurrency: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        return cls(
+            nameservers=tuple((ns.host, ns.port) for ns in settings.dns_nameservers),
+            dns_timeout=settings.dns_timeout,
+            smtp_port=settings.smtp_port,
+            helo_name=settings.helo_name,
+            mail_from=settings.mail_from,
+            allowed_networks=settings.mx_allowed_networks,
+            connect_timeout=settings.smtp_connect_timeout,
+            command_timeout=settings.smtp_command_timeout,
+            session_timeout=settings.smtp_session_timeout,
+            mx_max_connections=settings.mx_max_connections,
+            mx_rcpt_per_second=settings.mx_max_rcpt_per_second,
+            allow_test_tld=settings.allow_test_tld,
+        )

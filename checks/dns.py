@@ -1,0 +1,444 @@
+"""DNS lookups for the verification engine: a small async resolver API, a cache, errors.
+
+Everything above this module talks to a :class:`Resolver`: ``await resolver.query(name,
+rdtype)`` returns a :class:`DnsAnswer` (records in presentation text, plus a TTL) or raises
+one of :class:`NxDomain`, :class:`NoData` or :class:`DnsFailure`. Two implementations:
+
+* :class:`DnspythonResolver` asks real nameservers (the configured ``(ip, port)`` list, or
+  the system's) through :mod:`dns.asyncresolver`; names are always absolute.
+* :class:`CachingResolver` wraps another resolver with a :class:`DnsCache` (in-process
+  :class:`MemoryDnsCache` here; a shared one can implement the same protocol).
+
+>>> DnsAnswer(("10 mx.example.com.",), 300).records
+('10 mx.example.com.',)
+>>> str(DnsFailure("timeout: no answer for example.com MX within 3.0s"))
+'timeout: no answer for example.com MX within 3.0s'
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+__all__ = [
+    "DnsAnswer",
+    "DnsError",
+    "NxDomain",
+    "NoData",
+    "DnsFailure",
+    "Resolver",
+    "DnspythonResolver",
+    "DnsCache",
+    "MemoryDnsCache",
+    "CachingResolver",
+    "cache_key",
+]
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    """A positive answer: the records of one RRset in presentation text, and its TTL.
+
+    MX records look like ``"10 mx.example.com."``, TXT records are the concatenation of
+    their character-strings (UTF-8, undecodable bytes replaced), A/AAAA records are the
+    address.
+    """
+
+    records: tuple[str, ...]
+    ttl: int
+
+
+class DnsError(Exception):
+    """Base of every error a :class:`Resolver` raises."""
+
+
+class NxDomain(DnsError):
+    """The name does not exist (NXDOMAIN). ``ttl`` is the negative-caching TTL, if known.
+
+    >>> NxDomain("nope.example: no such domain", ttl=60).ttl
+    60
+    """
+
+    def __init__(self, message: str, *, ttl: int | None = None) -> None:
+        super().__init__(message)
+        self.ttl = ttl
+
+
+class NoData(DnsError):
+    """The name exists but has no record of the asked type (NOERROR, empty answer).
+
+    ``ttl`` is the negative-caching TTL from the SOA (min of its TTL and MINIMUM), if the
+    server sent one.
+    """
+
+    def __init__(self, message: str, *, ttl: int | None = None) -> None:
+        super().__init__(message)
+        self.ttl = ttl
+
+
+class DnsFailure(DnsError):
+    """No usable answer: timeout, SERVFAIL, REFUSED, no nameserver answered, a bad name…
+
+    The message says which. Failures are temporary by nature and never cached.
+    """
+
+
+class Resolver(Protocol):
+    """Anything that answers DNS questions the way :class:`DnspythonResolver` does."""
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        """Look up ``rdtype`` records (``"MX"``, ``"TXT"``, ``"A"``…) of absolute ``name``.
+
+        Raises :class:`NxDomain`, :class:`NoData` or :class:`DnsFailure`.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------- dnspython
+
+
+def _rdata_text(rdata: Any) -> str:
+    """Presentation text of one rdata, TXT joined and decoded, A/AAAA as the address."""
+    strings = getattr(rdata, "strings", None)
+    if strings is not None:  # TXT, SPF
+        return b"".join(strings).decode("utf-8", errors="replace")
+    address = getattr(rdata, "address", None)
+    if isinstance(address, str):  # A, AAAA
+        return address
+    return str(rdata.to_text())
+
+
+def _negative_ttl(response: dns.message.Message | None) -> int | None:
+    """The negative-caching TTL of a response: min(SOA TTL, SOA MINIMUM), or None."""
+    if response is None:
+        return None
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset) > 0:
+            minimum = int(getattr(rrset[0], "minimum", rrset.ttl))
+            return int(min(rrset.ttl, minimum))
+    return None
+
+
+def _errors_text(errors: Sequence[Any]) -> str:
+    """``"SERVFAIL from 127.0.0.1:53; timed out from …"`` from dnspython's error tuples."""
+    parts: list[str] = []
+    for err in errors:
+        try:
+            server, tcp, port, problem = err[0], err[1], err[2], err[3]
+        except (TypeError, IndexError):
+            parts.append(str(err))
+            continue
+        if isinstance(problem, dns.exception.Timeout):
+            what = "timed out"
+        elif isinstance(problem, ConnectionRefusedError):
+            what = "connection refused"
+        elif isinstance(problem, str):
+            what = problem  # an rcode text: SERVFAIL, REFUSED, NOTIMP…
+        else:
+            what = f"{type(problem).__name__}: {problem}"
+        parts.append(f"{what} from {server}:{port}{' (tcp)' if tcp else ''}")
+    # keep the message short: collapse repeats, keep order
+    return "; ".join(dict.fromkeys(parts))
+
+
+class DnspythonResolver:
+    """A :class:`Resolver` backed by :class:`dns.asyncresolver.Resolver`.
+
+    ``nameservers`` is a sequence of ``(ip, port)``; empty or None uses the system
+    configuration (``/etc/resolv.conf``). ``timeout`` is the total time for one lookup
+    (dnspython's *lifetime*); each attempt gets ``attempt_timeout`` (default: the lifetime
+    split so every nameserver is tried, and a single server is tried twice). Names are
+    always absolute (no search list); EDNS0 is on (1232-byte payload); a truncated UDP
+    answer is retried over TCP.
+
+    >>> r = DnspythonResolver([("127.0.0.1", 5353)], timeout=2.0)
+    >>> r.nameservers
+    (('127.0.0.1', 5353),)
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[tuple[str, int]] | None = None,
+        *,
+        timeout: float = 3.0,
+        attempt_timeout: float | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if nameservers:
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(str(ip), int(port)) for ip, port in nameservers
+            ]
+        else:
+            try:
+                resolver = dns.asyncresolver.Resolver(configure=True)
+            except dns.exception.DNSException as exc:
+                raise DnsFailure(f"no system resolver configuration: {exc}") from exc
+        resolver.search = []
+        resolver.domain = dns.name.root
+        resolver.use_search_by_default = False
+        resolver.use_edns(0, 0, 1232)
+        resolver.cache = None
+        resolver.rotate = False
+        resolver.retry_servfail = False
+        count = max(1, len(resolver.nameservers))
+        if attempt_timeout is None:
+            attempt_timeout = timeout / max(2, count)
+        resolver.timeout = min(attempt_timeout, timeout)
+        resolver.lifetime = timeout
+        self._resolver = resolver
+        self.timeout = timeout
+
+    @property
+    def nameservers(self) -> tuple[tuple[str, int], ...]:
+        """The ``(ip, port)`` pairs queried, in order."""
+        out: list[tuple[str, int]] = []
+        for ns in self._resolver.nameservers:
+            if isinstance(ns, dns.nameserver.Nameserver):
+                out.append((ns.answer_nameserver(), ns.answer_port()))
+            else:
+                out.append((str(ns), int(self._resolver.port)))
+        return tuple(out)
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        """Ask the nameservers for ``rdtype`` records of ``name`` (taken as absolute)."""
+        rdt = dns.rdatatype.from_text(rdtype)
+        label = f"{name.rstrip('.') or '.'} {rdtype.upper()}"
+        try:
+            qname = dns.name.from_text(name, origin=dns.name.root)
+        except dns.exception.DNSException as exc:
+            raise DnsFailure(f"invalid name {name!r}: {exc}") from exc
+        try:
+            answer = await self._resolver.resolve(
+                qname, rdt, search=False, raise_on_no_answer=False, lifetime=self.timeout
+            )
+        except dns.resolver.NXDOMAIN as exc:
+            ttl: int | None = None
+            for response in dict(exc.kwargs.get("responses") or {}).values():
+                ttl = _negative_ttl(response)
+                if ttl is not None:
+                    break
+            raise NxDomain(f"{label}: no such domain (NXDOMAIN)", ttl=ttl) from None
+        except dns.exception.Timeout as exc:
+            details = _errors_text(exc.kwargs.get("errors", ()))
+            raise DnsFailure(
+                f"timeout: no answer for {label} within {self.timeout:g}s"
+                + (f" ({details})" if details else "")
+            ) from None
+        except dns.resolver.NoNameservers as exc:
+            details = _errors_text(exc.kwargs.get("errors", ()))
+            raise DnsFailure(
+                f"no nameserver answered {label}" + (f": {details}" if details else "")
+            ) from None
+        except dns.resolver.YXDOMAIN:
+            raise DnsFailure(f"{label}: name too long after DNAME substitution") from None
+        except dns.exception.DNSException as exc:
+            raise DnsFailure(f"{label}: {type(exc).__name__}: {exc}") from None
+        if answer.rrset is None or len(answer.rrset) == 0:
+            raise NoData(
+                f"{label}: no {rdtype.upper()} record (NODATA)",
+                ttl=_negative_ttl(answer.response),
+            )
+        records = tuple(_rdata_text(rd) for rd in answer.rrset)
+        ttl_value = int(answer.chaining_result.minimum_ttl)
+        return DnsAnswer(records, ttl_value)
+
+
+# --------------------------------------------------------------------------- caching
+
+
+class DnsCache(Protocol):
+    """Byte storage with per-key expiry (in-process here; Redis elsewhere)."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The value stored under ``key`` and not yet expired, else None."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
+        ...
+
+
+class MemoryDnsCache:
+    """An in-process :class:`DnsCache`: TTL per entry, at most ``max_entries`` entries.
+
+    When full, expired entries are dropped first, then the oldest-inserted ones (FIFO).
+    ``clock`` returns seconds (monotonic by default; tests pass a fake one).
+
+    >>> import asyncio
+    >>> now = [0.0]
+    >>> cache = MemoryDnsCache(max_entries=2, clock=lambda: now[0])
+    >>> asyncio.run(cache.set("a", b"1", ttl=10))
+    >>> asyncio.run(cache.get("a"))
+    b'1'
+    >>> now[0] = 10.0
+    >>> asyncio.run(cache.get("a")) is None
+    True
+    """
+
+    def __init__(
+        self, max_entries: int = 10_000, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._clock = clock
+        self._data: dict[str, tuple[float, bytes]] = {}
+
+    @property
+    def size(self) -> int:
+        """Entries held (expired ones included until they are looked up or evicted)."""
+        return len(self._data)
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if self._clock() >= expires:
+            del self._data[key]
+            return None
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        if ttl <= 0:
+            self._data.pop(key, None)
+            return
+        now = self._clock()
+        self._data.pop(key, None)  # re-insert at the end (newest)
+        if len(self._data) >= self.max_entries:
+            for k in [k for k, (exp, _) in self._data.items() if exp <= now]:
+                del self._data[k]
+            while len(self._data) >= self.max_entries:
+                del self._data[next(iter(self._data))]
+        self._data[key] = (now + ttl, value)
+
+
+def cache_key(name: str, rdtype: str, prefix: str = "dns:") -> str:
+    """The cache key of a question: case- and trailing-dot-insensitive.
+
+    >>> cache_key("Example.COM.", "mx")
+    'dns:example.com/MX'
+    """
+    return f"{prefix}{name.rstrip('.').lower()}/{rdtype.upper()}"
+
+
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return max(lo, min(hi, value))
+
+
+class CachingResolver(Resolver):
+    """A :class:`Resolver` that remembers answers of another one in a :class:`DnsCache`.
+
+    * positive answers are kept for ``answer.ttl`` clamped to ``[min_ttl, max_ttl]``;
+    * NXDOMAIN/NODATA are kept for the server's negative TTL (SOA) when known, else
+      ``negative_ttl`` — either way clamped to ``[min(min_ttl, negative_ttl),
+      negative_ttl]``, so negative entries are short-lived;
+    * :class:`DnsFailure` is never cached.
+
+    Entries are JSON bytes; a cached answer comes back with its remaining TTL (computed from
+    the wall clock, so a shared cache works across processes). ``hits``/``misses`` count
+    lookups served from / not found in the cache (an unreadable entry counts as a miss).
+    """
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        cache: DnsCache,
+        *,
+        min_ttl: float = 60.0,
+        max_ttl: float = 86_400.0,
+        negative_ttl: float = 300.0,
+        key_prefix: str = "dns:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0 <= min_ttl <= max_ttl:
+            raise ValueError("need 0 <= min_ttl <= max_ttl")
+        if negative_ttl < 0:
+            raise ValueError("negative_ttl must not be negative")
+        self.resolver = resolver
+        self.cache = cache
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.negative_ttl = negative_ttl
+        self.key_prefix = key_prefix
+        self._clock = clock
+        self.hits = 0
+        self.misses = 0
+
+    def positive_ttl(self, ttl: float) -> float:
+        """How long a positive answer with this TTL is cached.
+
+        >>> CachingResolver(None, None, min_ttl=60, max_ttl=3600).positive_ttl(5)  # type: ignore[arg-type]
+        60
+        """
+        return _clamp(ttl, self.min_ttl, self.max_ttl)
+
+    def negative_cache_ttl(self, ttl: float | None) -> float:
+        """How long an NXDOMAIN/NODATA with this (SOA-derived, maybe unknown) TTL is cached.
+
+        >>> r = CachingResolver(None, None, min_ttl=60, negative_ttl=300)  # type: ignore[arg-type]
+        >>> r.negative_cache_ttl(None), r.negative_cache_ttl(5), r.negative_cache_ttl(86400)
+        (300, 60, 300)
+        """
+        base = self.negative_ttl if ttl is None else ttl
+        return _clamp(base, min(self.min_ttl, self.negative_ttl), self.negative_ttl)
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        key = cache_key(name, rdtype, self.key_prefix)
+        raw = await self.cache.get(key)
+        if raw is not None:
+            cached = self._decode(raw)
+            if cached is not None:
+                self.hits += 1
+                if isinstance(cached, DnsError):
+                    raise cached
+                return cached
+        self.misses += 1
+        try:
+            answer = await self.resolver.query(name, rdtype)
+        except (NxDomain, NoData) as exc:
+            kind = "nxdomain" if isinstance(exc, NxDomain) else "nodata"
+            ttl = self.negative_cache_ttl(exc.ttl)
+            if ttl > 0:
+                await self._store(key, {"kind": kind, "message": str(exc)}, ttl)
+            raise
+        ttl = self.positive_ttl(answer.ttl)
+        if ttl > 0:
+            await self._store(key, {"kind": "answer", "records": list(answer.records)}, ttl)
+        return answer
+
+    async def _store(self, key: str, entry: dict[str, Any], ttl: float) -> None:
+        entry["ttl"] = ttl
+        entry["at"] = self._clock()
+        await self.cache.set(key, json.dumps(entry, separators=(",", ":")).encode(), ttl)
+
+    def _decode(self, raw: bytes) -> DnsAnswer | DnsError | None:
+        try:
+            entry = json.loads(raw)
+            remaining = max(0, int(float(entry["ttl"]) - (self._clock() - float(entry["at"]))))
+            kind = entry["kind"]
+            if kind == "answer":
+                records = entry["records"]
+                if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
+                    return None
+                return DnsAnswer(tuple(records), remaining)
+            if kind == "nxdomain":
+                return NxDomain(str(entry["message"]), ttl=remaining)
+            if kind == "nodata":
+                return NoData(str(entry["message"]), ttl=remaining)
+        except (ValueError, KeyError, TypeError):
+            return None
+        return None

@@ -1,0 +1,221 @@
+"""The verification engine: syntax → policy → DNS → polite SMTP probe → verdict.
+
+>>> import asyncio
+>>> engine = Engine(EngineConfig())
+>>> asyncio.run(engine.verify("not an address")).reason
+<Reason.SYNTAX: 'syntax'>
+
+Addresses of one domain are checked together (:meth:`Engine.verify_domain`): one DNS
+resolution, one catch-all probe (cached per domain) and SMTP sessions shared by all of
+them. :meth:`Engine.verify_many` groups any list by domain and runs domains concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from checks.authrecords import lookup_dkim, lookup_dmarc, lookup_spf
+from checks.config import EngineConfig
+from checks.dns import CachingResolver, DnsCache, DnspythonResolver, MemoryDnsCache, Resolver
+from checks.model import (
+    TEMPORARY_REASONS,
+    AddressProblem,
+    DkimInfo,
+    DmarcInfo,
+    Evidence,
+    MxResult,
+    MxStatus,
+    ParsedAddress,
+    Reason,
+    RcptResult,
+    ReplyClass,
+    SpfInfo,
+    Verdict,
+    VerificationResult,
+)
+from checks.mx import resolve_mx
+from checks.policy import policy_flags
+from checks.politeness import LocalPoliteness, Politeness
+from checks.probe import ProbeConfig, SmtpProber
+from checks.smtp import AioSmtpConnector, SmtpConnector
+from checks.syntax import parse_address
+from checks.verdict import decide
+
+__all__ = ["Engine", "DomainFacts", "syntax_result"]
+
+_CATCH_ALL_KEY = "catchall:"
+
+
+class DomainFacts:
+    """DNS facts about one domain, looked up once for all its addresses."""
+
+    def __init__(self, mx: MxResult, spf: SpfInfo | None, dmarc: DmarcInfo | None,
+                 dkim: DkimInfo | None, seconds: float) -> None:
+        self.mx, self.spf, self.dmarc, self.dkim, self.seconds = mx, spf, dmarc, dkim, seconds
+
+
+def syntax_result(problem: AddressProblem) -> VerificationResult:
+    """The verdict for an input that is not an address."""
+    return VerificationResult(
+        address=problem.original, normalized=None, verdict=Verdict.UNDELIVERABLE,
+        reason=Reason.SYNTAX, temporary=False, evidence=Evidence(error=problem.message),
+    )
+
+
+class Engine:
+    """Checks addresses; every I/O dependency can be swapped (tests, Redis, other workers)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        resolver: Resolver | None = None,
+        cache: DnsCache | None = None,
+        connector: SmtpConnector | None = None,
+        politeness: Politeness | None = None,
+    ) -> None:
+        self.config = config
+        self.cache: DnsCache = cache or MemoryDnsCache()
+        base = resolver or DnspythonResolver(
+            nameservers=config.nameservers or None, timeout=config.dns_timeout
+        )
+        self.resolver = CachingResolver(
+            base, self.cache, min_ttl=config.dns_min_ttl, max_ttl=config.dns_max_ttl,
+            negative_ttl=config.dns_negative_ttl,
+        )
+        self.politeness = politeness or LocalPoliteness(
+            max_connections=config.mx_max_connections,
+            rcpt_per_second=config.mx_rcpt_per_second,
+        )
+        self.prober = SmtpProber(
+            connector or AioSmtpConnector(
+                helo_name=config.helo_name, connect_timeout=config.connect_timeout,
+                command_timeout=config.command_timeout,
+            ),
+            self.politeness,
+            ProbeConfig(
+                port=config.smtp_port, helo_name=config.helo_name,
+                mail_from=config.mail_from, session_timeout=config.session_timeout,
+                allowed_networks=config.allowed_networks,
+                rcpt_per_transaction=config.rcpt_per_transaction,
+            ),
+        )
+
+    # --- public API --------------------------------------------------------------------------
+
+    def parse(self, raw: str) -> ParsedAddress | AddressProblem:
+        return parse_address(raw, allow_test_tld=self.config.allow_test_tld)
+
+    async def verify(self, raw: str) -> VerificationResult:
+        """Check one address."""
+        return (await self.verify_many([raw]))[0]
+
+    async def verify_many(self, raws: Sequence[str]) -> list[VerificationResult]:
+        """Check many addresses, any domains; results in input order (duplicates share one)."""
+        parsed = [self.parse(r) for r in raws]
+        by_domain: dict[str, dict[str, ParsedAddress]] = {}
+        for p in parsed:
+            if isinstance(p, ParsedAddress):
+                by_domain.setdefault(p.ascii_domain, {}).setdefault(p.dedupe_key, p)
+        limit = asyncio.Semaphore(self.config.domain_concurrency)
+
+        async def one_domain(group: list[ParsedAddress]) -> list[VerificationResult]:
+            async with limit:
+                return await self.verify_domain(group)
+
+        groups = [list(g.values()) for g in by_domain.values()]
+        answers = await asyncio.gather(*(one_domain(g) for g in groups))
+        by_key = {r_key: r for g, rs in zip(groups, answers, strict=True)
+                  for r_key, r in zip((a.dedupe_key for a in g), rs, strict=True)}
+        out = []
+        for raw, p in zip(raws, parsed, strict=True):
+            if isinstance(p, AddressProblem):
+                out.append(syntax_result(p))
+            else:
+                shared = by_key[p.dedupe_key]
+                out.append(shared if shared.address == raw else _as_input(shared, raw, p))
+        return out
+
+    async def domain_facts(self, ascii_domain: str) -> DomainFacts:
+        """MX, SPF, DMARC and DKIM for a domain (concurrently, through the DNS cache)."""
+        started = time.monotonic()
+        if self.config.check_auth_records:
+            mx, spf, dmarc, dkim = await asyncio.gather(
+                resolve_mx(self.resolver, ascii_domain),
+                lookup_spf(self.resolver, ascii_domain),
+                lookup_dmarc(self.resolver, ascii_domain),
+                lookup_dkim(self.resolver, ascii_domain),
+            )
+            return DomainFacts(mx, spf, dmarc, dkim, time.monotonic() - started)
+        mx = await resolve_mx(self.resolver, ascii_domain)
+        return DomainFacts(mx, None, None, None, time.monotonic() - started)
+
+    async def verify_domain(self, addresses: Sequence[ParsedAddress]) -> list[VerificationResult]:
+        """Check addresses that all belong to one domain, sharing DNS and SMTP sessions."""
+        if not addresses:
+            return []
+        domain = addresses[0].ascii_domain
+        if any(a.ascii_domain != domain for a in addresses):
+            raise ValueError("verify_domain takes addresses of one domain")
+        facts = await self.domain_facts(domain)
+        rcpts: dict[str, RcptResult] = {}
+        catch_all: bool | None = None
+        smtp_seconds = 0.0
+        if facts.mx.status is MxStatus.OK:
+            started = time.monotonic()
+            catch_all, rcpts = await self._probe(facts.mx, domain, addresses)
+            smtp_seconds = time.monotonic() - started
+        return [self._result(a, facts, rcpts.get(a.ascii_address), catch_all, smtp_seconds)
+                for a in addresses]
+
+    # --- internals ---------------------------------------------------------------------------
+
+    async def _probe(self, mx: MxResult, domain: str, addresses: Sequence[ParsedAddress]
+                     ) -> tuple[bool | None, dict[str, RcptResult]]:
+        known = await self.cache.get(_CATCH_ALL_KEY + domain)
+        catch_all: bool | None = None if known is None else known == b"1"
+        recipients = [a.ascii_address for a in addresses]
+        probe_address = None
+        if catch_all is None:
+            probe_address = f"mailsift-probe-{secrets.token_hex(6)}@{domain}"
+            recipients.insert(0, probe_address)
+        report = await self.prober.probe(mx, recipients)
+        if probe_address is not None:
+            outcome = report.results.pop(probe_address, None)
+            cls = outcome.reply_class if outcome else None
+            if cls is ReplyClass.ACCEPTED:
+                catch_all = True
+            elif cls in {ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.MAILBOX_DISABLED}:
+                catch_all = False
+            if catch_all is not None:
+                await self.cache.set(_CATCH_ALL_KEY + domain, b"1" if catch_all else b"0",
+                                     self.config.catch_all_ttl)
+        return catch_all, report.results
+
+    def _result(self, address: ParsedAddress, facts: DomainFacts, rcpt: RcptResult | None,
+                catch_all: bool | None, smtp_seconds: float) -> VerificationResult:
+        flags = policy_flags(address)
+        verdict, reason = decide(flags, facts.mx, rcpt, catch_all)
+        timings = {"dns": round(facts.seconds, 4)}
+        if rcpt is not None:
+            timings["smtp"] = round(smtp_seconds, 4)
+        evidence = Evidence(
+            flags=flags, mx=facts.mx, spf=facts.spf, dmarc=facts.dmarc, dkim=facts.dkim,
+            smtp=rcpt, catch_all=catch_all,
+            error=(rcpt.error if rcpt is not None else facts.mx.error), timings=timings,
+        )
+        return VerificationResult(
+            address=address.original, normalized=address.normalized, verdict=verdict,
+            reason=reason, temporary=reason in TEMPORARY_REASONS, evidence=evidence,
+        )
+
+
+def _as_input(shared: VerificationResult, raw: str, parsed: ParsedAddress) -> VerificationResult:
+    """A duplicate input gets the same verdict, reported under its own spelling."""
+    fields: dict[str, Any] = dict(shared.__dict__)
+    fields.update(address=raw, normalized=parsed.normalized)
+    return VerificationResult(**fields)

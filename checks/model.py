@@ -1,0 +1,256 @@
+"""The vocabulary of the verification engine: verdicts, reasons and evidence.
+
+Everything here is plain data (frozen dataclasses and string enums), JSON-able through
+:func:`to_jsonable`, and shared by the pure logic and the I/O parts of :mod:`checks`.
+
+>>> Verdict.DELIVERABLE.value
+'deliverable'
+>>> Reason.MAILBOX_NOT_FOUND in PERMANENT_FAILURES
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Verdict", "Reason", "PERMANENT_FAILURES", "RISKY_REASONS", "INDETERMINATE",
+    "TEMPORARY_REASONS", "ParsedAddress", "AddressProblem", "PolicyFlags", "MxHost",
+    "MxStatus", "MxResult", "SpfInfo", "DmarcInfo", "DkimInfo", "SmtpReply", "ReplyClass",
+    "RcptResult", "Evidence", "VerificationResult", "to_jsonable",
+]
+
+
+class Verdict(enum.StrEnum):
+    """The one-word answer for an address."""
+
+    DELIVERABLE = "deliverable"
+    UNDELIVERABLE = "undeliverable"
+    RISKY = "risky"
+    UNKNOWN = "unknown"
+
+
+class Reason(enum.StrEnum):
+    """The primary reason behind a verdict (the README lists what each means)."""
+
+    OK = "ok"
+    SYNTAX = "syntax"
+    NO_DOMAIN = "no_domain"
+    NULL_MX = "null_mx"
+    NO_MX_HOST = "no_mx_host"
+    MAILBOX_NOT_FOUND = "mailbox_not_found"
+    MAILBOX_DISABLED = "mailbox_disabled"
+    MAILBOX_FULL = "mailbox_full"
+    CATCH_ALL = "catch_all"
+    DISPOSABLE = "disposable"
+    ROLE_ACCOUNT = "role_account"
+    TIMEOUT = "timeout"
+    CONNECTION_FAILED = "connection_failed"
+    BLOCKED = "blocked"
+    GREYLISTED = "greylisted"
+    MX_NOT_ALLOWED = "mx_not_allowed"
+    DNS_ERROR = "dns_error"
+    SMTP_ERROR = "smtp_error"
+
+
+PERMANENT_FAILURES = frozenset({
+    Reason.SYNTAX, Reason.NO_DOMAIN, Reason.NULL_MX, Reason.NO_MX_HOST,
+    Reason.MAILBOX_NOT_FOUND, Reason.MAILBOX_DISABLED,
+})
+RISKY_REASONS = frozenset({
+    Reason.CATCH_ALL, Reason.DISPOSABLE, Reason.ROLE_ACCOUNT, Reason.MAILBOX_FULL,
+})
+INDETERMINATE = frozenset({
+    Reason.TIMEOUT, Reason.CONNECTION_FAILED, Reason.BLOCKED, Reason.GREYLISTED,
+    Reason.MX_NOT_ALLOWED, Reason.DNS_ERROR, Reason.SMTP_ERROR,
+})
+#: outcomes worth asking again later (the pipeline re-queues them with a delay)
+TEMPORARY_REASONS = frozenset({
+    Reason.TIMEOUT, Reason.CONNECTION_FAILED, Reason.GREYLISTED, Reason.DNS_ERROR,
+})
+
+
+@dataclass(frozen=True)
+class ParsedAddress:
+    """A syntactically valid, normalized address.
+
+    ``normalized`` keeps the local part as given and lower-cases the (Unicode) domain;
+    ``ascii_domain`` is the IDNA form used for DNS; ``dedupe_key`` identifies the mailbox
+    within a job (local part compared case-insensitively, as nearly every server does).
+    """
+
+    original: str
+    local: str
+    domain: str
+    ascii_domain: str
+    normalized: str
+    display_name: str | None
+    smtputf8: bool
+    dedupe_key: str
+
+    @property
+    def ascii_address(self) -> str:
+        """``local@ascii_domain``, what an SMTP ``RCPT TO`` carries."""
+        return f"{self.local}@{self.ascii_domain}"
+
+
+@dataclass(frozen=True)
+class AddressProblem:
+    """Why an input is not a usable address (reason is always :attr:`Reason.SYNTAX`)."""
+
+    original: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PolicyFlags:
+    """List-hygiene facts about an address that need no network."""
+
+    disposable: bool = False
+    role: bool = False
+    free: bool = False
+    suggestion: str | None = None
+
+
+@dataclass(frozen=True)
+class MxHost:
+    """One mail exchanger with the addresses we resolved for it ourselves."""
+
+    preference: int
+    host: str
+    addresses: tuple[str, ...]
+
+
+class MxStatus(enum.StrEnum):
+    OK = "ok"
+    NO_DOMAIN = "no_domain"
+    NULL_MX = "null_mx"
+    NO_MX_HOST = "no_mx_host"
+    DNS_ERROR = "dns_error"
+
+
+@dataclass(frozen=True)
+class MxResult:
+    """Where mail for a domain goes (RFC 5321 §5.1, RFC 7505)."""
+
+    status: MxStatus
+    hosts: tuple[MxHost, ...] = ()
+    implicit: bool = False  # no MX record: the domain's own A/AAAA is the MX
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SpfInfo:
+    """The domain's SPF record: ``status`` is present | absent | invalid | multiple | unknown."""
+
+    status: str
+    record: str | None = None
+    all_qualifier: str | None = None  # "+", "-", "~", "?" or None when there is no `all`
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DmarcInfo:
+    """The ``_dmarc`` record: ``status`` is present | absent | invalid | unknown."""
+
+    status: str
+    record: str | None = None
+    policy: str | None = None
+    subdomain_policy: str | None = None
+    pct: int | None = None
+    rua: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DkimInfo:
+    """DKIM keys found at common selectors: ``status`` is present | unknown (never absent:
+    selectors cannot be listed, so not finding one proves nothing)."""
+
+    status: str
+    selectors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    """One SMTP reply: code, enhanced status code (RFC 3463) when given, text."""
+
+    code: int
+    message: str
+    enhanced: str | None = None
+
+
+class ReplyClass(enum.StrEnum):
+    """What an SMTP reply to ``RCPT TO`` (or earlier command) means for the mailbox."""
+
+    ACCEPTED = "accepted"
+    MAILBOX_NOT_FOUND = "mailbox_not_found"
+    MAILBOX_DISABLED = "mailbox_disabled"
+    MAILBOX_FULL = "mailbox_full"
+    BLOCKED = "blocked"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"  # another 5xx we cannot interpret as a mailbox fact
+
+
+@dataclass(frozen=True)
+class RcptResult:
+    """The SMTP outcome for one recipient: a reply, or a transport failure (``error``)."""
+
+    reply: SmtpReply | None
+    reply_class: ReplyClass | None
+    reason: Reason | None = None  # set for transport failures (timeout, connection_failed…)
+    mx_host: str | None = None
+    mx_address: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the verdict was decided from."""
+
+    flags: PolicyFlags = PolicyFlags()
+    mx: MxResult | None = None
+    spf: SpfInfo | None = None
+    dmarc: DmarcInfo | None = None
+    dkim: DkimInfo | None = None
+    smtp: RcptResult | None = None
+    catch_all: bool | None = None
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """The engine's answer for one input."""
+
+    address: str
+    normalized: str | None
+    verdict: Verdict
+    reason: Reason
+    temporary: bool
+    evidence: Evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = to_jsonable(self)
+        return out
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses/enums/tuples to plain JSON types.
+
+    >>> to_jsonable(SmtpReply(250, "OK", "2.1.5"))
+    {'code': 250, 'message': 'OK', 'enhanced': '2.1.5'}
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value

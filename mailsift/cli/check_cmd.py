@@ -1,0 +1,41 @@
+"""``mailsift check``: run the engine directly on a few addresses (no Kafka), for debugging."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from checks import Engine, EngineConfig
+from mailsift.cli.errors import fail
+from mailsift.cli.render import show
+from mailsift.settings import load_settings
+
+
+def check(
+    addresses: list[str] = typer.Argument(None, help="Addresses to check."),
+    file: Path | None = typer.Option(None, "--file", "-f",
+                                     help="Read addresses from a file, one per line."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON lines."),
+) -> None:
+    """Verify addresses with the engine directly and print verdicts with their evidence."""
+    items = list(addresses or [])
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            fail(f"cannot read {file}: {exc.strerror}")
+        items += [ln.strip() for ln in text.splitlines()
+                  if ln.strip() and not ln.lstrip().startswith("#")]
+    if not items:
+        fail("give addresses to check, or --file FILE")
+    engine = Engine(EngineConfig.from_settings(load_settings()))
+    results = asyncio.run(engine.verify_many(items))
+    if as_json:
+        for r in results:
+            print(json.dumps(r.to_dict(), ensure_ascii=False))
+    else:
+        show(Console(highlight=False), results)

@@ -1,0 +1,168 @@
+"""The engine against every behaviour of the simulated mail world (real loopback sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+import pytest_asyncio
+
+from checks import Engine, EngineConfig
+from checks.model import Reason, Verdict
+from tests.world import MxHost, World, WorldSpec, default_world, mailboxes, merge, mx
+
+pytestmark = [pytest.mark.world, pytest.mark.asyncio]
+
+# a domain with a role mailbox and a disposable-provider domain, beside the default world
+EXTRA = WorldSpec(
+    zones=["test", "com"],
+    records=[mx("roles.test", 10, "mx.roles.test"), mx("mailinator.com", 10, "mx.roles.test")],
+    mx_hosts=[MxHost("127.0.1.40", "mx.roles.test",
+                     mailboxes=mailboxes(["info", "postmaster", "dave"]))],
+)
+
+
+def config_for(world: World, **overrides: object) -> EngineConfig:
+    host, port = world.nameserver.rsplit(":", 1)
+    base = EngineConfig(
+        nameservers=((host, int(port)),), dns_timeout=2.0, smtp_port=world.smtp_port,
+        allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),), connect_timeout=1.0,
+        command_timeout=1.5, session_timeout=8.0, mx_rcpt_per_second=500.0,
+        allow_test_tld=True, helo_name="probe.mailsift.test", mail_from="verify@mailsift.test",
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture
+async def world() -> AsyncIterator[World]:
+    async with World(merge(default_world(greylist_seconds=1.0), EXTRA)) as w:
+        yield w
+        assert w.data_commands == 0, "a probe must never send DATA/BDAT"
+
+
+CASES = [
+    ("alice@ok.test", Verdict.DELIVERABLE, Reason.OK),
+    ("Bob@OK.test", Verdict.DELIVERABLE, Reason.OK),
+    ("nobody@ok.test", Verdict.UNDELIVERABLE, Reason.MAILBOX_NOT_FOUND),
+    ("disabled@ok.test", Verdict.UNDELIVERABLE, Reason.MAILBOX_DISABLED),
+    ("full@ok.test", Verdict.RISKY, Reason.MAILBOX_FULL),
+    ("fulltemp@ok.test", Verdict.RISKY, Reason.MAILBOX_FULL),
+    ("anyone@catchall.test", Verdict.RISKY, Reason.CATCH_ALL),
+    ("info@roles.test", Verdict.RISKY, Reason.ROLE_ACCOUNT),
+    ("dave@roles.test", Verdict.DELIVERABLE, Reason.OK),
+    ("dave@mailinator.com", Verdict.RISKY, Reason.DISPOSABLE),
+    ("alice@greylist.test", Verdict.UNKNOWN, Reason.GREYLISTED),
+    ("alice@tarpit.test", Verdict.UNKNOWN, Reason.TIMEOUT),
+    ("alice@refused.test", Verdict.UNKNOWN, Reason.CONNECTION_FAILED),
+    ("alice@blocked.test", Verdict.UNKNOWN, Reason.BLOCKED),
+    ("alice@blockedrcpt.test", Verdict.UNKNOWN, Reason.BLOCKED),
+    ("alice@tls.test", Verdict.DELIVERABLE, Reason.OK),
+    ("alice@notls.test", Verdict.DELIVERABLE, Reason.OK),
+    ("alice@slow.test", Verdict.DELIVERABLE, Reason.OK),
+    ("alice@amx.test", Verdict.DELIVERABLE, Reason.OK),
+    ("alice@backup.test", Verdict.DELIVERABLE, Reason.OK),
+    ("alice@nullmx.test", Verdict.UNDELIVERABLE, Reason.NULL_MX),
+    ("alice@nomxhost.test", Verdict.UNDELIVERABLE, Reason.NO_MX_HOST),
+    ("alice@nxdomain.test", Verdict.UNDELIVERABLE, Reason.NO_DOMAIN),
+    ("not an address", Verdict.UNDELIVERABLE, Reason.SYNTAX),
+    ("alice@ok.test\r\nDATA", Verdict.UNDELIVERABLE, Reason.SYNTAX),
+]
+
+
+async def test_every_behaviour_gets_its_verdict(world: World) -> None:
+    engine = Engine(config_for(world))
+    results = await engine.verify_many([c[0] for c in CASES])
+    got = {r.address: (r.verdict, r.reason) for r in results}
+    assert got == {addr: (v, reason) for addr, v, reason in CASES}
+    by = {r.address: r for r in results}
+    assert by["alice@greylist.test"].temporary and by["alice@tarpit.test"].temporary
+    assert not by["alice@blocked.test"].temporary
+    assert by["alice@backup.test"].evidence.smtp is not None
+    assert by["alice@backup.test"].evidence.smtp.mx_host == "mx2.backup.test"
+    assert by["alice@amx.test"].evidence.mx is not None and by["alice@amx.test"].evidence.mx.implicit
+    assert world.mx_stats("mx.tls.test").starttls >= 1
+
+
+async def test_auth_records_evidence(world: World) -> None:
+    engine = Engine(config_for(world))
+    ok, soft, bad, nodmarc = await engine.verify_many(
+        ["alice@ok.test", "alice@spfsoft.test", "alice@spfbad.test", "alice@nodmarc.test"])
+    ev = ok.evidence
+    assert ev.spf is not None and ev.spf.status == "present" and ev.spf.all_qualifier == "-"
+    assert ev.dmarc is not None and ev.dmarc.policy == "reject"
+    assert ev.dkim is not None and ev.dkim.status == "present" and "google" in ev.dkim.selectors
+    assert soft.evidence.spf is not None and soft.evidence.spf.all_qualifier == "~"
+    assert bad.evidence.spf is not None and bad.evidence.spf.status == "invalid"
+    assert nodmarc.evidence.dmarc is not None and nodmarc.evidence.dmarc.status == "absent"
+    assert nodmarc.evidence.dkim is not None and nodmarc.evidence.dkim.status == "unknown"
+
+
+async def test_greylisted_address_resolves_after_the_delay(world: World) -> None:
+    engine = Engine(config_for(world))
+    first = await engine.verify("carol@greylist.test")
+    assert (first.verdict, first.reason, first.temporary) == (
+        Verdict.UNKNOWN, Reason.GREYLISTED, True)
+    await asyncio.sleep(1.2)
+    second = await engine.verify("carol@greylist.test")
+    assert (second.verdict, second.reason) == (Verdict.DELIVERABLE, Reason.OK)
+
+
+async def test_one_session_for_many_addresses_and_catch_all_probed_once(world: World) -> None:
+    engine = Engine(config_for(world))
+    addrs = ["alice@ok.test", "bob@ok.test", "carol@ok.test", "x1@ok.test", "x2@ok.test"]
+    await engine.verify_many(addrs)
+    stats = world.mx_stats("mx.ok.test")
+    assert stats.connections == 1
+    assert stats.rcpt == len(addrs) + 1  # + the catch-all probe
+    await engine.verify_many(["alice@ok.test"])
+    assert world.mx_stats("mx.ok.test").rcpt == len(addrs) + 2  # probe result was cached
+
+
+async def test_reconnects_when_server_limits_recipients(world: World) -> None:
+    engine = Engine(config_for(world))
+    addrs = [f"user{i}@rcptlimit.test" for i in range(7)]
+    results = await engine.verify_many(addrs)
+    assert {r.reason for r in results} == {Reason.CATCH_ALL}
+    assert world.mx_stats("mx.rcptlimit.test").connections >= 3
+
+
+async def test_421_when_server_is_busy_is_temporary(world: World) -> None:
+    reader, writer = await asyncio.open_connection("127.0.1.9", world.smtp_port)
+    try:
+        await reader.readline()  # hold busy.test's only slot
+        result = await Engine(config_for(world)).verify("alice@busy.test")
+        assert (result.verdict, result.reason, result.temporary) == (
+            Verdict.UNKNOWN, Reason.GREYLISTED, True)
+        assert result.evidence.smtp is not None and result.evidence.smtp.reply is not None
+        assert result.evidence.smtp.reply.code == 421
+    finally:
+        writer.close()
+
+
+async def test_politeness_limits_connections_and_rcpt_rate(world: World) -> None:
+    engine = Engine(config_for(world, mx_max_connections=1, mx_rcpt_per_second=20.0,
+                                rcpt_per_transaction=3))
+    addrs = [f"{n}@shared{i}.test" for i in range(1, 6) for n in ("alice", "bob", "zed")]
+    results = await engine.verify_many(addrs)
+    assert {r.reason for r in results} == {Reason.OK, Reason.MAILBOX_NOT_FOUND}
+    stats = world.mx_stats("mx.shared.test")
+    assert stats.max_simultaneous == 1
+    assert world.max_rcpt_rate("mx.shared.test", window=1.0) <= 21
+
+
+async def test_private_mx_not_contacted_unless_allowed(world: World) -> None:
+    engine = Engine(config_for(world, allowed_networks=()))
+    result = await engine.verify("alice@ok.test")
+    assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.MX_NOT_ALLOWED)
+    assert world.mx_stats("mx.ok.test").connections == 0
+
+
+async def test_dns_cache_spares_the_nameserver(world: World) -> None:
+    engine = Engine(config_for(world))
+    await engine.verify("alice@ok.test")
+    before = world.dns_queries("ok.test", "MX")
+    await engine.verify("bob@ok.test")
+    assert world.dns_queries("ok.test", "MX") == before == 1

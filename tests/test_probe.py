@@ -1,0 +1,175 @@
+"""The SMTP probe logic against a scripted in-memory transport (no sockets)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+import pytest
+
+from checks.model import MxHost, MxResult, MxStatus, Reason, ReplyClass, SmtpReply
+from checks.politeness import LocalPoliteness
+from checks.probe import ProbeConfig, SmtpProber
+from checks.smtp import SmtpSession, SmtpTransportError
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+OK = SmtpReply(250, "OK", "2.1.5")
+
+
+class FakeServer:
+    """Scripted MX: ``rcpt`` decides each RCPT reply; records every command."""
+
+    def __init__(self, rcpt: Callable[[str, int], SmtpReply] = lambda r, n: OK, *,
+                 refuse: bool = False, banner: SmtpReply | None = None,
+                 starttls: bool = False, mail: SmtpReply | None = None) -> None:
+        self.rcpt, self.refuse, self.banner = rcpt, refuse, banner
+        self.starttls_offered, self.mail = starttls, mail
+        self.log: list[str] = []
+        self.sessions = 0
+
+
+class FakeSession:
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.banner = SmtpReply(220, "ready")
+        self.tls = False
+        self.count = 0
+
+    async def hello(self, name: str) -> SmtpReply:
+        self.server.log.append(f"EHLO {name}")
+        return SmtpReply(250, "hi")
+
+    def supports(self, extension: str) -> bool:
+        return extension == "starttls" and self.server.starttls_offered and not self.tls
+
+    @property
+    def tls_active(self) -> bool:
+        return self.tls
+
+    async def starttls(self, server_hostname: str) -> SmtpReply:
+        self.server.log.append("STARTTLS")
+        self.tls = True
+        return SmtpReply(220, "go ahead")
+
+    async def mail_from(self, sender: str, *, smtputf8: bool = False) -> SmtpReply:
+        self.server.log.append(f"MAIL {sender}")
+        return self.server.mail or SmtpReply(250, "OK")
+
+    async def rcpt_to(self, recipient: str) -> SmtpReply:
+        self.server.log.append(f"RCPT {recipient}")
+        self.count += 1
+        return self.server.rcpt(recipient, self.count)
+
+    async def rset(self) -> SmtpReply:
+        self.server.log.append("RSET")
+        return SmtpReply(250, "OK")
+
+    async def quit(self) -> None:
+        self.server.log.append("QUIT")
+
+
+class FakeConnector:
+    def __init__(self, servers: dict[str, FakeServer]) -> None:
+        self.servers = servers
+        self.opened: list[str] = []
+
+    async def open(self, ip: str, port: int) -> SmtpSession:
+        self.opened.append(ip)
+        server = self.servers[ip]
+        if server.refuse:
+            raise SmtpTransportError(Reason.CONNECTION_FAILED, "connection refused")
+        if server.banner is not None:
+            raise SmtpTransportError(Reason.CONNECTION_FAILED, "greeting refused",
+                                     server.banner)
+        server.sessions += 1
+        return FakeSession(server)
+
+
+def mx(*ips: str) -> MxResult:
+    return MxResult(MxStatus.OK, tuple(MxHost(10 * i, f"mx{i}.x.test", (ip,))
+                                       for i, ip in enumerate(ips)))
+
+
+def prober(servers: dict[str, FakeServer], **cfg: object) -> tuple[SmtpProber, FakeConnector]:
+    conn = FakeConnector(servers)
+    config = ProbeConfig(allowed_networks=LOOPBACK, **cfg)  # type: ignore[arg-type]
+    return SmtpProber(conn, LocalPoliteness(max_connections=2, rcpt_per_second=1000),
+                      config), conn
+
+
+@pytest.mark.asyncio
+async def test_many_recipients_share_one_session_with_rset_between_groups() -> None:
+    server = FakeServer(lambda r, n: OK if r.startswith("a") else SmtpReply(550, "x", "5.1.1"))
+    p, conn = prober({"127.0.0.1": server}, rcpt_per_transaction=2)
+    report = await p.probe(mx("127.0.0.1"), ["a1@x.test", "b@x.test", "a2@x.test"])
+    assert report.connections == 1 and server.sessions == 1
+    assert report.results["a1@x.test"].reply_class is ReplyClass.ACCEPTED
+    assert report.results["b@x.test"].reply_class is ReplyClass.MAILBOX_NOT_FOUND
+    assert server.log.count("RSET") == 1 and server.log.count("MAIL verify@mailsift.invalid") == 2
+    assert server.log[-1] == "QUIT"
+    assert not any(c.startswith(("DATA", "BDAT")) for c in server.log)
+
+
+@pytest.mark.asyncio
+async def test_falls_back_to_next_mx_when_first_refuses() -> None:
+    servers = {"127.0.0.1": FakeServer(refuse=True), "127.0.0.2": FakeServer()}
+    p, conn = prober(servers)
+    report = await p.probe(mx("127.0.0.1", "127.0.0.2"), ["a@x.test"])
+    assert conn.opened == ["127.0.0.1", "127.0.0.2"]
+    assert report.results["a@x.test"].mx_address == "127.0.0.2"
+
+
+@pytest.mark.asyncio
+async def test_all_mx_refuse_gives_connection_failed() -> None:
+    p, _ = prober({"127.0.0.1": FakeServer(refuse=True)})
+    report = await p.probe(mx("127.0.0.1"), ["a@x.test", "b@x.test"])
+    assert {r.reason for r in report.results.values()} == {Reason.CONNECTION_FAILED}
+
+
+@pytest.mark.asyncio
+async def test_reconnects_on_too_many_recipients() -> None:
+    def limit(r: str, n: int) -> SmtpReply:
+        return OK if n <= 2 else SmtpReply(452, "Too many recipients", "4.5.3")
+
+    server = FakeServer(limit)
+    p, _ = prober({"127.0.0.1": server})
+    rcpts = [f"u{i}@x.test" for i in range(5)]
+    report = await p.probe(mx("127.0.0.1"), rcpts)
+    assert server.sessions == 3
+    assert all(report.results[r].reply_class is ReplyClass.ACCEPTED for r in rcpts)
+
+
+@pytest.mark.asyncio
+async def test_banner_block_is_blocked_not_connection_failure() -> None:
+    banner = SmtpReply(554, "Service unavailable; client host blocked using zen.spamhaus.org",
+                       "5.7.1")
+    p, _ = prober({"127.0.0.1": FakeServer(banner=banner)})
+    report = await p.probe(mx("127.0.0.1"), ["a@x.test"])
+    assert report.results["a@x.test"].reply_class is ReplyClass.BLOCKED
+
+
+@pytest.mark.asyncio
+async def test_starttls_used_when_offered() -> None:
+    server = FakeServer(starttls=True)
+    p, _ = prober({"127.0.0.1": server})
+    await p.probe(mx("127.0.0.1"), ["a@x.test"])
+    assert server.log[:3] == ["EHLO verify.mailsift.invalid", "STARTTLS",
+                              "EHLO verify.mailsift.invalid"]
+
+
+@pytest.mark.asyncio
+async def test_sender_refusal_applies_to_all_recipients() -> None:
+    server = FakeServer(mail=SmtpReply(550, "sender rejected by policy", "5.7.1"))
+    p, _ = prober({"127.0.0.1": server})
+    report = await p.probe(mx("127.0.0.1"), ["a@x.test", "b@x.test"])
+    assert {r.reply_class for r in report.results.values()} == {ReplyClass.BLOCKED}
+    assert not any(c.startswith("RCPT") for c in server.log)
+
+
+@pytest.mark.asyncio
+async def test_public_only_by_default_mx_not_allowed() -> None:
+    conn = FakeConnector({"127.0.0.1": FakeServer()})
+    p = SmtpProber(conn, LocalPoliteness(max_connections=1, rcpt_per_second=10), ProbeConfig())
+    report = await p.probe(mx("127.0.0.1"), ["a@x.test"])
+    assert report.results["a@x.test"].reason is Reason.MX_NOT_ALLOWED
+    assert conn.opened == []

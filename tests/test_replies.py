@@ -1,0 +1,52 @@
+"""Reply classification: every reply class from code, enhanced code and text."""
+
+from __future__ import annotations
+
+import pytest
+
+from checks.model import ReplyClass
+from checks.replies import classify, parse_reply
+
+C = ReplyClass
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "expected"),
+    [
+        (250, "2.1.5 OK", C.ACCEPTED),
+        (251, "User not local; will forward", C.ACCEPTED),
+        (550, "5.1.1 <bob@x.com>: Recipient address rejected: User unknown", C.MAILBOX_NOT_FOUND),
+        (550, "Requested action not taken: mailbox unavailable", C.MAILBOX_NOT_FOUND),
+        (550, "No such user here", C.MAILBOX_NOT_FOUND),
+        (553, "sorry, that domain isn't in my list of allowed rcpthosts", C.MAILBOX_NOT_FOUND),
+        (511, "5.1.10 RESOLVER.ADR.RecipientNotFound", C.MAILBOX_NOT_FOUND),
+        (550, "5.2.1 The email account that you tried to reach is disabled", C.MAILBOX_DISABLED),
+        (550, "Account has been suspended", C.MAILBOX_DISABLED),
+        (552, "5.2.2 Mailbox full", C.MAILBOX_FULL),
+        (452, "4.2.2 The email account that you tried to reach is over quota", C.MAILBOX_FULL),
+        (552, "Requested mail action aborted: exceeded storage allocation", C.MAILBOX_FULL),
+        (554, "5.7.1 Service unavailable; Client host [1.2.3.4] blocked using zen.spamhaus.org",
+         C.BLOCKED),
+        (550, "5.7.1 Message rejected due to poor reputation", C.BLOCKED),
+        (550, "5.7.1 Relaying denied by policy", C.BLOCKED),
+        (421, "4.7.0 Too many connections, try later", C.TEMPORARY),
+        (451, "4.7.1 Greylisted, try again later", C.TEMPORARY),
+        (450, "4.2.0 Mailbox temporarily unavailable", C.TEMPORARY),
+        (452, "4.5.3 Too many recipients", C.TOO_MANY_RECIPIENTS),
+        (452, "Too many recipients in this session", C.TOO_MANY_RECIPIENTS),
+        (554, "5.5.1 Error: transaction failed", C.PERMANENT),
+        (501, "5.5.4 Syntax error in parameters", C.PERMANENT),
+        (530, "5.7.0 Must issue a STARTTLS command first", C.BLOCKED),
+    ],
+)
+def test_classify(code: int, text: str, expected: ReplyClass) -> None:
+    assert classify(parse_reply(code, text)) is expected
+
+
+def test_parse_reply_splits_enhanced_code_only_when_class_matches() -> None:
+    assert parse_reply(550, "5.1.1 User unknown").enhanced == "5.1.1"
+    # an enhanced code whose class disagrees with the reply code is text, not a code
+    r = parse_reply(250, "5.1.1 odd")
+    assert r.enhanced is None and r.message == "5.1.1 odd"
+    # multi-line replies are folded
+    assert parse_reply(250, "first\nsecond").message == "first second"

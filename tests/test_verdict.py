@@ -1,0 +1,61 @@
+"""Every verdict rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from checks.model import (
+    MxResult, MxStatus, PolicyFlags, Reason, RcptResult, ReplyClass, SmtpReply, Verdict,
+)
+from checks.verdict import decide
+
+OK_MX = MxResult(MxStatus.OK)
+
+
+def rcpt(cls: ReplyClass | None, reason: Reason | None = None) -> RcptResult:
+    return RcptResult(SmtpReply(250, "x") if cls else None, cls, reason)
+
+
+@pytest.mark.parametrize(
+    ("mx_status", "expected"),
+    [(MxStatus.NO_DOMAIN, Reason.NO_DOMAIN), (MxStatus.NULL_MX, Reason.NULL_MX),
+     (MxStatus.NO_MX_HOST, Reason.NO_MX_HOST), (MxStatus.DNS_ERROR, Reason.DNS_ERROR)],
+)
+def test_dns_outcomes(mx_status: MxStatus, expected: Reason) -> None:
+    verdict, reason = decide(PolicyFlags(), MxResult(mx_status), None, None)
+    assert reason is expected
+    assert verdict is (Verdict.UNKNOWN if expected is Reason.DNS_ERROR else Verdict.UNDELIVERABLE)
+
+
+@pytest.mark.parametrize(
+    ("cls", "flags", "catch_all", "verdict", "reason"),
+    [
+        (ReplyClass.ACCEPTED, PolicyFlags(), False, Verdict.DELIVERABLE, Reason.OK),
+        (ReplyClass.ACCEPTED, PolicyFlags(), None, Verdict.DELIVERABLE, Reason.OK),
+        (ReplyClass.ACCEPTED, PolicyFlags(), True, Verdict.RISKY, Reason.CATCH_ALL),
+        (ReplyClass.ACCEPTED, PolicyFlags(disposable=True, role=True), True, Verdict.RISKY,
+         Reason.DISPOSABLE),
+        (ReplyClass.ACCEPTED, PolicyFlags(role=True), False, Verdict.RISKY, Reason.ROLE_ACCOUNT),
+        (ReplyClass.ACCEPTED, PolicyFlags(free=True, suggestion="a@gmail.com"), False,
+         Verdict.DELIVERABLE, Reason.OK),
+        (ReplyClass.MAILBOX_NOT_FOUND, PolicyFlags(), False, Verdict.UNDELIVERABLE,
+         Reason.MAILBOX_NOT_FOUND),
+        (ReplyClass.MAILBOX_DISABLED, PolicyFlags(), False, Verdict.UNDELIVERABLE,
+         Reason.MAILBOX_DISABLED),
+        (ReplyClass.MAILBOX_FULL, PolicyFlags(), False, Verdict.RISKY, Reason.MAILBOX_FULL),
+        (ReplyClass.BLOCKED, PolicyFlags(), None, Verdict.UNKNOWN, Reason.BLOCKED),
+        (ReplyClass.TEMPORARY, PolicyFlags(), None, Verdict.UNKNOWN, Reason.GREYLISTED),
+        (ReplyClass.TOO_MANY_RECIPIENTS, PolicyFlags(), None, Verdict.UNKNOWN,
+         Reason.GREYLISTED),
+        (ReplyClass.PERMANENT, PolicyFlags(), None, Verdict.UNKNOWN, Reason.SMTP_ERROR),
+    ],
+)
+def test_smtp_outcomes(cls: ReplyClass, flags: PolicyFlags, catch_all: bool | None,
+                       verdict: Verdict, reason: Reason) -> None:
+    assert decide(flags, OK_MX, rcpt(cls), catch_all) == (verdict, reason)
+
+
+@pytest.mark.parametrize("reason", [Reason.TIMEOUT, Reason.CONNECTION_FAILED,
+                                    Reason.MX_NOT_ALLOWED])
+def test_transport_failures_are_unknown(reason: Reason) -> None:
+    assert decide(PolicyFlags(), OK_MX, rcpt(None, reason), None) == (Verdict.UNKNOWN, reason)
