@@ -181,7 +181,8 @@ def parse_dmarc(txt_records: Sequence[str]) -> DmarcInfo:
     DMARC records) or ``present``. ``subdomain_policy`` is the effective one (``sp``, else
     ``p``); ``pct`` defaults to 100.
 
-    >>> d = parse_dmarc(["v=DMARC1; p=quarantine; pct=50; rua=mailto:a@x.example,mailto:b@y.example"])
+    >>> d = parse_dmarc(["v=DMARC1; p=quarantine; pct=50; "
+    ...                  "rua=mailto:a@x.example,mailto:b@y.example"])
     >>> d.status, d.policy, d.subdomain_policy, d.pct, d.rua
     ('present', 'quarantine', 'quarantine', 50, ('mailto:a@x.example', 'mailto:b@y.example'))
     >>> parse_dmarc(["v=spf1 -all"]).status

@@ -130,6 +130,14 @@ def _negative_ttl(response: dns.message.Message | None) -> int | None:
     return None
 
 
+def _server_text(server: object, port: object) -> str:
+    """``127.0.0.1:53`` / ``[::1]:53`` from dnspython's ``Do53:127.0.0.1@53`` and a port."""
+    text = str(server)
+    if text.startswith("Do53:"):
+        text = text[len("Do53:"):].rsplit("@", 1)[0]
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
 def _errors_text(errors: Sequence[Any]) -> str:
     """``"SERVFAIL from 127.0.0.1:53; timed out from …"`` from dnspython's error tuples."""
     parts: list[str] = []
@@ -147,7 +155,7 @@ def _errors_text(errors: Sequence[Any]) -> str:
             what = problem  # an rcode text: SERVFAIL, REFUSED, NOTIMP…
         else:
             what = f"{type(problem).__name__}: {problem}"
-        parts.append(f"{what} from {server}:{port}{' (tcp)' if tcp else ''}")
+        parts.append(f"{what} from {_server_text(server, port)}{' (tcp)' if tcp else ''}")
     # keep the message short: collapse repeats, keep order
     return "; ".join(dict.fromkeys(parts))
 
@@ -381,15 +389,18 @@ class CachingResolver(Resolver):
     def positive_ttl(self, ttl: float) -> float:
         """How long a positive answer with this TTL is cached.
 
-        >>> CachingResolver(None, None, min_ttl=60, max_ttl=3600).positive_ttl(5)  # type: ignore[arg-type]
-        60
+        >>> r = CachingResolver(DnspythonResolver([("127.0.0.1", 53)]), MemoryDnsCache(),
+        ...                     min_ttl=60, max_ttl=3600)
+        >>> r.positive_ttl(5), r.positive_ttl(600), r.positive_ttl(86400)
+        (60, 600, 3600)
         """
         return _clamp(ttl, self.min_ttl, self.max_ttl)
 
     def negative_cache_ttl(self, ttl: float | None) -> float:
         """How long an NXDOMAIN/NODATA with this (SOA-derived, maybe unknown) TTL is cached.
 
-        >>> r = CachingResolver(None, None, min_ttl=60, negative_ttl=300)  # type: ignore[arg-type]
+        >>> r = CachingResolver(DnspythonResolver([("127.0.0.1", 53)]), MemoryDnsCache(),
+        ...                     min_ttl=60, negative_ttl=300)
         >>> r.negative_cache_ttl(None), r.negative_cache_ttl(5), r.negative_cache_ttl(86400)
         (300, 60, 300)
         """

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from checks.model import MxResult, Reason, RcptResult, ReplyClass, SmtpReply
+from checks.model import MxResult, RcptResult, Reason, ReplyClass, SmtpReply
 from checks.netpolicy import is_contactable
 from checks.politeness import Politeness
 from checks.replies import classify

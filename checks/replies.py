@@ -5,7 +5,7 @@ the reply text, then the basic reply code.
 
 >>> classify(parse_reply(550, "5.1.1 <bob@example.com>: Recipient address rejected"))
 <ReplyClass.MAILBOX_NOT_FOUND: 'mailbox_not_found'>
->>> classify(parse_reply(554, "5.7.1 Service unavailable; client host blocked using zen.spamhaus.org"))
+>>> classify(parse_reply(554, "5.7.1 Client host blocked using zen.spamhaus.org"))
 <ReplyClass.BLOCKED: 'blocked'>
 >>> classify(parse_reply(451, "4.7.1 Greylisted, try again later"))
 <ReplyClass.TEMPORARY: 'temporary'>

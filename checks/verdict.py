@@ -11,6 +11,7 @@
 
 >>> decide(PolicyFlags(), MxResult(MxStatus.NULL_MX), None, None)
 (<Verdict.UNDELIVERABLE: 'undeliverable'>, <Reason.NULL_MX: 'null_mx'>)
+>>> from checks.model import SmtpReply
 >>> accepted = RcptResult(SmtpReply(250, "OK"), ReplyClass.ACCEPTED)
 >>> decide(PolicyFlags(role=True), MxResult(MxStatus.OK), accepted, False)
 (<Verdict.RISKY: 'risky'>, <Reason.ROLE_ACCOUNT: 'role_account'>)
@@ -25,8 +26,8 @@ from checks.model import (
     MxResult,
     MxStatus,
     PolicyFlags,
-    Reason,
     RcptResult,
+    Reason,
     ReplyClass,
     Verdict,
 )

@@ -73,14 +73,22 @@ def _int_range(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError("a positive number of seconds") from None
-    if not value > 0:
-        raise ValueError("a positive number of seconds")
-    return value
+def _positive(unit: str) -> Callable[[str], float]:
+    expected = f"a positive number{unit}"
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(expected) from None
+        if not value > 0 or value == float("inf"):
+            raise ValueError(expected)
+        return value
+
+    return parse
+
+
+_seconds = _positive(" of seconds")
 
 
 def _bool(raw: str) -> bool:
@@ -215,7 +223,7 @@ class Settings:
         "MAILSIFT_DNS_NAMESERVERS", "", _nameservers,
         "Comma list of ip or ip:port to query; empty = the system resolver's.")
     dns_timeout: float = _setting(
-        "MAILSIFT_DNS_TIMEOUT", "3", _positive_float, "Seconds for one DNS lookup.")
+        "MAILSIFT_DNS_TIMEOUT", "3", _seconds, "Seconds for one DNS lookup.")
     smtp_port: int = _setting(
         "MAILSIFT_SMTP_PORT", "25", _int_range(1, 65535), "TCP port of every MX host.")
     helo_name: str = _setting(
@@ -228,19 +236,19 @@ class Settings:
         "MAILSIFT_MX_ALLOWED_NETWORKS", "", _networks,
         "CIDRs that may be contacted although private/loopback; empty = public unicast only.")
     smtp_connect_timeout: float = _setting(
-        "MAILSIFT_SMTP_CONNECT_TIMEOUT", "10", _positive_float, "Seconds to connect to an MX.")
+        "MAILSIFT_SMTP_CONNECT_TIMEOUT", "10", _seconds, "Seconds to connect to an MX.")
     smtp_command_timeout: float = _setting(
-        "MAILSIFT_SMTP_COMMAND_TIMEOUT", "15", _positive_float,
+        "MAILSIFT_SMTP_COMMAND_TIMEOUT", "15", _seconds,
         "Seconds to wait for one SMTP reply.")
     smtp_session_timeout: float = _setting(
-        "MAILSIFT_SMTP_SESSION_TIMEOUT", "120", _positive_float,
+        "MAILSIFT_SMTP_SESSION_TIMEOUT", "120", _seconds,
         "Seconds for one whole SMTP session.")
     mx_max_connections: int = _setting(
         "MAILSIFT_MX_MAX_CONNECTIONS", "2", _int_range(1, 100),
-        "Simultaneous SMTP connections per MX host (across all workers).")
+        "Simultaneous SMTP connections per MX host.")
     mx_max_rcpt_per_second: float = _setting(
-        "MAILSIFT_MX_MAX_RCPT_PER_SECOND", "5", _positive_float,
-        "RCPT TO commands per second per MX host (across all workers).")
+        "MAILSIFT_MX_MAX_RCPT_PER_SECOND", "5", _positive(""),
+        "RCPT TO commands per second per MX host.")
     allow_test_tld: bool = _setting(
         "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")

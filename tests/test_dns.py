@@ -12,6 +12,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import dns.exception
 import dns.flags
@@ -19,6 +20,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import dns.zone
@@ -66,12 +68,18 @@ class CountingResolver:
         return value
 
 
-def caching(data: dict[tuple[str, str], DnsAnswer | Exception], **kw: float
-            ) -> tuple[CachingResolver, CountingResolver, MemoryDnsCache, Clock]:
+def caching(
+    data: dict[tuple[str, str], DnsAnswer | Exception],
+    min_ttl: float = 60.0,
+    max_ttl: float = 86_400.0,
+    negative_ttl: float = 300.0,
+) -> tuple[CachingResolver, CountingResolver, MemoryDnsCache, Clock]:
     clock = Clock()
     inner = CountingResolver(data)
     cache = MemoryDnsCache(clock=clock)
-    return CachingResolver(inner, cache, clock=clock, **kw), inner, cache, clock
+    r = CachingResolver(inner, cache, min_ttl=min_ttl, max_ttl=max_ttl,
+                        negative_ttl=negative_ttl, clock=clock)
+    return r, inner, cache, clock
 
 
 @pytest.mark.asyncio
@@ -252,7 +260,8 @@ class TinyDns:
             truncated.flags |= dns.flags.TC | dns.flags.AA
             return truncated.to_wire()
 
-    def _fill(self, response: dns.message.Message, qname: dns.name.Name, rdtype: int) -> None:
+    def _fill(self, response: dns.message.Message, qname: dns.name.Name,
+              rdtype: dns.rdatatype.RdataType) -> None:
         for _ in range(8):  # follow CNAMEs inside the zone
             node = self.zone.get_node(qname)
             if node is None:
@@ -260,24 +269,22 @@ class TinyDns:
                 break
             rdataset = node.get_rdataset(dns.rdataclass.IN, rdtype)
             if rdataset is not None:
-                rrset = dns.rrset.RRset(qname, dns.rdataclass.IN, rdtype)
-                rrset.update(rdataset)
-                response.answer.append(rrset)
+                response.answer.append(_rrset(qname, rdataset))
                 return
             cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
             if cname is None:
                 break  # NODATA
-            rrset = dns.rrset.RRset(qname, dns.rdataclass.IN, dns.rdatatype.CNAME)
-            rrset.update(cname)
-            response.answer.append(rrset)
+            response.answer.append(_rrset(qname, cname))
             qname = cname[0].target
         origin = self.zone.origin
         assert origin is not None
         soa = self.zone.get_rdataset(origin, dns.rdatatype.SOA)
         assert soa is not None
-        rrset = dns.rrset.RRset(origin, dns.rdataclass.IN, dns.rdatatype.SOA)
-        rrset.update(soa)
-        response.authority.append(rrset)
+        response.authority.append(_rrset(origin, soa))
+
+
+def _rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata_list(name, rdataset.ttl, list(rdataset))
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -286,8 +293,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = self.server.answer(data, "udp")
@@ -358,7 +364,8 @@ def resolver_for(server: TinyDns, timeout: float = 2.0) -> DnspythonResolver:
 @pytest.mark.asyncio
 async def test_mx_answer(tiny_dns: TinyDns) -> None:
     answer = await resolver_for(tiny_dns).query("example.test", "MX")
-    assert sorted(answer.records) == ["10 mx1.example.test.", "20 mx2.example.test."]
+    # presentation text as served (case kept); resolve_mx lower-cases
+    assert sorted(answer.records) == ["10 mx1.example.test.", "20 MX2.example.test."]
     assert answer.ttl == 600
     last = tiny_dns.seen[-1]
     assert (last.qname, last.qtype, last.transport) == ("example.test.", "MX", "udp")

@@ -82,7 +82,8 @@ async def test_every_behaviour_gets_its_verdict(world: World) -> None:
     assert not by["alice@blocked.test"].temporary
     assert by["alice@backup.test"].evidence.smtp is not None
     assert by["alice@backup.test"].evidence.smtp.mx_host == "mx2.backup.test"
-    assert by["alice@amx.test"].evidence.mx is not None and by["alice@amx.test"].evidence.mx.implicit
+    amx = by["alice@amx.test"].evidence.mx
+    assert amx is not None and amx.implicit
     assert world.mx_stats("mx.tls.test").starttls >= 1
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from checks.model import (
-    MxResult, MxStatus, PolicyFlags, Reason, RcptResult, ReplyClass, SmtpReply, Verdict,
+    MxResult,
+    MxStatus,
+    PolicyFlags,
+    RcptResult,
+    Reason,
+    ReplyClass,
+    SmtpReply,
+    Verdict,
 )
 from checks.verdict import decide
 
