@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from checks import Engine, EngineConfig
 from mailsift.cli.errors import fail
-from mailsift.cli.render import show
+from mailsift.cli.render import console, show
 from mailsift.settings import load_settings
 
 
@@ -38,4 +37,4 @@ def check(
         for r in results:
             print(json.dumps(r.to_dict(), ensure_ascii=False))
     else:
-        show(Console(highlight=False), results)
+        show(console(), results)

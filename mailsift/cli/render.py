@@ -34,18 +34,24 @@ def _smtp(r: VerificationResult) -> str:
     return str(smtp.reason or "")
 
 
+def _via(r: VerificationResult) -> str:
+    smtp, mx = r.evidence.smtp, r.evidence.mx
+    if smtp is not None and smtp.mx_host:
+        return smtp.mx_host
+    return mx.hosts[0].host if mx and mx.hosts else ""
+
+
 def results_table(results: Sequence[VerificationResult]) -> Table:
     table = Table(show_header=True, header_style="bold", expand=False)
-    for col in ("address", "verdict", "reason", "mx", "smtp", "flags", "suggestion"):
+    for col in ("address", "verdict", "reason", "smtp", "mx", "notes"):
         table.add_column(col, overflow="fold")
     for r in results:
         style = VERDICT_STYLE.get(r.verdict.value, "")
-        mx = r.evidence.mx
-        table.add_row(
-            r.address, f"[{style}]{r.verdict.value}[/]", r.reason.value,
-            mx.hosts[0].host if mx and mx.hosts else "", _smtp(r), flag_words(r),
-            r.evidence.flags.suggestion or "",
-        )
+        notes = flag_words(r)
+        if r.evidence.flags.suggestion:
+            notes = ", ".join(filter(None, [notes, f"did you mean {r.evidence.flags.suggestion}?"]))
+        table.add_row(r.address, f"[{style}]{r.verdict.value}[/]", r.reason.value, _smtp(r),
+                      _via(r), notes)
     return table
 
 
@@ -85,6 +91,14 @@ def details_table(r: VerificationResult) -> Table:
     for k, v in rows:
         table.add_row(k, v)
     return table
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that stays readable when output is not a terminal (pipes, CI logs)."""
+    c = Console(highlight=False, stderr=stderr)
+    if not c.is_terminal:
+        c = Console(highlight=False, stderr=stderr, width=max(c.width, 140))
+    return c
 
 
 def show(console: Console, results: Sequence[VerificationResult]) -> None:

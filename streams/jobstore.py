@@ -1,0 +1,116 @@
+"""Job bookkeeping shared by all workers: dedupe within a job run, progress, completion.
+
+Every operation is idempotent under redelivery (Kafka delivers at least once):
+
+* :meth:`JobStore.claim` remembers, per dedupe key, *which* submission (its source
+  ``topic:partition:offset``) came first. Seeing that same submission again (after a crash)
+  claims again; a different submission with the same key is a duplicate.
+* :meth:`JobStore.record_final` counts each dedupe key once, whatever the number of verdict
+  events for it.
+
+A *job key* is the job id, or ``job_id@replay_id`` for a replay run, so a replay is
+deduplicated and tracked on its own.
+
+:class:`MemoryJobStore` serves tests and single-process use; the Redis implementation
+(``sinks.redis_tables.RedisJobStore``) is the one workers share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["JobProgress", "JobStore", "MemoryJobStore", "job_key"]
+
+
+def job_key(job_id: str, replay_id: str | None = None) -> str:
+    """>>> job_key("j1"), job_key("j1", "r7")
+    ('j1', 'j1@r7')
+    """
+    return f"{job_id}@{replay_id}" if replay_id else job_id
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a job run stands. ``total`` is None until the job's size is known."""
+
+    total: int | None
+    final: int
+    duplicates: int
+    by_verdict: dict[str, int] = field(default_factory=dict)
+    completed: bool = False
+
+    @property
+    def done(self) -> int:
+        """Submissions accounted for: unique addresses with a final verdict + duplicates."""
+        return self.final + self.duplicates
+
+    @property
+    def is_complete(self) -> bool:
+        return self.total is not None and self.done >= self.total
+
+
+class JobStore(Protocol):
+    async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
+        """True when ``source`` is the first submission of ``dedupe_key`` in the job run."""
+        ...
+
+    async def record_duplicate(self, key: str, source: str) -> None:
+        """Count ``source`` as a duplicate submission (idempotent per source)."""
+        ...
+
+    async def set_total(self, key: str, total: int) -> None:
+        """The number of submissions in the job run (from its job-created event)."""
+        ...
+
+    async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
+        """Count a final verdict once per dedupe key; True when it was new."""
+        ...
+
+    async def progress(self, key: str) -> JobProgress: ...
+
+    async def mark_completed(self, key: str) -> bool:
+        """True exactly once per job run: whoever gets True announces completion."""
+        ...
+
+
+class MemoryJobStore:
+    """In-process :class:`JobStore` (tests, single worker)."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, dict[str, str]] = {}
+        self._dups: dict[str, set[str]] = {}
+        self._totals: dict[str, int] = {}
+        self._final: dict[str, dict[str, str]] = {}
+        self._completed: set[str] = set()
+
+    async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
+        first = self._claims.setdefault(key, {}).setdefault(dedupe_key, source)
+        return first == source
+
+    async def record_duplicate(self, key: str, source: str) -> None:
+        self._dups.setdefault(key, set()).add(source)
+
+    async def set_total(self, key: str, total: int) -> None:
+        self._totals[key] = total
+
+    async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
+        finals = self._final.setdefault(key, {})
+        if dedupe_key in finals:
+            return False
+        finals[dedupe_key] = verdict
+        return True
+
+    async def progress(self, key: str) -> JobProgress:
+        finals = self._final.get(key, {})
+        by: dict[str, int] = {}
+        for v in finals.values():
+            by[v] = by.get(v, 0) + 1
+        return JobProgress(self._totals.get(key), len(finals), len(self._dups.get(key, ())),
+                           by, key in self._completed)
+
+    async def mark_completed(self, key: str) -> bool:
+        if key in self._completed:
+            return False
+        self._completed.add(key)
+        return True
