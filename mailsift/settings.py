@@ -249,6 +249,30 @@ class Settings:
     mx_max_rcpt_per_second: float = _setting(
         "MAILSIFT_MX_MAX_RCPT_PER_SECOND", "5", _positive(""),
         "RCPT TO commands per second per MX host.")
+    app_id: str = _setting(
+        "MAILSIFT_APP_ID", "mailsift", _str,
+        "Faust application id: the Kafka consumer group shared by all workers.")
+    partitions: int = _setting(
+        "MAILSIFT_PARTITIONS", "8", _int_range(1, 1024),
+        "Partitions of each topic mailsift creates (the most workers that can share a stage).")
+    replication_factor: int = _setting(
+        "MAILSIFT_REPLICATION_FACTOR", "1", _int_range(1, 10),
+        "Replication factor of the topics mailsift creates.")
+    retry_delays: tuple[float, ...] = _setting(
+        "MAILSIFT_RETRY_DELAYS", "60,300,900", _delays,
+        "Seconds before each retry of a temporary outcome (greylisting, 4xx, timeouts).")
+    max_in_flight: int = _setting(
+        "MAILSIFT_MAX_IN_FLIGHT", "500", _int_range(1, 100000),
+        "Events in progress per partition before the domain stage stops reading (backpressure).")
+    domain_batch_window: float = _setting(
+        "MAILSIFT_DOMAIN_BATCH_WINDOW", "0.2", _seconds,
+        "Seconds to gather addresses of one domain into one SMTP session.")
+    domain_batch_size: int = _setting(
+        "MAILSIFT_DOMAIN_BATCH_SIZE", "50", _int_range(1, 10000),
+        "Most addresses checked together in one domain batch.")
+    web_port: int = _setting(
+        "MAILSIFT_WEB_PORT", "6066", _int_range(0, 65535),
+        "Port of the worker's web server (0 disables it).")
     allow_test_tld: bool = _setting(
         "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")

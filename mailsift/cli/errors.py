@@ -10,12 +10,13 @@ from rich.console import Console
 
 from mailsift.settings import SettingsError
 from mailsift.stack.services import StackError
+from streams.worker import KafkaUnavailable
 
 T = TypeVar("T")
 stderr = Console(stderr=True, highlight=False)
 
 #: errors that are the user's to fix: printed as one line, exit code 2
-USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, StackError)
+USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, StackError, KafkaUnavailable)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

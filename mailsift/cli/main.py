@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailsift.cli import check_cmd, stack_cmd
+from mailsift.cli import check_cmd, stack_cmd, worker_cmd
 from mailsift.cli.errors import run_guarded
 from mailsift.settings import load_settings, settings_table
 
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_cmd.app, name="stack")
 app.command(name="check")(check_cmd.check)
+app.command(name="worker")(worker_cmd.worker)
 
 
 @app.command()

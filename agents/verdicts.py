@@ -1,0 +1,22 @@
+"""Turning an engine result into a ``VerdictEvent`` (shared by every stage that decides)."""
+
+from __future__ import annotations
+
+from checks.model import VerificationResult
+from schemas import AddressTask, Submission, VerdictEvent
+from schemas.base import utc_now_iso
+
+__all__ = ["verdict_event"]
+
+
+def verdict_event(origin: Submission | AddressTask, result: VerificationResult, *,
+                  dedupe_key: str, attempt: int, source: str) -> VerdictEvent:
+    """The final verdict event for ``result`` of an address that came from ``origin``."""
+    evidence = result.to_dict()["evidence"]
+    return VerdictEvent(
+        job_id=origin.job_id, email=origin.email, normalized=result.normalized,
+        verdict=result.verdict.value, reason=result.reason.value, dedupe_key=dedupe_key,
+        attempt=attempt, checked_at=utc_now_iso(), evidence=evidence,
+        temporary=result.temporary, request_id=origin.request_id, metadata=origin.metadata,
+        replay_id=origin.replay_id, source=source,
+    )

@@ -1,0 +1,88 @@
+"""Decoding helpers shared by the event records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["SCHEMA_VERSION", "SchemaError", "load_object", "field_str", "field_opt_str",
+           "field_int", "field_dict", "utc_now_iso", "MAX_EVENT_BYTES"]
+
+SCHEMA_VERSION = 1
+#: a submission is a few hundred bytes; anything far larger is not one
+MAX_EVENT_BYTES = 64 * 1024
+
+
+class SchemaError(ValueError):
+    """The event does not match its schema; the message says how, in one line."""
+
+
+def utc_now_iso() -> str:
+    """>>> utc_now_iso().endswith("Z")
+    True
+    """
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def load_object(raw: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
+    """Parse ``raw`` as one JSON object, checking size and schema version.
+
+    >>> load_object(b'{"a": 1}')
+    {'a': 1}
+    >>> load_object(b'[1]')
+    Traceback (most recent call last):
+    ...
+    schemas.base.SchemaError: expected a JSON object, got list
+    """
+    if raw is None:
+        raise SchemaError("empty event (no value)")
+    if len(raw) > max_bytes:
+        raise SchemaError(f"event of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SchemaError(f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+        raise SchemaError(f"unsupported schema_version {version!r} "
+                          f"(this worker reads up to {SCHEMA_VERSION})")
+    return data
+
+
+def field_str(data: Mapping[str, Any], name: str, *, max_len: int = 4096) -> str:
+    value = data.get(name)
+    if value is None:
+        raise SchemaError(f"missing field {name!r}")
+    if not isinstance(value, str):
+        raise SchemaError(f"field {name!r} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise SchemaError(f"field {name!r} is empty")
+    if len(value) > max_len:
+        raise SchemaError(f"field {name!r} is longer than {max_len} characters")
+    return value
+
+
+def field_opt_str(data: Mapping[str, Any], name: str, *, max_len: int = 4096) -> str | None:
+    if data.get(name) is None:
+        return None
+    return field_str(data, name, max_len=max_len)
+
+
+def field_int(data: Mapping[str, Any], name: str, default: int) -> int:
+    value = data.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SchemaError(f"field {name!r} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def field_dict(data: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SchemaError(f"field {name!r} must be an object, got {type(value).__name__}")
+    return value

@@ -1,0 +1,41 @@
+"""``DeadLetter``: an event no agent could process, with where it came from and why."""
+
+from __future__ import annotations
+
+import base64
+
+import faust
+
+from schemas.base import SCHEMA_VERSION, utc_now_iso
+
+__all__ = ["DeadLetter"]
+
+
+class DeadLetter(faust.Record, serializer="json", include_metadata=False):
+    topic: str
+    partition: int
+    offset: int
+    #: the raw value: as text when it is UTF-8, else base64 (``payload_encoding`` says)
+    payload: str | None
+    payload_encoding: str
+    error: str
+    key: str | None = None
+    at: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def of(cls, topic: str, partition: int, offset: int, key: bytes | None,
+           value: bytes | None, error: str) -> DeadLetter:
+        """>>> DeadLetter.of("t", 0, 5, None, b"\\xff", "bad").payload_encoding
+        'base64'
+        """
+        payload, encoding = None, "none"
+        if value is not None:
+            try:
+                payload, encoding = value.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                payload, encoding = base64.b64encode(value).decode("ascii"), "base64"
+        return cls(topic=topic, partition=partition, offset=offset, payload=payload,
+                   payload_encoding=encoding, error=error[:2000],
+                   key=key.decode("utf-8", "replace") if key is not None else None,
+                   at=utc_now_iso())

@@ -1,0 +1,58 @@
+"""``AddressTask``: an address on its way through the ``by-domain`` and ``retries`` topics.
+
+Keyed by the address's ASCII domain, so every address of a domain lands on one partition
+and can share SMTP sessions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from schemas.base import (
+    SCHEMA_VERSION, field_dict, field_int, field_opt_str, field_str, load_object,
+)
+
+__all__ = ["AddressTask"]
+
+
+class AddressTask(faust.Record, serializer="json", include_metadata=False):
+    job_id: str
+    email: str
+    domain: str
+    dedupe_key: str
+    #: ``topic:partition:offset`` of the submission it came from
+    source: str
+    attempt: int = 1
+    request_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    submitted_at: str | None = None
+    replay_id: str | None = None
+    #: for the retries topics: when to try again (epoch seconds) and why
+    due_at: float | None = None
+    last_reason: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> AddressTask:
+        data = load_object(raw)
+        due = data.get("due_at")
+        if due is not None and (not isinstance(due, int | float) or isinstance(due, bool)):
+            from schemas.base import SchemaError
+
+            raise SchemaError("field 'due_at' must be a number")
+        return cls(
+            job_id=field_str(data, "job_id", max_len=200),
+            email=field_str(data, "email", max_len=2000),
+            domain=field_str(data, "domain", max_len=300),
+            dedupe_key=field_str(data, "dedupe_key", max_len=2000),
+            source=field_str(data, "source", max_len=400),
+            attempt=field_int(data, "attempt", 1),
+            request_id=field_opt_str(data, "request_id"),
+            metadata=field_dict(data, "metadata"),
+            submitted_at=field_opt_str(data, "submitted_at"),
+            replay_id=field_opt_str(data, "replay_id"),
+            due_at=float(due) if due is not None else None,
+            last_reason=field_opt_str(data, "last_reason"),
+        )

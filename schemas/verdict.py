@@ -1,0 +1,52 @@
+"""``VerdictEvent``: the final verdict for one address of a job, on the ``verdicts`` topic.
+
+Keyed by ``job_id``. ``attempt`` and ``checked_at`` tell a re-verification (retry or replay)
+from an earlier verdict for the same address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from schemas.base import (
+    SCHEMA_VERSION, SchemaError, field_dict, field_int, field_opt_str, field_str, load_object,
+)
+
+__all__ = ["VerdictEvent"]
+
+
+class VerdictEvent(faust.Record, serializer="json", include_metadata=False):
+    job_id: str
+    email: str
+    normalized: str | None
+    verdict: str
+    reason: str
+    #: the address's identity within the job (case-insensitive local part, ASCII domain)
+    dedupe_key: str
+    attempt: int
+    checked_at: str
+    evidence: dict[str, Any]
+    temporary: bool = False
+    request_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    replay_id: str | None = None
+    source: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> VerdictEvent:
+        data = load_object(raw, max_bytes=1024 * 1024)
+        temporary = data.get("temporary", False)
+        if not isinstance(temporary, bool):
+            raise SchemaError("field 'temporary' must be a boolean")
+        return cls(
+            job_id=field_str(data, "job_id"), email=field_str(data, "email"),
+            normalized=field_opt_str(data, "normalized"), verdict=field_str(data, "verdict"),
+            reason=field_str(data, "reason"), dedupe_key=field_str(data, "dedupe_key"),
+            attempt=field_int(data, "attempt", 1), checked_at=field_str(data, "checked_at"),
+            evidence=field_dict(data, "evidence") or {}, temporary=temporary,
+            request_id=field_opt_str(data, "request_id"), metadata=field_dict(data, "metadata"),
+            replay_id=field_opt_str(data, "replay_id"), source=field_opt_str(data, "source"),
+        )

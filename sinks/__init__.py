@@ -1,0 +1,1 @@
+"""Sinks and shared tables: where workers put what they share (Redis, Postgres, AMQP)."""

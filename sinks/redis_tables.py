@@ -1,0 +1,525 @@
+"""Shared state in Redis: the DNS cache, global per-MX politeness, and job bookkeeping.
+
+Every worker process talks to the same Redis, so these tables make process-local
+mechanisms global:
+
+* :class:`RedisDnsCache` — a :class:`checks.dns.DnsCache` (``SET … PX``); a Redis hiccup
+  is a cache miss, never an error.
+* :class:`RedisPoliteness` — a :class:`checks.politeness.Politeness` whose connection slots
+  and RCPT spacing hold across all workers. Time comes from Redis (``TIME``), never from
+  the local clocks. If Redis is unreachable it waits and retries; it never skips a limit.
+* :class:`RedisJobStore` — a :class:`streams.jobstore.JobStore` with exactly the semantics of
+  :class:`streams.jobstore.MemoryJobStore`, each operation atomic (one Lua script).
+
+Key layout (``prefix`` defaults to ``"mailsift:"``)::
+
+    {prefix}{dns cache key}            string  cached DNS entry (CachingResolver's key,
+                                                e.g. mailsift:dns:example.com/MX), PX = ttl
+    {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
+    {prefix}mx:{ip}:rcpt               string  next allowed RCPT time (µs, Redis time)
+    {prefix}job:{key}:claims           hash    dedupe key -> source of first submission
+    {prefix}job:{key}:dups             set     sources counted as duplicates
+    {prefix}job:{key}:total            string  number of submissions
+    {prefix}job:{key}:finals           hash    dedupe key -> final verdict
+    {prefix}job:{key}:by_verdict       hash    verdict -> count of final verdicts
+    {prefix}job:{key}:completed        string  "1" once completion was announced
+
+Scripts touch several keys, so this expects a single Redis (not Redis Cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+import uuid
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisError
+
+from streams.jobstore import JobProgress
+
+__all__ = [
+    "RcptReservation",
+    "RedisDnsCache",
+    "RedisJobStore",
+    "RedisPoliteness",
+    "redis_client",
+]
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "Redis did not answer" (redis-py wraps socket errors, but be safe).
+_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+def redis_client(url: str) -> redis.asyncio.Redis:
+    """A client for ``url`` (``redis://host:port/db``) that returns bytes.
+
+    Socket connect/read timeouts of 5 s, keepalive, a health check of idle connections
+    every 30 s, and a short retry (3 times, 50-500 ms) of a command whose connection
+    broke, so a restarted Redis is noticed quickly and a dead one fails within a second
+    (redis-py's default retries 10 times, seconds in all).
+    """
+    return redis.asyncio.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=5.0,
+        socket_connect_timeout=5.0,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 3),
+    )
+
+
+class _ThrottledWarning:
+    """Log a warning at most once per ``interval`` seconds; the others go to debug."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: float | None = None
+        self._suppressed = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if self._last is None or now - self._last >= self.interval:
+            if self._suppressed:
+                message += f" ({self._suppressed} similar messages suppressed)"
+            log.warning(message, *args)
+            self._last = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+            log.debug(message, *args)
+
+
+def _int(value: Any) -> int:
+    """An integer from a Redis reply (int, bytes or str)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    return int(value)
+
+
+# --------------------------------------------------------------------------- DNS cache
+
+
+class RedisDnsCache:
+    """A :class:`checks.dns.DnsCache` in Redis, shared by every worker.
+
+    Values are stored with ``SET key value PX ttl_ms`` under ``prefix + key``; a ``ttl``
+    of zero or less deletes the key. Redis errors never reach the caller: :meth:`get`
+    answers None (a miss) and :meth:`set` does nothing, with a warning at most once a
+    minute, so DNS keeps working when Redis does not. Each call gives Redis ``timeout``
+    seconds; after a failure the cache is bypassed for ``retry_after`` seconds, so a dead
+    Redis costs lookups nothing.
+    """
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        *,
+        prefix: str = "mailsift:",
+        timeout: float = 1.0,
+        retry_after: float = 5.0,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self.redis = redis
+        self.prefix = prefix
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self._down_until = 0.0
+        self._warn = _ThrottledWarning()
+
+    def _bypassed(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.retry_after
+        self._warn(
+            "DNS cache: Redis %s failed (%s: %s); bypassing the cache for %gs",
+            what, type(exc).__name__, exc, self.retry_after,
+        )
+
+    async def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or None when absent, expired or Redis is unavailable."""
+        if self._bypassed():
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                value = await self.redis.get(self.prefix + key)
+        except _UNAVAILABLE as exc:
+            self._failed("get", exc)
+            return None
+        if value is None:
+            return None
+        if isinstance(value, str):  # a client made with decode_responses=True
+            return value.encode()
+        return bytes(value)
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (≤ 0 deletes the key)."""
+        if self._bypassed():
+            return
+        name = self.prefix + key
+        try:
+            async with asyncio.timeout(self.timeout):
+                if ttl <= 0:
+                    await self.redis.delete(name)
+                else:
+                    await self.redis.set(name, value, px=max(1, math.ceil(ttl * 1000)))
+        except _UNAVAILABLE as exc:
+            self._failed("set", exc)
+
+
+# --------------------------------------------------------------------------- politeness
+
+# KEYS[1] = lease zset; ARGV = max_connections, token, lease_ms.
+# Returns 1 when the lease was taken, 0 when all slots are held.
+_ACQUIRE_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2]) + 1000))
+return 1
+"""
+
+# KEYS[1] = next-allowed-time string; ARGV = interval_us.
+# Returns {slot_us, wait_us}: the RCPT may go at slot_us (Redis time), wait_us from now.
+_RCPT_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local slot = math.max(now, nxt)
+local after = slot + interval
+local ttl_ms = math.ceil((after - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
+return {string.format('%.0f', slot), string.format('%.0f', slot - now)}
+"""
+
+
+class RcptReservation(NamedTuple):
+    """A granted RCPT slot: when it may go (Redis clock, epoch seconds) and how long
+    the caller had to wait for it (seconds)."""
+
+    slot: float
+    wait: float
+
+
+class _Lease:
+    """The async context manager of :meth:`RedisPoliteness.connection`."""
+
+    def __init__(self, owner: RedisPoliteness, mx_ip: str) -> None:
+        self._owner = owner
+        self._mx_ip = mx_ip
+        self._token: str | None = None
+
+    async def __aenter__(self) -> None:
+        if self._token is not None:
+            raise RuntimeError("this connection lease is already held")
+        self._token = await self._owner._acquire(self._mx_ip)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            await self._owner._release(self._mx_ip, token)
+
+
+class RedisPoliteness:
+    """A :class:`checks.politeness.Politeness` shared by all workers through Redis.
+
+    *Connection slots*: a sorted set per MX IP of lease tokens scored by their expiry
+    (Redis ``TIME``). Taking a slot drops expired leases and adds one only while fewer
+    than ``max_connections`` are held (one Lua script); otherwise the caller polls again
+    after 20-100 ms. Leaving the ``connection`` block (normally, on error or on
+    cancellation) removes the lease. A lease lasts ``lease_seconds`` at most, so a
+    crashed worker frees its slots by itself: pass more than the SMTP session timeout.
+
+    *RCPT rate*: a "next allowed time" per MX IP; each call takes the slot
+    ``max(now, next)`` and moves ``next`` one interval (``1 / rcpt_per_second``) further,
+    then sleeps until the slot. Slots are at least one interval apart across all workers,
+    so no rolling second holds more than ``rcpt_per_second`` of them.
+
+    When Redis does not answer, both wait and retry with backoff (warning at most once a
+    minute): the limits are never bypassed.
+    """
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        *,
+        max_connections: int,
+        rcpt_per_second: float,
+        lease_seconds: float = 180.0,
+        prefix: str = "mailsift:",
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if not rcpt_per_second > 0 or math.isinf(rcpt_per_second):
+            raise ValueError("rcpt_per_second must be a positive number")
+        if not lease_seconds > 0:
+            raise ValueError("lease_seconds must be positive")
+        self.redis = redis
+        self.max_connections = max_connections
+        self.rcpt_per_second = rcpt_per_second
+        self.lease_seconds = lease_seconds
+        self.prefix = prefix
+        # ceil: rounding the spacing down could let one RCPT too many into a second
+        self.interval_us = math.ceil(1_000_000 / rcpt_per_second)
+        self._lease_ms = max(1, math.ceil(lease_seconds * 1000))
+        self._acquire_script = redis.register_script(_ACQUIRE_LUA)
+        self._rcpt_script = redis.register_script(_RCPT_LUA)
+        self._warn = _ThrottledWarning()
+        self._background: set[asyncio.Task[None]] = set()
+        #: poll delay bounds while all slots are held (seconds)
+        self.poll_min = 0.02
+        self.poll_max = 0.1
+        #: backoff bounds while Redis is unavailable (seconds)
+        self.retry_min = 0.1
+        self.retry_max = 5.0
+
+    def conn_key(self, mx_ip: str) -> str:
+        """The sorted set of connection leases of ``mx_ip``."""
+        return f"{self.prefix}mx:{mx_ip}:conn"
+
+    def rcpt_key(self, mx_ip: str) -> str:
+        """The next-allowed-RCPT-time key of ``mx_ip``."""
+        return f"{self.prefix}mx:{mx_ip}:rcpt"
+
+    def connection(self, mx_ip: str) -> _Lease:
+        """Hold one of ``mx_ip``'s global connection slots for the ``async with`` block."""
+        return _Lease(self, mx_ip)
+
+    async def active(self, mx_ip: str) -> int:
+        """Unexpired leases of ``mx_ip`` held by all workers (for monitoring and tests)."""
+        now_s, now_us = await self.redis.time()
+        now_ms = int(now_s) * 1000 + int(now_us) // 1000
+        return int(await self.redis.zcount(self.conn_key(mx_ip), f"({now_ms}", "+inf"))
+
+    async def before_rcpt(self, mx_ip: str) -> None:
+        """Wait until one more RCPT TO may be sent to ``mx_ip`` (globally)."""
+        reservation = await self.reserve_rcpt(mx_ip)
+        if reservation.wait > 0:
+            await asyncio.sleep(reservation.wait)
+
+    async def reserve_rcpt(self, mx_ip: str) -> RcptReservation:
+        """Take the next RCPT slot of ``mx_ip`` without sleeping; see :meth:`before_rcpt`."""
+        backoff = self.retry_min
+        while True:
+            try:
+                reply = await self._rcpt_script(
+                    keys=[self.rcpt_key(mx_ip)], args=[self.interval_us]
+                )
+                slot_us, wait_us = _int(reply[0]), _int(reply[1])
+                return RcptReservation(slot_us / 1_000_000, max(0, wait_us) / 1_000_000)
+            except _UNAVAILABLE as exc:
+                backoff = await self._unavailable("RCPT rate", mx_ip, exc, backoff)
+
+    async def _acquire(self, mx_ip: str) -> str:
+        """Take a connection slot of ``mx_ip``; returns the lease token."""
+        key = self.conn_key(mx_ip)
+        token = uuid.uuid4().hex
+        backoff = self.retry_min
+        try:
+            while True:
+                try:
+                    got = await self._acquire_script(
+                        keys=[key], args=[self.max_connections, token, self._lease_ms]
+                    )
+                except _UNAVAILABLE as exc:
+                    backoff = await self._unavailable("connection slot", mx_ip, exc, backoff)
+                    continue
+                backoff = self.retry_min
+                if _int(got) == 1:
+                    return token
+                await asyncio.sleep(random.uniform(self.poll_min, self.poll_max))
+        except BaseException:
+            # Cancelled (or failed) while a script may have run on the server: the lease
+            # could exist without us knowing, so remove it rather than leak a slot.
+            await self._release(mx_ip, token)
+            raise
+
+    async def _release(self, mx_ip: str, token: str) -> None:
+        """Remove the lease ``token``; survives a second cancellation of the caller."""
+        task = asyncio.ensure_future(self._remove(self.conn_key(mx_ip), token))
+        # keep a reference: if the caller is cancelled again, the shielded removal goes
+        # on in the background and must not be garbage-collected meanwhile
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+
+    async def _remove(self, key: str, token: str) -> None:
+        for attempt in range(3):
+            try:
+                await self.redis.zrem(key, token)
+                return
+            except _UNAVAILABLE as exc:
+                if attempt == 2:
+                    self._warn(
+                        "politeness: could not release lease on %s (it expires by "
+                        "itself after %gs): %s", key, self.lease_seconds, exc,
+                    )
+                    return
+                await asyncio.sleep(self.retry_min * (attempt + 1))
+
+    async def _unavailable(
+        self, what: str, mx_ip: str, exc: BaseException, backoff: float
+    ) -> float:
+        """Warn (throttled), sleep a jittered ``backoff``, return the next backoff."""
+        self._warn(
+            "politeness: Redis unavailable for %s of %s, waiting and retrying: %s",
+            what, mx_ip, exc,
+        )
+        await asyncio.sleep(random.uniform(backoff / 2, backoff))
+        return min(self.retry_max, backoff * 2)
+
+
+# --------------------------------------------------------------------------- job store
+
+# Every job script gets the job's six keys in this order, so each write can refresh the
+# TTL of all of them (a job's keys live and expire together).
+_JOB_PARTS = ("claims", "dups", "total", "finals", "by_verdict", "completed")
+
+_TOUCH = """
+local function touch(ttl_ms)
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl_ms) end
+end
+"""
+
+# ARGV = dedupe_key, source, ttl_ms
+_CLAIM_LUA = _TOUCH + """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+local first = redis.call('HGET', KEYS[1], ARGV[1])
+touch(ARGV[3])
+if first == ARGV[2] then return 1 end
+return 0
+"""
+
+# ARGV = source, ttl_ms
+_DUPLICATE_LUA = _TOUCH + """
+redis.call('SADD', KEYS[2], ARGV[1])
+touch(ARGV[2])
+return 1
+"""
+
+# ARGV = total, ttl_ms
+_TOTAL_LUA = _TOUCH + """
+redis.call('SET', KEYS[3], ARGV[1])
+touch(ARGV[2])
+return 1
+"""
+
+# ARGV = dedupe_key, verdict, ttl_ms
+_FINAL_LUA = _TOUCH + """
+local new = redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[2])
+if new == 1 then redis.call('HINCRBY', KEYS[5], ARGV[2], 1) end
+touch(ARGV[3])
+return new
+"""
+
+# ARGV = ttl_ms
+_COMPLETED_LUA = _TOUCH + """
+local ok = redis.call('SET', KEYS[6], '1', 'NX')
+touch(ARGV[1])
+if ok then return 1 end
+return 0
+"""
+
+
+class RedisJobStore:
+    """A :class:`streams.jobstore.JobStore` in Redis, shared by every worker.
+
+    Same semantics as :class:`streams.jobstore.MemoryJobStore`; each write is one Lua
+    script, so it is atomic and idempotent under redelivery. Every write refreshes the
+    TTL (``ttl_seconds``, default 7 days) of all the job's keys. Redis errors propagate:
+    the stream processor must not acknowledge an event whose bookkeeping failed.
+    """
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        *,
+        prefix: str = "mailsift:",
+        ttl_seconds: float = 7 * 86_400.0,
+    ) -> None:
+        if not ttl_seconds > 0:
+            raise ValueError("ttl_seconds must be positive")
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+        self._ttl_ms = max(1, math.ceil(ttl_seconds * 1000))
+        self._claim = redis.register_script(_CLAIM_LUA)
+        self._duplicate = redis.register_script(_DUPLICATE_LUA)
+        self._total = redis.register_script(_TOTAL_LUA)
+        self._final = redis.register_script(_FINAL_LUA)
+        self._completed = redis.register_script(_COMPLETED_LUA)
+
+    def keys(self, key: str) -> list[str]:
+        """The Redis keys of job run ``key``: claims, dups, total, finals, by_verdict,
+        completed."""
+        return [f"{self.prefix}job:{key}:{part}" for part in _JOB_PARTS]
+
+    async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
+        """True when ``source`` is the first submission of ``dedupe_key`` in the job run."""
+        got = await self._claim(keys=self.keys(key), args=[dedupe_key, source, self._ttl_ms])
+        return _int(got) == 1
+
+    async def record_duplicate(self, key: str, source: str) -> None:
+        """Count ``source`` as a duplicate submission (idempotent per source)."""
+        await self._duplicate(keys=self.keys(key), args=[source, self._ttl_ms])
+
+    async def set_total(self, key: str, total: int) -> None:
+        """The number of submissions in the job run."""
+        await self._total(keys=self.keys(key), args=[int(total), self._ttl_ms])
+
+    async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
+        """Count a final verdict once per dedupe key; True when it was new."""
+        got = await self._final(keys=self.keys(key), args=[dedupe_key, verdict, self._ttl_ms])
+        return _int(got) == 1
+
+    async def progress(self, key: str) -> JobProgress:
+        """A consistent snapshot (MULTI/EXEC) of the job run's counters."""
+        _claims, dups, total, finals, by_verdict, completed = self.keys(key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(total)
+            pipe.hlen(finals)
+            pipe.scard(dups)
+            pipe.hgetall(by_verdict)
+            pipe.exists(completed)
+            raw_total, n_final, n_dups, raw_by, n_completed = await pipe.execute()
+        by: dict[str, int] = {}
+        for verdict, count in dict(raw_by or {}).items():
+            name = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+            if _int(count) > 0:
+                by[name] = _int(count)
+        return JobProgress(
+            None if raw_total is None else _int(raw_total),
+            _int(n_final),
+            _int(n_dups),
+            by,
+            _int(n_completed) > 0,
+        )
+
+    async def mark_completed(self, key: str) -> bool:
+        """True exactly once per job run (until its keys expire)."""
+        got = await self._completed(keys=self.keys(key), args=[self._ttl_ms])
+        return _int(got) == 1

@@ -1,0 +1,63 @@
+"""What the agents share inside one worker: settings, topic names, engine, job store, producer.
+
+Built once per worker by :func:`build_services`. With ``MAILSIFT_REDIS_URL`` set, the DNS
+cache, the per-MX politeness limits and the job bookkeeping live in Redis and are shared by
+every worker; without it they are per process (fine for one worker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from checks import Engine, EngineConfig
+from mailsift.settings import Settings
+from streams.jobstore import JobStore, MemoryJobStore
+from streams.topics import TopicNames
+
+__all__ = ["Services", "build_services", "FaustPublisher"]
+
+
+class FaustPublisher:
+    """Produces through the Faust app's producer and waits for the broker's ack."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self.app.producer.send_and_wait(topic, key, value, partition=None,
+                                              timestamp=None, headers=None)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    topics: TopicNames
+    engine: Engine
+    jobs: JobStore
+    publisher: Any  # streams.stage.Publisher
+    redis: Any = None
+
+
+def build_services(settings: Settings, publisher: Any) -> Services:
+    config = EngineConfig.from_settings(settings)
+    redis_client = None
+    if settings.redis_url:
+        from sinks.redis_tables import RedisDnsCache, RedisJobStore, RedisPoliteness, redis_client
+
+        client = redis_client(settings.redis_url)
+        redis_client = client
+        engine = Engine(
+            config, cache=RedisDnsCache(client),
+            politeness=RedisPoliteness(
+                client, max_connections=settings.mx_max_connections,
+                rcpt_per_second=settings.mx_max_rcpt_per_second,
+                lease_seconds=settings.smtp_session_timeout + 30,
+            ),
+        )
+        jobs: JobStore = RedisJobStore(client)
+    else:
+        engine = Engine(config)
+        jobs = MemoryJobStore()
+    return Services(settings, TopicNames.from_settings(settings), engine, jobs, publisher,
+                    redis_client)

@@ -1,0 +1,92 @@
+"""Build the Faust app: topics, agents, rebalance hooks.
+
+>>> from mailsift.settings import load_settings
+>>> app = build_app(load_settings({}))
+>>> sorted(app.agents)  # doctest: +NORMALIZE_WHITESPACE
+['mailsift.domain', 'mailsift.intake', 'mailsift.progress', 'mailsift.retry-0',
+ 'mailsift.retry-1', 'mailsift.retry-2']
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from agents.domain import DomainHandler
+from agents.intake import IntakeHandler
+from agents.progress import ProgressHandler
+from agents.retry import RetryHandler
+from mailsift.settings import Settings
+from streams.ackwindow import OrderedAckWindow
+from streams.services import FaustPublisher, Services, build_services
+from streams.stage import Handler, run_stage
+from streams.topics import TopicNames
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> faust.App:
+    """The mailsift Faust app for ``settings`` (not started)."""
+    app = faust.App(
+        settings.app_id,
+        broker=settings.kafka_broker,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_bind="127.0.0.1",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        stream_buffer_maxsize=max(4096, settings.max_in_flight * 2),
+    )
+    names = TopicNames.from_settings(settings)
+    services = build_services(settings, FaustPublisher(app))
+    app.mailsift_services = services  # type: ignore[attr-defined]
+    windows: list[OrderedAckWindow[Any]] = []
+
+    def topic(*topic_names: str) -> Any:
+        return app.topic(*topic_names, key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw")
+
+    def stage(name: str, channel: Any, handler: Handler, max_in_flight: int) -> None:
+        window: OrderedAckWindow[Any] = OrderedAckWindow(max_in_flight,
+                                                         lambda event: event.ack())
+        windows.append(window)
+
+        async def agent(stream: Any) -> None:
+            await run_stage(stream, handler, publisher=services.publisher,
+                            dead_letter_topic=names.dead_letters,
+                            max_in_flight=max_in_flight, name=name, window=window)
+
+        agent.__name__ = agent.__qualname__ = name.replace("-", "_")
+        app.agent(channel, name=f"{settings.app_id}.{name}")(agent)
+
+    in_flight = settings.max_in_flight
+    stage("intake", topic(names.submissions, names.replays), IntakeHandler(services),
+          in_flight)
+    stage("domain", topic(names.by_domain), DomainHandler(services), in_flight)
+    retry = RetryHandler(services)
+    for i, tier in enumerate(names.retries):
+        stage(f"retry-{i}", topic(tier), retry, in_flight)
+    stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        for window in windows:
+            window.revoke(revoked)
+
+    _ = on_revoked
+    return app
+
+
+def services_of(app: faust.App) -> Services:
+    services: Services = app.mailsift_services  # type: ignore[attr-defined]
+    return services
+

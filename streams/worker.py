@@ -1,0 +1,45 @@
+"""Run a mailsift worker: make sure the topics exist, then run the Faust app until stopped.
+
+Several workers (on one machine or many) share the work: Kafka splits each topic's
+partitions between them (consumer group ``MAILSIFT_APP_ID``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mailsift.settings import Settings
+from streams.topics import ensure_topics
+
+__all__ = ["run_worker", "KafkaUnavailable", "check_kafka"]
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka did not answer; the message is one line saying what to do."""
+
+
+def check_kafka(settings: Settings) -> None:
+    """Create missing topics; raise :class:`KafkaUnavailable` when the broker is not there."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        asyncio.run(asyncio.wait_for(ensure_topics(settings), 30))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.kafka_broker} ({type(exc).__name__}); "
+            "start the local stack with `mailsift stack up` or set MAILSIFT_KAFKA_BROKER"
+        ) from None
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
+    """Blocks until the worker is stopped (SIGTERM/SIGINT)."""
+    import faust
+
+    from streams.topology import build_app
+
+    check_kafka(settings)
+    app = build_app(settings)
+    logging.getLogger("faust").setLevel(loglevel.upper())
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

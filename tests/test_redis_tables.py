@@ -1,0 +1,419 @@
+"""sinks.redis_tables against a real Redis (the local stack's): DNS cache, global
+politeness across two "workers" (two clients, two instances), and the job store, which
+must behave exactly like streams.jobstore.MemoryJobStore.
+
+Every test uses its own key prefix, so parallel runs never collide; keys are deleted
+afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis.asyncio
+
+from checks.dns import CachingResolver, DnsAnswer, NxDomain
+from mailsift.settings import Settings
+from sinks.redis_tables import (
+    RcptReservation,
+    RedisDnsCache,
+    RedisJobStore,
+    RedisPoliteness,
+    redis_client,
+)
+from streams.jobstore import JobStore, MemoryJobStore
+
+pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
+
+MX = "127.0.9.9"
+
+ClientFactory = Callable[[], redis.asyncio.Redis]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"mailsift-test:{uuid.uuid4().hex}:"
+
+
+@pytest_asyncio.fixture
+async def clients(stack: Settings, prefix: str) -> AsyncIterator[ClientFactory]:
+    """Make clients of the stack's Redis (one per simulated worker); clean up after."""
+    made: list[redis.asyncio.Redis] = []
+
+    def make() -> redis.asyncio.Redis:
+        client = redis_client(stack.redis_url)
+        made.append(client)
+        return client
+
+    yield make
+    cleaner = redis_client(stack.redis_url)
+    try:
+        keys = [k async for k in cleaner.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await cleaner.delete(*keys)
+    finally:
+        await cleaner.aclose()
+        for client in made:
+            await client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# =========================================================================== DNS cache
+
+
+class CountingResolver:
+    """Answers from a dict and counts the questions that reach it."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        self.calls[(name, rdtype)] += 1
+        if name.startswith("nx."):
+            raise NxDomain(f"{name} {rdtype}: no such domain (NXDOMAIN)", ttl=1)
+        return DnsAnswer(("10 mx.example.test.",), 1)
+
+
+async def test_dns_cache_set_get_expiry_delete(clients: ClientFactory, prefix: str) -> None:
+    client = clients()
+    cache = RedisDnsCache(client, prefix=prefix)
+    assert await cache.get("dns:a.test/MX") is None
+    await cache.set("dns:a.test/MX", b"\x00value\xff", ttl=0.3)
+    assert await cache.get("dns:a.test/MX") == b"\x00value\xff"
+    # stored under the prefix, with a millisecond TTL
+    assert await client.get(prefix + "dns:a.test/MX") == b"\x00value\xff"
+    assert 0 < await client.pttl(prefix + "dns:a.test/MX") <= 300
+    await asyncio.sleep(0.4)
+    assert await cache.get("dns:a.test/MX") is None
+
+    await cache.set("dns:b.test/MX", b"b", ttl=60)
+    assert await cache.get("dns:b.test/MX") == b"b"
+    await cache.set("dns:b.test/MX", b"b", ttl=0)  # ttl <= 0 deletes
+    assert await cache.get("dns:b.test/MX") is None
+
+
+async def test_caching_resolver_over_redis_shared_by_two_workers(
+    clients: ClientFactory, prefix: str
+) -> None:
+    base1, base2 = CountingResolver(), CountingResolver()
+    worker1 = CachingResolver(base1, RedisDnsCache(clients(), prefix=prefix),
+                              min_ttl=0, max_ttl=0.3, negative_ttl=0.3)
+    worker2 = CachingResolver(base2, RedisDnsCache(clients(), prefix=prefix),
+                              min_ttl=0, max_ttl=0.3, negative_ttl=0.3)
+
+    first = await worker1.query("example.test.", "MX")
+    assert first.records == ("10 mx.example.test.",)
+    assert base1.calls[("example.test.", "MX")] == 1
+
+    again = await worker1.query("example.test.", "MX")  # served from Redis
+    assert again.records == first.records
+    assert base1.calls[("example.test.", "MX")] == 1
+    assert worker1.hits == 1
+
+    other = await worker2.query("EXAMPLE.test", "mx")  # the other worker shares the hit
+    assert other.records == first.records
+    assert sum(base2.calls.values()) == 0
+    assert worker2.hits == 1
+
+    # negative answers are shared too
+    with pytest.raises(NxDomain):
+        await worker1.query("nx.example.test.", "A")
+    with pytest.raises(NxDomain):
+        await worker2.query("nx.example.test.", "A")
+    assert base1.calls[("nx.example.test.", "A")] == 1
+    assert sum(base2.calls.values()) == 0
+
+    await asyncio.sleep(0.4)  # past the 0.3 s cache TTL
+    await worker2.query("example.test.", "MX")
+    assert base2.calls[("example.test.", "MX")] == 1
+    await worker1.query("example.test.", "MX")  # worker2 refilled the shared entry
+    assert base1.calls[("example.test.", "MX")] == 1
+
+
+async def test_dns_cache_survives_unreachable_redis() -> None:
+    client = redis_client(f"redis://127.0.0.1:{_free_port()}/0")
+    try:
+        cache = RedisDnsCache(client, prefix="mailsift-test:down:")
+        base = CountingResolver()
+        resolver = CachingResolver(base, cache, min_ttl=0, max_ttl=60)
+        started = time.monotonic()
+        assert await cache.get("dns:x.test/MX") is None
+        await cache.set("dns:x.test/MX", b"v", ttl=10)  # swallowed
+        answer = await resolver.query("x.test.", "MX")  # the resolver keeps working
+        assert answer.records == ("10 mx.example.test.",)
+        await resolver.query("x.test.", "MX")
+        assert base.calls[("x.test.", "MX")] == 2
+        assert time.monotonic() - started < 3.0
+    finally:
+        await client.aclose()
+
+
+# =========================================================================== politeness
+
+
+async def test_connection_slots_are_global_across_workers(
+    clients: ClientFactory, prefix: str
+) -> None:
+    workers = [
+        RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100, prefix=prefix)
+        for _ in range(2)
+    ]
+    held = 0
+    peak = 0
+
+    async def session(p: RedisPoliteness) -> None:
+        nonlocal held, peak
+        async with p.connection(MX):
+            held += 1
+            peak = max(peak, held)
+            await asyncio.sleep(0.1)
+            held -= 1
+
+    started = time.monotonic()
+    await asyncio.wait_for(
+        asyncio.gather(*(session(workers[i % 2]) for i in range(10))), timeout=20
+    )
+    elapsed = time.monotonic() - started
+    assert peak == 2
+    assert elapsed >= 0.5 - 0.02  # 10 sessions of 0.1 s through 2 slots
+    assert await workers[0].active(MX) == 0
+    assert await workers[0].redis.zcard(workers[0].conn_key(MX)) == 0
+
+
+async def test_other_mx_hosts_have_their_own_slots(
+    clients: ClientFactory, prefix: str
+) -> None:
+    p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100, prefix=prefix)
+    async with p.connection("127.0.9.1"):
+        async with asyncio.timeout(2):
+            async with p.connection("127.0.9.2"):
+                assert await p.active("127.0.9.1") == 1
+                assert await p.active("127.0.9.2") == 1
+
+
+async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: str) -> None:
+    crashed = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
+                              lease_seconds=0.5, prefix=prefix)
+    other = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
+                            prefix=prefix)
+    lease = crashed.connection(MX)
+    started = time.monotonic()
+    await lease.__aenter__()  # ... and the holder "crashes": never released
+    assert await other.active(MX) == 1
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(other.connection(MX).__aenter__(), 0.25)
+    # the cancelled wait left nothing behind: only the crashed lease is there
+    assert await other.redis.zcard(other.conn_key(MX)) == 1
+
+    async with asyncio.timeout(3):
+        async with other.connection(MX):
+            assert time.monotonic() - started >= 0.5 - 0.02
+            assert await other.active(MX) == 1
+    assert await other.active(MX) == 0
+    ttl = await other.redis.pttl(other.conn_key(MX))
+    assert ttl == -2 or 0 < ttl <= 182_000  # the idle key expires on its own
+
+
+async def test_cancellation_releases_the_slot(clients: ClientFactory, prefix: str) -> None:
+    p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100, prefix=prefix)
+    key = p.conn_key(MX)
+    entered = asyncio.Event()
+
+    async def holder() -> None:
+        async with p.connection(MX):
+            entered.set()
+            await asyncio.sleep(30)
+
+    async def waiter() -> None:
+        async with p.connection(MX):
+            raise AssertionError("the slot is held: the waiter must not get it")
+
+    hold = asyncio.create_task(holder())
+    await asyncio.wait_for(entered.wait(), 5)
+    assert await p.redis.zcard(key) == 1
+
+    wait = asyncio.create_task(waiter())
+    await asyncio.sleep(0.3)
+    wait.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await wait
+    assert await p.redis.zcard(key) == 1  # the waiter leaked no lease
+
+    hold.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await hold
+    assert await p.redis.zcard(key) == 0
+    async with asyncio.timeout(1):  # and the slot is free at once
+        async with p.connection(MX):
+            pass
+
+
+class RecordingPoliteness(RedisPoliteness):
+    """Remembers the Redis-time slot granted to each task."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.granted: dict[asyncio.Task[Any], RcptReservation] = {}
+
+    async def reserve_rcpt(self, mx_ip: str) -> RcptReservation:
+        reservation = await super().reserve_rcpt(mx_ip)
+        task = asyncio.current_task()
+        assert task is not None
+        self.granted[task] = reservation
+        return reservation
+
+
+async def test_rcpt_rate_is_global_across_workers(
+    clients: ClientFactory, prefix: str
+) -> None:
+    workers = [
+        RecordingPoliteness(clients(), max_connections=2, rcpt_per_second=20, prefix=prefix)
+        for _ in range(2)
+    ]
+    done: list[tuple[float, float]] = []  # (granted slot in Redis time, returned at)
+
+    async def rcpt(p: RecordingPoliteness) -> None:
+        await p.before_rcpt(MX)
+        returned = time.time()  # same host: Redis TIME is this wall clock
+        task = asyncio.current_task()
+        assert task is not None
+        done.append((p.granted[task].slot, returned))
+
+    started = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(rcpt(workers[i % 2]) for i in range(30))), 20)
+    elapsed = time.monotonic() - started
+    assert len(done) == 30
+    assert elapsed >= 1.4  # 29 intervals of 50 ms
+
+    # the slots, in Redis time, are at least one interval apart ...
+    slots = sorted(round(slot * 1_000_000) for slot, _ in done)
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert min(gaps) >= 50_000
+    # ... so no rolling second [t, t + 1 s) holds more than 20 of them
+    window = max(
+        sum(1 for s in slots if start <= s < start + 1_000_000) for start in slots
+    )
+    assert window == 20
+    # and no caller went before its slot (2 ms for clock reads and loop granularity)
+    assert all(returned >= slot - 0.002 for slot, returned in done)
+    # the two workers really shared the spacing
+    assert all(len(p.granted) == 15 for p in workers)
+
+
+async def test_politeness_waits_while_redis_is_unreachable() -> None:
+    client = redis_client(f"redis://127.0.0.1:{_free_port()}/0")
+    try:
+        p = RedisPoliteness(client, max_connections=1, rcpt_per_second=100,
+                            prefix="mailsift-test:down:")
+        # never raises, never lets anything through: it keeps waiting
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(p.before_rcpt(MX), 1.0)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(p.connection(MX).__aenter__(), 1.0)
+    finally:
+        await client.aclose()
+
+
+# =========================================================================== job store
+
+
+@pytest_asyncio.fixture(params=["memory", "redis"])
+async def jobstore(
+    request: pytest.FixtureRequest, clients: ClientFactory, prefix: str
+) -> JobStore:
+    if request.param == "memory":
+        return MemoryJobStore()
+    return RedisJobStore(clients(), prefix=prefix, ttl_seconds=600)
+
+
+async def test_jobstore_semantics(jobstore: JobStore) -> None:
+    job, other_job = "job-1", "job-1@replay-7"
+
+    # claim: the first submission of a dedupe key wins, idempotently
+    assert await jobstore.claim(job, "a@x.test", "submit:0:10") is True
+    assert await jobstore.claim(job, "a@x.test", "submit:0:10") is True  # redelivery
+    assert await jobstore.claim(job, "a@x.test", "submit:1:3") is False  # a duplicate
+    assert await jobstore.claim(job, "b@x.test", "submit:1:3") is True
+    assert await jobstore.claim(other_job, "a@x.test", "submit:1:3") is True  # own run
+
+    progress = await jobstore.progress(job)
+    assert progress.total is None and progress.done == 0 and not progress.is_complete
+    assert progress.by_verdict == {} and progress.completed is False
+
+    # duplicates count once per source
+    await jobstore.record_duplicate(job, "submit:1:3")
+    await jobstore.record_duplicate(job, "submit:1:3")
+    await jobstore.record_duplicate(job, "submit:2:8")
+    await jobstore.set_total(job, 5)
+    progress = await jobstore.progress(job)
+    assert (progress.total, progress.final, progress.duplicates) == (5, 0, 2)
+
+    # finals count once per dedupe key, by verdict
+    assert await jobstore.record_final(job, "a@x.test", "deliverable") is True
+    assert await jobstore.record_final(job, "a@x.test", "deliverable") is False
+    assert await jobstore.record_final(job, "a@x.test", "undeliverable") is False
+    assert await jobstore.record_final(job, "b@x.test", "undeliverable") is True
+    progress = await jobstore.progress(job)
+    assert progress.final == 2
+    assert progress.by_verdict == {"deliverable": 1, "undeliverable": 1}
+    assert progress.done == 4 and not progress.is_complete
+
+    assert await jobstore.record_final(job, "c@x.test", "deliverable") is True
+    progress = await jobstore.progress(job)
+    assert progress.by_verdict == {"deliverable": 2, "undeliverable": 1}
+    assert progress.done == 5 and progress.is_complete and not progress.completed
+
+    # set_total replaces; completion is announced exactly once
+    await jobstore.set_total(job, 6)
+    assert not (await jobstore.progress(job)).is_complete
+    await jobstore.set_total(job, 5)
+    assert await jobstore.mark_completed(job) is True
+    assert await jobstore.mark_completed(job) is False
+    assert (await jobstore.progress(job)).completed is True
+
+    # the replay run is tracked on its own
+    other = await jobstore.progress(other_job)
+    assert (other.total, other.final, other.duplicates, other.completed) == (
+        None, 0, 0, False)
+    assert await jobstore.mark_completed(other_job) is True
+
+
+async def test_redis_jobstore_is_shared_and_keeps_a_ttl(
+    clients: ClientFactory, prefix: str
+) -> None:
+    one = RedisJobStore(clients(), prefix=prefix, ttl_seconds=600)
+    two = RedisJobStore(clients(), prefix=prefix, ttl_seconds=600)
+    job = "job-shared"
+
+    results = await asyncio.gather(
+        *(s.claim(job, "a@x.test", f"submit:0:{i}") for i, s in enumerate([one, two] * 5))
+    )
+    assert results.count(True) == 1  # exactly one submission is first
+    finals = await asyncio.gather(
+        *(s.record_final(job, "a@x.test", "deliverable") for s in [one, two] * 5)
+    )
+    assert finals.count(True) == 1
+    await two.set_total(job, 1)
+    assert (await one.progress(job)).is_complete
+    marks = await asyncio.gather(*(s.mark_completed(job) for s in [one, two] * 3))
+    assert marks.count(True) == 1
+
+    for key in one.keys(job):
+        assert key.startswith(f"{prefix}job:{job}:")
+    existing = [k for k in one.keys(job) if await one.redis.exists(k)]
+    assert len(existing) == 5  # no duplicates recorded: no dups key
+    for key in existing:
+        assert 590_000 < await one.redis.pttl(key) <= 600_000
