@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from checks.model import VerificationResult
 from schemas import AddressTask, Submission, VerdictEvent
 from schemas.base import utc_now_iso
 
-__all__ = ["verdict_event"]
+__all__ = ["verdict_event", "WORKER_ID"]
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def verdict_event(origin: Submission | AddressTask, result: VerificationResult, *,
@@ -18,5 +23,5 @@ def verdict_event(origin: Submission | AddressTask, result: VerificationResult, 
         verdict=result.verdict.value, reason=result.reason.value, dedupe_key=dedupe_key,
         attempt=attempt, checked_at=utc_now_iso(), evidence=evidence,
         temporary=result.temporary, request_id=origin.request_id, metadata=origin.metadata,
-        replay_id=origin.replay_id, source=source,
+        replay_id=origin.replay_id, source=source, worker=WORKER_ID,
     )

@@ -252,6 +252,12 @@ class Settings:
     app_id: str = _setting(
         "MAILSIFT_APP_ID", "mailsift", _str,
         "Faust application id: the Kafka consumer group shared by all workers.")
+    kafka_session_timeout: float = _setting(
+        "MAILSIFT_KAFKA_SESSION_TIMEOUT", "10", _seconds,
+        "Seconds without heartbeat before Kafka moves a worker's partitions to the others.")
+    kafka_rebalance_timeout: float = _setting(
+        "MAILSIFT_KAFKA_REBALANCE_TIMEOUT", "20", _seconds,
+        "Seconds the group waits for every worker to rejoin during a rebalance.")
     partitions: int = _setting(
         "MAILSIFT_PARTITIONS", "8", _int_range(1, 1024),
         "Partitions of each topic mailsift creates (the most workers that can share a stage).")

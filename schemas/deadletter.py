@@ -6,7 +6,9 @@ import base64
 
 import faust
 
-from schemas.base import SCHEMA_VERSION, utc_now_iso
+from schemas.base import (
+    SCHEMA_VERSION, field_int, field_opt_str, field_str, load_object, utc_now_iso,
+)
 
 __all__ = ["DeadLetter"]
 
@@ -39,3 +41,13 @@ class DeadLetter(faust.Record, serializer="json", include_metadata=False):
                    payload_encoding=encoding, error=error[:2000],
                    key=key.decode("utf-8", "replace") if key is not None else None,
                    at=utc_now_iso())
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> DeadLetter:
+        data = load_object(raw, max_bytes=4 * 1024 * 1024)
+        return cls(topic=field_str(data, "topic"), partition=field_int(data, "partition", 0),
+                   offset=field_int(data, "offset", 0),
+                   payload=data.get("payload") if isinstance(data.get("payload"), str) else None,
+                   payload_encoding=field_str(data, "payload_encoding"),
+                   error=field_str(data, "error"), key=field_opt_str(data, "key"),
+                   at=field_opt_str(data, "at"))

@@ -33,6 +33,8 @@ class VerdictEvent(faust.Record, serializer="json", include_metadata=False):
     metadata: dict[str, Any] | None = None
     replay_id: str | None = None
     source: str | None = None
+    #: which worker decided (``host:pid``), for operations
+    worker: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -49,4 +51,5 @@ class VerdictEvent(faust.Record, serializer="json", include_metadata=False):
             evidence=field_dict(data, "evidence") or {}, temporary=temporary,
             request_id=field_opt_str(data, "request_id"), metadata=field_dict(data, "metadata"),
             replay_id=field_opt_str(data, "replay_id"), source=field_opt_str(data, "source"),
+            worker=field_opt_str(data, "worker"),
         )

@@ -186,13 +186,13 @@ _ACQUIRE_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
   return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2]) + 1000))
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
 return 1
 """
 
@@ -355,7 +355,6 @@ class RedisPoliteness:
         except BaseException:
             # Cancelled (or failed) while a script may have run on the server: the lease
             # could exist without us knowing, so remove it rather than leak a slot.
-            await self._release(mx_ip, token)
             raise
 
     async def _release(self, mx_ip: str, token: str) -> None:

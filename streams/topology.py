@@ -43,6 +43,9 @@ def build_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 4),
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.max_in_flight * 2),
     )

@@ -205,26 +205,56 @@ async def test_other_mx_hosts_have_their_own_slots(
 
 
 async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: str) -> None:
-    crashed = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
+    crashed = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
                               lease_seconds=0.5, prefix=prefix)
-    other = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
+    other = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
                             prefix=prefix)
-    lease = crashed.connection(MX)
-    started = time.monotonic()
-    await lease.__aenter__()  # ... and the holder "crashes": never released
-    assert await other.active(MX) == 1
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(other.connection(MX).__aenter__(), 0.25)
-    # the cancelled wait left nothing behind: only the crashed lease is there
-    assert await other.redis.zcard(other.conn_key(MX)) == 1
+    async with other.connection(MX):  # a live holder keeps the key alive meanwhile
+        lease = crashed.connection(MX)
+        started = time.monotonic()
+        await lease.__aenter__()  # ... and this holder "crashes": never released
+        assert await other.active(MX) == 2
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(other.connection(MX).__aenter__(), 0.25)
+        # the cancelled wait left nothing behind: only the two leases are there
+        assert await other.redis.zcard(other.conn_key(MX)) == 2
 
-    async with asyncio.timeout(3):
-        async with other.connection(MX):
-            assert time.monotonic() - started >= 0.5 - 0.02
-            assert await other.active(MX) == 1
+        async with asyncio.timeout(3):
+            async with other.connection(MX):
+                waited = time.monotonic() - started
+                assert 0.5 - 0.02 <= waited < 1.0  # right after the lease expired
+                assert await other.active(MX) == 2
+                assert await other.redis.zcard(other.conn_key(MX)) == 2  # it was dropped
     assert await other.active(MX) == 0
-    ttl = await other.redis.pttl(other.conn_key(MX))
-    assert ttl == -2 or 0 < ttl <= 182_000  # the idle key expires on its own
+    assert await other.redis.zcard(other.conn_key(MX)) == 0
+
+
+async def test_idle_lease_key_expires(clients: ClientFactory, prefix: str) -> None:
+    p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
+                        lease_seconds=0.3, prefix=prefix)
+    await p.connection(MX).__aenter__()  # never released
+    assert 0 < await p.redis.pttl(p.conn_key(MX)) <= 300
+    await asyncio.sleep(0.4)
+    assert await p.redis.exists(p.conn_key(MX)) == 0
+
+
+async def test_cancellation_at_any_point_leaks_no_lease(
+    clients: ClientFactory, prefix: str
+) -> None:
+    p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100, prefix=prefix)
+
+    async def session() -> None:
+        async with p.connection(MX):
+            await asyncio.sleep(30)
+
+    for i in range(40):
+        task = asyncio.create_task(session())
+        await asyncio.sleep(i * 0.00005)  # cancel before, during and after the acquire
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.01)  # a shielded release may still be on its way
+        assert await p.redis.zcard(p.conn_key(MX)) == 0, f"leaked at step {i}"
 
 
 async def test_cancellation_releases_the_slot(clients: ClientFactory, prefix: str) -> None:

@@ -1,0 +1,185 @@
+"""Helpers for pipeline tests: a world process, worker processes, following a job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checks.model import ParsedAddress
+from checks.syntax import parse_address
+from mailsift.settings import Settings, load_settings
+from schemas import JobEvent, VerdictEvent
+from streams.client import follow
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class WorldProcess:
+    """``python -m tests.world`` in a subprocess; stopped by its PID."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.world", *args], cwd=REPO,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.info: dict[str, Any] = json.loads(self.proc.stdout.readline())
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MAILSIFT_DNS_NAMESERVERS": self.info["nameserver"],
+            "MAILSIFT_SMTP_PORT": str(self.info["smtp_port"]),
+            "MAILSIFT_MX_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "MAILSIFT_ALLOW_TEST_TLD": "true",
+        }
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.info['control']}/stats", timeout=10) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+
+
+def pipeline_env(world: WorldProcess, **overrides: str) -> dict[str, str]:
+    """A private pipeline (own topics and consumer group) on the shared local stack."""
+    run = uuid.uuid4().hex[:10]
+    env = {
+        **world.env(),
+        "MAILSIFT_TOPIC_PREFIX": f"t{run}.",
+        "MAILSIFT_APP_ID": f"t{run}",
+        "MAILSIFT_PARTITIONS": "4",
+        "MAILSIFT_RETRY_DELAYS": "1,2",
+        "MAILSIFT_WEB_PORT": "0",
+        "MAILSIFT_KAFKA_SESSION_TIMEOUT": "6",
+        "MAILSIFT_KAFKA_REBALANCE_TIMEOUT": "5",
+        "MAILSIFT_SMTP_CONNECT_TIMEOUT": "1",
+        "MAILSIFT_SMTP_COMMAND_TIMEOUT": "2",
+        "MAILSIFT_SMTP_SESSION_TIMEOUT": "20",
+        "MAILSIFT_DOMAIN_BATCH_WINDOW": "0.1",
+    }
+    env.update(overrides)
+    return env
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    return load_settings({**{k: v for k, v in os.environ.items()
+                             if k.startswith("MAILSIFT_")}, **env})
+
+
+@dataclass
+class WorkerProcess:
+    """``mailsift worker`` in a subprocess (own session), stopped or killed by PID."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailsift.cli.main", "worker", "-l", "warn"],
+            cwd=REPO, env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=15)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self.log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def dedupe_key(email: str) -> str:
+    p = parse_address(email, allow_test_tld=True)
+    return p.dedupe_key if isinstance(p, ParsedAddress) else "raw:" + email.strip()
+
+
+@dataclass
+class JobOutcome:
+    verdicts: list[VerdictEvent]
+    events: list[JobEvent]
+
+    def final_by_key(self) -> dict[str, VerdictEvent]:
+        """The latest verdict per address (duplicates on the topic are allowed)."""
+        out: dict[str, VerdictEvent] = {}
+        for v in self.verdicts:
+            out[v.dedupe_key] = v
+        return out
+
+    def completed(self) -> JobEvent | None:
+        return next((e for e in self.events if e.kind == "completed"), None)
+
+
+async def wait_for_job(settings: Settings, job_id: str, expected_keys: Iterable[str], *,
+                       timeout: float, on_verdict: Any = None) -> JobOutcome:
+    """Follow a job until every expected address has a verdict and it completed."""
+    expected = set(expected_keys)
+    outcome = JobOutcome([], [])
+    seen: set[str] = set()
+
+    async def run() -> None:
+        async for item in follow(settings, job_id):
+            if item.verdict is not None:
+                outcome.verdicts.append(item.verdict)
+                seen.add(item.verdict.dedupe_key)
+                if on_verdict is not None:
+                    await on_verdict(len(seen))
+            elif item.job is not None:
+                outcome.events.append(item.job)
+            if expected <= seen and outcome.completed() is not None:
+                return
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        missing = sorted(expected - seen)
+        raise AssertionError(
+            f"job {job_id}: {len(seen)}/{len(expected)} addresses with a verdict after "
+            f"{timeout}s, completed={outcome.completed() is not None}; missing e.g. "
+            f"{missing[:5]}") from None
+    return outcome
+
+
+def eventually(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

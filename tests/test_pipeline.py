@@ -1,0 +1,136 @@
+"""The Faust pipeline on the real broker (Tansu), Redis, and a simulated world process.
+
+Each test runs a private pipeline (own topic prefix and consumer group) with real
+``mailsift worker`` processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from mailsift.settings import Settings
+from schemas import DeadLetter
+from streams.client import read_topic, submit_job
+from streams.topics import bootstrap_servers, ensure_topics
+from tests.pipeline_support import (
+    WorkerProcess,
+    WorldProcess,
+    dedupe_key,
+    pipeline_env,
+    settings_for,
+    wait_for_job,
+)
+
+pytestmark = pytest.mark.stack
+
+MIXED = {
+    # address: (verdict, reason, attempt of the final verdict)
+    "alice@ok.test": ("deliverable", "ok", 1),
+    "bob@ok.test": ("deliverable", "ok", 1),
+    "nobody@ok.test": ("undeliverable", "mailbox_not_found", 1),
+    "disabled@ok.test": ("undeliverable", "mailbox_disabled", 1),
+    "full@ok.test": ("risky", "mailbox_full", 1),
+    "anyone@catchall.test": ("risky", "catch_all", 1),
+    "carol@greylist.test": ("deliverable", "ok", 2),  # greylisted once, then accepted
+    "alice@refused.test": ("unknown", "connection_failed", 3),  # after every retry
+    "alice@blocked.test": ("unknown", "blocked", 1),
+    "a@nullmx.test": ("undeliverable", "null_mx", 1),
+    "a@nxdomain.test": ("undeliverable", "no_domain", 1),
+    "not an address": ("undeliverable", "syntax", 1),
+}
+DUPLICATES = ["Alice@OK.test", "alice@ok.test", "not an address"]
+
+
+@pytest.fixture
+def world() -> Iterator[WorldProcess]:
+    w = WorldProcess("--greylist-seconds", "1")
+    yield w
+    try:
+        assert w.stats()["data_commands"] == 0, "a probe must never send DATA/BDAT"
+    finally:
+        w.stop()
+
+
+def test_mixed_job_gets_one_final_verdict_per_address(
+        stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    env = pipeline_env(world)
+    settings = settings_for(env)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        emails = list(MIXED) + DUPLICATES
+
+        async def run() -> None:
+            job = await submit_job(settings, emails)
+            outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in MIXED},
+                                         timeout=120)
+            final = outcome.final_by_key()
+            got = {v.email: (v.verdict, v.reason, v.attempt) for v in final.values()}
+            assert got == MIXED
+            # exactly one final verdict per unique address, none for the duplicates
+            assert len(outcome.verdicts) == len(MIXED)
+            completed = outcome.completed()
+            assert completed is not None and completed.total == len(emails)
+            assert completed.counts == {"deliverable": 3, "undeliverable": 5, "risky": 2,
+                                        "unknown": 2}
+            dups = [e for e in outcome.events if e.kind == "duplicate"]
+            assert len(dups) == len(DUPLICATES)
+            evidence = final[dedupe_key("alice@ok.test")].evidence
+            assert evidence["spf"]["all_qualifier"] == "-"
+            assert evidence["smtp"]["reply"]["code"] == 250
+
+        asyncio.run(run())
+        assert worker.alive()
+    finally:
+        worker.stop()
+
+
+BAD_EVENTS = [
+    (b"this is not json", "not JSON"),
+    (b'{"job_id": 5, "email": "a@ok.test"}', "must be a string"),
+    (b'{"job_id": "j-bad"}', "missing field 'email'"),
+    (b"[1, 2, 3]", "expected a JSON object"),
+    (b'{"job_id": "j-bad", "email": "' + b"x" * 70000 + b'"}', "exceeds"),
+    (b"\xff\xfe\x00garbage", "not JSON"),
+]
+
+
+def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
+        stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    env = pipeline_env(world)
+    settings = settings_for(env)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        async def run() -> None:
+            names = await ensure_topics(settings)
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
+            await producer.start()
+            try:
+                for raw, _ in BAD_EVENTS:
+                    await producer.send_and_wait(names.submissions, raw, key=b"j-bad")
+                await producer.send_and_wait(names.by_domain, b'{"nonsense": true}',
+                                             key=b"ok.test")
+            finally:
+                await producer.stop()
+            # a good job after the bad events still completes: the worker kept going
+            job = await submit_job(settings, ["alice@ok.test"])
+            await wait_for_job(settings, job, {dedupe_key("alice@ok.test")}, timeout=90)
+            letters = [DeadLetter.decode(v) for _, _, _, v in
+                       await read_topic(settings, names.dead_letters)]
+            from_submissions = [d for d in letters if d.topic == names.submissions]
+            assert len(from_submissions) == len(BAD_EVENTS)
+            for d, (raw, error) in zip(sorted(from_submissions, key=lambda d: d.offset),
+                                       BAD_EVENTS, strict=True):
+                assert error in d.error
+                assert d.payload is not None
+            by_domain = [d for d in letters if d.topic == names.by_domain]
+            assert len(by_domain) == 1 and "missing field" in by_domain[0].error
+
+        asyncio.run(run())
+        assert worker.alive()
+    finally:
+        worker.stop()
