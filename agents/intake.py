@@ -7,12 +7,12 @@ one's verdict). Every other address goes to ``by-domain``, keyed by its ASCII do
 
 from __future__ import annotations
 
+from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem
 from schemas import AddressTask, JobEvent, Submission
 from streams.jobstore import job_key
 from streams.services import Services
-from agents.verdicts import verdict_event
 
 __all__ = ["IntakeHandler"]
 

@@ -23,7 +23,21 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
-__all__ = ["Politeness", "LocalPoliteness"]
+__all__ = ["Politeness", "LocalPoliteness", "rcpt_interval", "RATE_MARGIN"]
+
+#: RCPTs are spaced 5 % wider than ``1 / rate``: the permits are exact, but the moments the
+#: commands reach the server jitter by a few milliseconds, and without slack a server
+#: counting any rolling second would now and then see one RCPT more than the limit.
+RATE_MARGIN = 1.05
+
+
+def rcpt_interval(rcpt_per_second: float) -> float:
+    """Seconds between two RCPT permits for one MX host.
+
+    >>> round(rcpt_interval(20), 4)
+    0.0525
+    """
+    return RATE_MARGIN / rcpt_per_second if rcpt_per_second > 0 else 0.0
 
 
 class Politeness(Protocol):
@@ -43,7 +57,7 @@ class LocalPoliteness:
 
     def __init__(self, *, max_connections: int, rcpt_per_second: float) -> None:
         self.max_connections = max_connections
-        self.interval = 1.0 / rcpt_per_second if rcpt_per_second > 0 else 0.0
+        self.interval = rcpt_interval(rcpt_per_second)
         self._slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(max_connections)
         )

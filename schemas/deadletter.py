@@ -7,7 +7,12 @@ import base64
 import faust
 
 from schemas.base import (
-    SCHEMA_VERSION, field_int, field_opt_str, field_str, load_object, utc_now_iso,
+    SCHEMA_VERSION,
+    field_int,
+    field_opt_str,
+    field_str,
+    load_object,
+    utc_now_iso,
 )
 
 __all__ = ["DeadLetter"]

@@ -14,7 +14,13 @@ from typing import Any
 import faust
 
 from schemas.base import (
-    SCHEMA_VERSION, SchemaError, field_dict, field_opt_str, field_str, load_object, utc_now_iso,
+    SCHEMA_VERSION,
+    SchemaError,
+    field_dict,
+    field_opt_str,
+    field_str,
+    load_object,
+    utc_now_iso,
 )
 
 __all__ = ["JobEvent", "JOB_KINDS"]

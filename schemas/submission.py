@@ -24,7 +24,12 @@ from typing import Any
 import faust
 
 from schemas.base import (
-    SCHEMA_VERSION, field_dict, field_opt_str, field_str, load_object, utc_now_iso,
+    SCHEMA_VERSION,
+    field_dict,
+    field_opt_str,
+    field_str,
+    load_object,
+    utc_now_iso,
 )
 
 __all__ = ["Submission"]

@@ -11,7 +11,12 @@ from typing import Any
 import faust
 
 from schemas.base import (
-    SCHEMA_VERSION, field_dict, field_int, field_opt_str, field_str, load_object,
+    SCHEMA_VERSION,
+    field_dict,
+    field_int,
+    field_opt_str,
+    field_str,
+    load_object,
 )
 
 __all__ = ["AddressTask"]

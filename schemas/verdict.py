@@ -11,7 +11,13 @@ from typing import Any
 import faust
 
 from schemas.base import (
-    SCHEMA_VERSION, SchemaError, field_dict, field_int, field_opt_str, field_str, load_object,
+    SCHEMA_VERSION,
+    SchemaError,
+    field_dict,
+    field_int,
+    field_opt_str,
+    field_str,
+    load_object,
 )
 
 __all__ = ["VerdictEvent"]

@@ -35,14 +35,16 @@ import math
 import random
 import time
 import uuid
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
+from checks.politeness import rcpt_interval
 from streams.jobstore import JobProgress
 
 __all__ = [
@@ -99,6 +101,25 @@ class _ThrottledWarning:
             log.debug(message, *args)
 
 
+_T = TypeVar("_T")
+
+
+async def _guarded(aw: Awaitable[_T]) -> _T:
+    """Await a redis-py call without losing a cancellation of the current task.
+
+    redis-py sends every command under :func:`asyncio.wait_for`, which on Python 3.11
+    returns the result, and drops the cancellation, when both arrive together; the caller
+    would carry on as if never cancelled (a lease taken after its ``async with`` was
+    abandoned, a timeout that never fires). Re-raise it here instead.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    result = await aw
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError()
+    return result
+
+
 def _int(value: Any) -> int:
     """An integer from a Redis reply (int, bytes or str)."""
     if isinstance(value, bytes):
@@ -153,7 +174,7 @@ class RedisDnsCache:
             return None
         try:
             async with asyncio.timeout(self.timeout):
-                value = await self.redis.get(self.prefix + key)
+                value = await _guarded(self.redis.get(self.prefix + key))
         except _UNAVAILABLE as exc:
             self._failed("get", exc)
             return None
@@ -171,9 +192,11 @@ class RedisDnsCache:
         try:
             async with asyncio.timeout(self.timeout):
                 if ttl <= 0:
-                    await self.redis.delete(name)
+                    await _guarded(self.redis.delete(name))
                 else:
-                    await self.redis.set(name, value, px=max(1, math.ceil(ttl * 1000)))
+                    await _guarded(
+                        self.redis.set(name, value, px=max(1, math.ceil(ttl * 1000)))
+                    )
         except _UNAVAILABLE as exc:
             self._failed("set", exc)
 
@@ -284,7 +307,7 @@ class RedisPoliteness:
         self.lease_seconds = lease_seconds
         self.prefix = prefix
         # ceil: rounding the spacing down could let one RCPT too many into a second
-        self.interval_us = math.ceil(1_000_000 / rcpt_per_second)
+        self.interval_us = math.ceil(1_000_000 * rcpt_interval(rcpt_per_second))
         self._lease_ms = max(1, math.ceil(lease_seconds * 1000))
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
@@ -311,9 +334,10 @@ class RedisPoliteness:
 
     async def active(self, mx_ip: str) -> int:
         """Unexpired leases of ``mx_ip`` held by all workers (for monitoring and tests)."""
-        now_s, now_us = await self.redis.time()
+        now_s, now_us = await _guarded(self.redis.time())
         now_ms = int(now_s) * 1000 + int(now_us) // 1000
-        return int(await self.redis.zcount(self.conn_key(mx_ip), f"({now_ms}", "+inf"))
+        count = self.redis.zcount(self.conn_key(mx_ip), f"({now_ms}", "+inf")
+        return int(await _guarded(count))
 
     async def before_rcpt(self, mx_ip: str) -> None:
         """Wait until one more RCPT TO may be sent to ``mx_ip`` (globally)."""
@@ -326,8 +350,8 @@ class RedisPoliteness:
         backoff = self.retry_min
         while True:
             try:
-                reply = await self._rcpt_script(
-                    keys=[self.rcpt_key(mx_ip)], args=[self.interval_us]
+                reply = await _guarded(
+                    self._rcpt_script(keys=[self.rcpt_key(mx_ip)], args=[self.interval_us])
                 )
                 slot_us, wait_us = _int(reply[0]), _int(reply[1])
                 return RcptReservation(slot_us / 1_000_000, max(0, wait_us) / 1_000_000)
@@ -342,9 +366,9 @@ class RedisPoliteness:
         try:
             while True:
                 try:
-                    got = await self._acquire_script(
+                    got = await _guarded(self._acquire_script(
                         keys=[key], args=[self.max_connections, token, self._lease_ms]
-                    )
+                    ))
                 except _UNAVAILABLE as exc:
                     backoff = await self._unavailable("connection slot", mx_ip, exc, backoff)
                     continue
@@ -355,6 +379,7 @@ class RedisPoliteness:
         except BaseException:
             # Cancelled (or failed) while a script may have run on the server: the lease
             # could exist without us knowing, so remove it rather than leak a slot.
+            await self._release(mx_ip, token)
             raise
 
     async def _release(self, mx_ip: str, token: str) -> None:
@@ -479,20 +504,24 @@ class RedisJobStore:
 
     async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
         """True when ``source`` is the first submission of ``dedupe_key`` in the job run."""
-        got = await self._claim(keys=self.keys(key), args=[dedupe_key, source, self._ttl_ms])
+        got = await _guarded(
+            self._claim(keys=self.keys(key), args=[dedupe_key, source, self._ttl_ms])
+        )
         return _int(got) == 1
 
     async def record_duplicate(self, key: str, source: str) -> None:
         """Count ``source`` as a duplicate submission (idempotent per source)."""
-        await self._duplicate(keys=self.keys(key), args=[source, self._ttl_ms])
+        await _guarded(self._duplicate(keys=self.keys(key), args=[source, self._ttl_ms]))
 
     async def set_total(self, key: str, total: int) -> None:
         """The number of submissions in the job run."""
-        await self._total(keys=self.keys(key), args=[int(total), self._ttl_ms])
+        await _guarded(self._total(keys=self.keys(key), args=[int(total), self._ttl_ms]))
 
     async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
         """Count a final verdict once per dedupe key; True when it was new."""
-        got = await self._final(keys=self.keys(key), args=[dedupe_key, verdict, self._ttl_ms])
+        got = await _guarded(
+            self._final(keys=self.keys(key), args=[dedupe_key, verdict, self._ttl_ms])
+        )
         return _int(got) == 1
 
     async def progress(self, key: str) -> JobProgress:
@@ -504,7 +533,7 @@ class RedisJobStore:
             pipe.scard(dups)
             pipe.hgetall(by_verdict)
             pipe.exists(completed)
-            raw_total, n_final, n_dups, raw_by, n_completed = await pipe.execute()
+            raw_total, n_final, n_dups, raw_by, n_completed = await _guarded(pipe.execute())
         by: dict[str, int] = {}
         for verdict, count in dict(raw_by or {}).items():
             name = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
@@ -520,5 +549,5 @@ class RedisJobStore:
 
     async def mark_completed(self, key: str) -> bool:
         """True exactly once per job run (until its keys expire)."""
-        got = await self._completed(keys=self.keys(key), args=[self._ttl_ms])
+        got = await _guarded(self._completed(keys=self.keys(key), args=[self._ttl_ms]))
         return _int(got) == 1

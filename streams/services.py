@@ -41,18 +41,17 @@ class Services:
 
 def build_services(settings: Settings, publisher: Any) -> Services:
     config = EngineConfig.from_settings(settings)
-    redis_client = None
+    client = None
     if settings.redis_url:
         from sinks.redis_tables import RedisDnsCache, RedisJobStore, RedisPoliteness, redis_client
 
         client = redis_client(settings.redis_url)
-        redis_client = client
         engine = Engine(
             config, cache=RedisDnsCache(client),
             politeness=RedisPoliteness(
                 client, max_connections=settings.mx_max_connections,
                 rcpt_per_second=settings.mx_max_rcpt_per_second,
-                lease_seconds=settings.smtp_session_timeout + 30,
+                lease_seconds=settings.smtp_session_timeout + 5,
             ),
         )
         jobs: JobStore = RedisJobStore(client)
@@ -60,4 +59,4 @@ def build_services(settings: Settings, publisher: Any) -> Services:
         engine = Engine(config)
         jobs = MemoryJobStore()
     return Services(settings, TopicNames.from_settings(settings), engine, jobs, publisher,
-                    redis_client)
+                    client)

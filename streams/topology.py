@@ -80,12 +80,12 @@ def build_app(settings: Settings) -> faust.App:
         stage(f"retry-{i}", topic(tier), retry, in_flight)
     stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight)
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", ())
         for window in windows:
             window.revoke(revoked)
 
-    _ = on_revoked
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     return app
 
 

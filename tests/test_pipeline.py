@@ -126,7 +126,10 @@ def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
             for d, (raw, error) in zip(sorted(from_submissions, key=lambda d: d.offset),
                                        BAD_EVENTS, strict=True):
                 assert error in d.error
-                assert d.payload is not None
+                if d.payload_encoding == "utf-8":
+                    assert d.payload == raw.decode()
+                else:
+                    assert d.payload_encoding == "base64" and d.payload
             by_domain = [d for d in letters if d.topic == names.by_domain]
             assert len(by_domain) == 1 and "missing field" in by_domain[0].error
 

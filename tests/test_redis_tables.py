@@ -245,7 +245,7 @@ async def test_cancellation_at_any_point_leaks_no_lease(
 
     async def session() -> None:
         async with p.connection(MX):
-            await asyncio.sleep(30)
+            await asyncio.sleep(5)
 
     for i in range(40):
         task = asyncio.create_task(session())

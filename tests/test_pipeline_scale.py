@@ -1,0 +1,120 @@
+"""Crash safety and scale-out of the pipeline: the kill test and the two-worker test.
+
+Both use a bulk simulated world (many domains over a few MX hosts) in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailsift.settings import Settings
+from streams.client import submit_job
+from tests.pipeline_support import (
+    WorkerProcess,
+    WorldProcess,
+    dedupe_key,
+    pipeline_env,
+    settings_for,
+    wait_for_job,
+)
+
+pytestmark = pytest.mark.stack
+
+
+def bulk_addresses(domains: int, per_domain: int) -> list[str]:
+    # the bulk world accepts user0..user{per_domain-2}; the last one does not exist
+    return [f"user{j}@bulk{i}.test" for i in range(domains) for j in range(per_domain)]
+
+
+@pytest.fixture
+def bulk_world() -> Iterator[WorldProcess]:
+    w = WorldProcess("--no-default", "--bulk", "500", "--bulk-mailboxes", "9",
+                     "--bulk-mx-hosts", "8")
+    yield w
+    try:
+        assert w.stats()["data_commands"] == 0
+    finally:
+        w.stop()
+
+
+def test_kill_worker_mid_job_loses_nothing(stack: Settings, bulk_world: WorldProcess,
+                                           tmp_path: Path) -> None:
+    emails = bulk_addresses(500, 10)  # 5,000 addresses
+    env = pipeline_env(bulk_world, MAILSIFT_MX_MAX_CONNECTIONS="4",
+                       MAILSIFT_MX_MAX_RCPT_PER_SECOND="400")
+    settings = settings_for(env)
+    first = WorkerProcess(env, tmp_path / "worker1.log")
+    second: WorkerProcess | None = None
+    killed_at: list[int] = []
+
+    async def kill_midway(seen: int) -> None:
+        nonlocal second
+        if second is None and seen >= 1500:
+            first.kill()  # SIGKILL: no shutdown, no final commit
+            killed_at.append(seen)
+            second = WorkerProcess(env, tmp_path / "worker2.log")
+
+    try:
+        async def run() -> None:
+            job = await submit_job(settings, emails)
+            outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in emails},
+                                         timeout=300, on_verdict=kill_midway)
+            final = outcome.final_by_key()
+            assert len(final) == len(emails)
+            bad = {k: v for k, v in final.items()
+                   if (v.verdict, v.reason) != (("undeliverable", "mailbox_not_found")
+                                                if k.startswith("user9@")
+                                                else ("deliverable", "ok"))}
+            assert not bad, list(bad.items())[:3]
+            completed = outcome.completed()
+            assert completed is not None and completed.total == len(emails)
+            assert completed.counts == {"deliverable": 4500, "undeliverable": 500}
+
+        asyncio.run(run())
+        assert killed_at and killed_at[0] < len(emails), "the worker was never killed mid-job"
+        assert second is not None and second.alive()
+    finally:
+        first.kill() if first.alive() else None
+        if second is not None:
+            second.stop()
+
+
+def test_two_workers_share_a_job_and_respect_global_politeness(
+        stack: Settings, tmp_path: Path) -> None:
+    world = WorldProcess("--no-default", "--bulk", "100", "--bulk-mailboxes", "9",
+                         "--bulk-mx-hosts", "4")
+    emails = bulk_addresses(100, 10)
+    limit_conn, limit_rate = 2, 20
+    env = pipeline_env(world, MAILSIFT_MX_MAX_CONNECTIONS=str(limit_conn),
+                       MAILSIFT_MX_MAX_RCPT_PER_SECOND=str(limit_rate))
+    settings = settings_for(env)
+    workers = [WorkerProcess(env, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+        async def run() -> None:
+            # let both workers join before the job, so the partitions are split
+            await asyncio.sleep(8)
+            job = await submit_job(settings, emails)
+            outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in emails},
+                                         timeout=240)
+            by_worker: dict[str | None, int] = {}
+            for v in outcome.verdicts:
+                by_worker[v.worker] = by_worker.get(v.worker, 0) + 1
+            assert len(by_worker) == 2, by_worker
+            assert min(by_worker.values()) > 0
+
+        asyncio.run(run())
+        stats = world.stats()
+        assert stats["data_commands"] == 0
+        for host, mx in stats["mx"].items():
+            assert mx["rcpt"] > 0, host
+            assert mx["max_simultaneous"] <= limit_conn, (host, mx)
+            assert mx["max_rcpt_per_second"] <= limit_rate, (host, mx)
+        assert all(w.alive() for w in workers)
+    finally:
+        for w in workers:
+            w.stop()
+        world.stop()
