@@ -7,8 +7,9 @@ same with any Kafka client (see the README for the JSON they produce).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,27 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mailsift.settings import Settings
 from schemas import JobEvent, SchemaError, Submission, VerdictEvent
+from streams.jobstore import JobProgress
 from streams.topics import TopicNames, bootstrap_servers, ensure_topics
 
-__all__ = ["new_job_id", "submit_job", "follow", "Followed", "read_topic"]
+__all__ = ["new_job_id", "submit_job", "follow", "Followed", "read_topic", "job_progress",
+           "job_verdicts", "kafka_calls"]
+
+
+@contextlib.contextmanager
+def kafka_calls(settings: Settings) -> Iterator[None]:
+    """Turn "the broker is not there" into :class:`~streams.worker.KafkaUnavailable`."""
+    from aiokafka.errors import KafkaError
+
+    from streams.worker import KafkaUnavailable
+
+    try:
+        yield
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.kafka_broker} ({type(exc).__name__}); "
+            "start the local stack with `mailsift stack up` or set MAILSIFT_KAFKA_BROKER"
+        ) from None
 
 
 def new_job_id() -> str:
@@ -90,32 +109,71 @@ async def follow(settings: Settings, job_id: str | None = None, *,
         await consumer.stop()
 
 
-async def read_topic(settings: Settings, topic: str, *, timeout: float = 5.0
-                     ) -> list[tuple[int, int, bytes | None, bytes | None]]:
-    """Everything currently in ``topic``: (partition, offset, key, value), for inspection."""
+async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
+                     timeout: float = 600.0) -> AsyncIterator[Any]:
+    """Every record of ``topic`` from the beginning, until none arrives for ``idle`` seconds.
+
+    The end is found by reading, not by asking the broker for end offsets: Tansu reports
+    end offsets per produced batch, not per record, so they cannot be trusted.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings), group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=200)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
-            return []
+            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[tuple[int, int, bytes | None, bytes | None]] = []
-        remaining = {tp for tp in tps if end[tp] > 0}
-        deadline = asyncio.get_running_loop().time() + timeout
-        while remaining and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.offset < end[tp]:
-                        out.append((tp.partition, m.offset, m.key, m.value))
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-        return out
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet_since = loop.time()
+        while loop.time() - quiet_since < idle and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=int(idle * 1000 / 3))
+            for messages in batch.values():
+                for msg in messages:
+                    quiet_since = loop.time()
+                    yield msg
     finally:
         await consumer.stop()
 
+
+async def read_topic(settings: Settings, topic: str, *, idle: float = 1.5
+                     ) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """Everything in ``topic`` now: (partition, offset, key, value), for inspection."""
+    return [(m.partition, m.offset, m.key, m.value)
+            async for m in scan_topic(settings, topic, idle=idle)]
+
+
+async def job_progress(settings: Settings, job_id: str,
+                       replay_id: str | None = None) -> JobProgress:
+    """The job run's progress as the workers recorded it (needs Redis)."""
+    from sinks.redis_tables import RedisJobStore, redis_client
+    from streams.jobstore import job_key
+
+    client = redis_client(settings.redis_url)
+    try:
+        return await RedisJobStore(client).progress(job_key(job_id, replay_id))
+    finally:
+        await client.aclose()
+
+
+async def job_verdicts(settings: Settings, job_id: str, replay_id: str | None = None
+                       ) -> dict[str, VerdictEvent]:
+    """The latest verdict per address of a job run, read from the ``verdicts`` topic."""
+    names = TopicNames.from_settings(settings)
+    out: dict[str, VerdictEvent] = {}
+    for _, _, _, value in await read_topic(settings, names.verdicts):
+        try:
+            verdict = VerdictEvent.decode(value)
+        except SchemaError:
+            continue
+        if verdict.job_id != job_id or verdict.replay_id != replay_id:
+            continue
+        known = out.get(verdict.dedupe_key)
+        if known is None or (verdict.attempt, verdict.checked_at) >= (known.attempt,
+                                                                      known.checked_at):
+            out[verdict.dedupe_key] = verdict
+    return out

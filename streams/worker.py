@@ -21,15 +21,10 @@ class KafkaUnavailable(RuntimeError):
 
 def check_kafka(settings: Settings) -> None:
     """Create missing topics; raise :class:`KafkaUnavailable` when the broker is not there."""
-    from aiokafka.errors import KafkaError
+    from streams.client import kafka_calls
 
-    try:
+    with kafka_calls(settings):
         asyncio.run(asyncio.wait_for(ensure_topics(settings), 30))
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise KafkaUnavailable(
-            f"cannot reach Kafka at {settings.kafka_broker} ({type(exc).__name__}); "
-            "start the local stack with `mailsift stack up` or set MAILSIFT_KAFKA_BROKER"
-        ) from None
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:

@@ -144,8 +144,9 @@ class JobOutcome:
 
 
 async def wait_for_job(settings: Settings, job_id: str, expected_keys: Iterable[str], *,
-                       timeout: float, on_verdict: Any = None) -> JobOutcome:
-    """Follow a job until every expected address has a verdict and it completed."""
+                       timeout: float, on_verdict: Any = None,
+                       replay_id: str | None = None) -> JobOutcome:
+    """Follow a job run until every expected address has a verdict and it completed."""
     expected = set(expected_keys)
     outcome = JobOutcome([], [])
     seen: set[str] = set()
@@ -153,11 +154,13 @@ async def wait_for_job(settings: Settings, job_id: str, expected_keys: Iterable[
     async def run() -> None:
         async for item in follow(settings, job_id):
             if item.verdict is not None:
+                if item.verdict.replay_id != replay_id:
+                    continue
                 outcome.verdicts.append(item.verdict)
                 seen.add(item.verdict.dedupe_key)
                 if on_verdict is not None:
                     await on_verdict(len(seen))
-            elif item.job is not None:
+            elif item.job is not None and item.job.replay_id == replay_id:
                 outcome.events.append(item.job)
             if expected <= seen and outcome.completed() is not None:
                 return

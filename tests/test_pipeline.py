@@ -7,8 +7,14 @@ Each test runs a private pipeline (own topic prefix and consumer group) with rea
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -135,5 +141,65 @@ def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
 
         asyncio.run(run())
         assert worker.alive()
+    finally:
+        worker.stop()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailsift.cli.main", *args],
+                          env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_replay_reverifies_from_the_submissions_topic(
+        stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    env = pipeline_env(world)
+    settings = settings_for(env)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    first = ["alice@ok.test", "nobody@ok.test", "not an address"]
+    second = ["bob@ok.test", "x@catchall.test"]
+    try:
+        async def original() -> tuple[str, str, str, dict[str, str]]:
+            job1 = await submit_job(settings, first)
+            out1 = await wait_for_job(settings, job1, {dedupe_key(e) for e in first},
+                                      timeout=90)
+            await asyncio.sleep(1.1)
+            between = datetime.now(UTC).isoformat()
+            await asyncio.sleep(1.1)
+            job2 = await submit_job(settings, second)
+            await wait_for_job(settings, job2, {dedupe_key(e) for e in second}, timeout=90)
+            return job1, job2, between, {v.dedupe_key: v.checked_at for v in out1.verdicts}
+
+        job1, job2, between, checked = asyncio.run(original())
+
+        # --job: the whole job again, as a replay run of its own
+        result = _cli(env, "replay", "--job", job1)
+        assert result.returncode == 0, result.stderr
+        replay_id = re.search(r"replay (\w+): 3 of 5 submissions in 1 job", result.stdout)
+        assert replay_id, result.stdout
+        rid = replay_id.group(1)
+
+        async def replayed(job: str, rid: str, emails: list[str]) -> Any:
+            return await wait_for_job(settings, job, {dedupe_key(e) for e in emails},
+                                      timeout=90, replay_id=rid)
+
+        out = asyncio.run(replayed(job1, rid, first))
+        assert {v.email: v.reason for v in out.verdicts} == {
+            "alice@ok.test": "ok", "nobody@ok.test": "mailbox_not_found",
+            "not an address": "syntax"}
+        assert all(v.checked_at > checked[v.dedupe_key] for v in out.verdicts)
+        completed = out.completed()
+        assert completed is not None and completed.total == 3
+
+        # --since: only what was submitted after that moment (job2), by scanning
+        result = _cli(env, "replay", "--since", between)
+        assert result.returncode == 0, result.stderr
+        match = re.search(r"replay (\w+): 2 of \d+ submissions in 1 job", result.stdout)
+        assert match and job2 in result.stdout and job1 not in result.stdout, result.stdout
+        asyncio.run(replayed(job2, match.group(1), second))
+
+        # a user-facing check: status of the replay run
+        status = _cli(env, "status", job1, "--replay", rid)
+        assert status.returncode == 0 and "completed" in status.stdout, status.stdout
     finally:
         worker.stop()

@@ -10,6 +10,7 @@ import typer
 
 from checks import Engine, EngineConfig
 from mailsift.cli.errors import fail
+from mailsift.cli.inputs import read_addresses
 from mailsift.cli.render import console, show
 from mailsift.settings import load_settings
 
@@ -17,18 +18,13 @@ from mailsift.settings import load_settings
 def check(
     addresses: list[str] = typer.Argument(None, help="Addresses to check."),
     file: Path | None = typer.Option(None, "--file", "-f",
-                                     help="Read addresses from a file, one per line."),
+                                     help="Addresses file: one per line, or CSV (email column)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON lines."),
 ) -> None:
     """Verify addresses with the engine directly and print verdicts with their evidence."""
     items = list(addresses or [])
     if file is not None:
-        try:
-            text = file.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            fail(f"cannot read {file}: {exc.strerror}")
-        items += [ln.strip() for ln in text.splitlines()
-                  if ln.strip() and not ln.lstrip().startswith("#")]
+        items += [row.email for row in read_addresses(file)]
     if not items:
         fail("give addresses to check, or --file FILE")
     engine = Engine(EngineConfig.from_settings(load_settings()))

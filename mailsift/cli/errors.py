@@ -8,6 +8,7 @@ from typing import NoReturn, TypeVar
 
 from rich.console import Console
 
+from mailsift.cli.inputs import InputError
 from mailsift.settings import SettingsError
 from mailsift.stack.services import StackError
 from streams.worker import KafkaUnavailable
@@ -16,7 +17,8 @@ T = TypeVar("T")
 stderr = Console(stderr=True, highlight=False)
 
 #: errors that are the user's to fix: printed as one line, exit code 2
-USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, StackError, KafkaUnavailable)
+USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, StackError, KafkaUnavailable,
+                                                 InputError)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailsift.cli import check_cmd, stack_cmd, worker_cmd
+from mailsift.cli import check_cmd, jobs_cmd, stack_cmd, worker_cmd
 from mailsift.cli.errors import run_guarded
 from mailsift.settings import load_settings, settings_table
 
@@ -17,6 +17,10 @@ app = typer.Typer(
 app.add_typer(stack_cmd.app, name="stack")
 app.command(name="check")(check_cmd.check)
 app.command(name="worker")(worker_cmd.worker)
+app.command(name="submit")(jobs_cmd.submit)
+app.command(name="status")(jobs_cmd.status)
+app.command(name="results")(jobs_cmd.results)
+app.command(name="replay")(jobs_cmd.replay)
 
 
 @app.command()

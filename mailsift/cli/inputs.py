@@ -1,0 +1,56 @@
+"""Reading address lists: a text file (one per line) or a CSV file (an ``email`` column)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["InputError", "InputRow", "read_addresses"]
+
+
+class InputError(ValueError):
+    """The input file cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class InputRow:
+    line: int
+    email: str
+    row: dict[str, str] | None = None  # the CSV row, for writing results next to it
+
+
+def read_addresses(path: Path, *, column: str | None = None) -> list[InputRow]:
+    """Rows of ``path`` in order. A ``.csv`` file (or ``column`` given) is read as CSV.
+
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp(); p = Path(d, "list.txt")
+    >>> _ = p.write_text("# comment\\na@b.com\\n\\n c@d.com \\n")
+    >>> [r.email for r in read_addresses(p)]
+    ['a@b.com', 'c@d.com']
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".csv" or column is not None:
+        return _read_csv(path, text, column or "email")
+    return [InputRow(i, line.strip()) for i, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _read_csv(path: Path, text: str, column: str) -> list[InputRow]:
+    reader = csv.DictReader(io.StringIO(text))
+    fields = reader.fieldnames or []
+    match = next((f for f in fields if f.strip().lower() == column.lower()), None)
+    if match is None:
+        raise InputError(f"{path}: no column {column!r} (columns: {', '.join(fields) or 'none'};"
+                         " choose one with --column)")
+    rows = []
+    for row in reader:
+        value = (row.get(match) or "").strip()
+        if value:
+            rows.append(InputRow(reader.line_num, value,
+                                 {k: v for k, v in row.items() if k is not None}))
+    return rows

@@ -1,0 +1,163 @@
+"""Pipeline commands: ``submit``, ``status``, ``results``, ``replay``."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from mailsift.cli.errors import fail
+from mailsift.cli.inputs import read_addresses
+from mailsift.cli.render import VERDICT_STYLE, console
+from mailsift.settings import load_settings
+
+RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "suggestion", "disposable", "role",
+                  "free", "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
+                  "smtp_message", "checked_at"]
+
+
+def submit(
+    file: Path = typer.Argument(..., help="Addresses: one per line, or a CSV."),
+    column: str | None = typer.Option(None, "--column", help="CSV column with the address."),
+    job_id: str | None = typer.Option(None, "--job-id", help="Use this job id."),
+) -> None:
+    """Submit a list as a job and print its id at once (the workers do the rest)."""
+    from streams.client import kafka_calls, submit_job
+
+    settings = load_settings()
+    rows = read_addresses(file, column=column)
+    if not rows:
+        fail(f"{file} holds no addresses")
+    with kafka_calls(settings):
+        job = asyncio.run(submit_job(settings, [r.email for r in rows], job_id=job_id))
+    print(job)
+
+
+def status(
+    job_id: str = typer.Argument(..., help="The job id."),
+    replay_id: str | None = typer.Option(None, "--replay", help="A replay run of the job."),
+) -> None:
+    """Show a job's progress: submissions accounted for, counts by verdict."""
+    from streams.client import job_progress
+
+    settings = load_settings()
+    if not settings.redis_url:
+        fail("job status needs Redis: set MAILSIFT_REDIS_URL")
+    try:
+        progress = asyncio.run(job_progress(settings, job_id, replay_id))
+    except OSError as exc:
+        fail(f"cannot reach Redis at {settings.redis_url}: {exc}")
+    table = Table(show_header=False, box=None)
+    state = "completed" if progress.completed else (
+        "unknown job" if progress.total is None and not progress.done else "running")
+    table.add_row("job", job_id + (f" (replay {replay_id})" if replay_id else ""))
+    table.add_row("state", state)
+    total = "?" if progress.total is None else str(progress.total)
+    table.add_row("done", f"{progress.done} / {total} ({progress.duplicates} duplicates)")
+    for verdict, n in sorted(progress.by_verdict.items()):
+        table.add_row(f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]", str(n))
+    console().print(table)
+    if state == "unknown job":
+        raise typer.Exit(1)
+
+
+def result_row(v: Any) -> dict[str, Any]:
+    """One flat row of results (the CSV/JSONL columns) from a verdict event."""
+    ev = v.evidence or {}
+    flags = ev.get("flags") or {}
+    mx = ev.get("mx") or {}
+    smtp = ev.get("smtp") or {}
+    reply = smtp.get("reply") or {}
+    return {
+        "email": v.email, "normalized": v.normalized or "", "verdict": v.verdict,
+        "reason": v.reason, "suggestion": flags.get("suggestion") or "",
+        "disposable": bool(flags.get("disposable")), "role": bool(flags.get("role")),
+        "free": bool(flags.get("free")),
+        "catch_all": "" if ev.get("catch_all") is None else bool(ev.get("catch_all")),
+        "mx": " ".join(h["host"] for h in mx.get("hosts") or []),
+        "spf": (ev.get("spf") or {}).get("status", ""),
+        "dmarc": (ev.get("dmarc") or {}).get("policy") or (ev.get("dmarc") or {}).get("status", ""),
+        "dkim": (ev.get("dkim") or {}).get("status", ""),
+        "smtp_code": reply.get("code", ""), "smtp_message": reply.get("message", ""),
+        "checked_at": v.checked_at,
+    }
+
+
+def results(
+    job_id: str = typer.Argument(..., help="The job id."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or jsonl"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+    replay_id: str | None = typer.Option(None, "--replay", help="A replay run of the job."),
+) -> None:
+    """Print a job's verdicts (the latest per address), read from the verdicts topic."""
+    from streams.client import job_verdicts, kafka_calls
+
+    settings = load_settings()
+    with kafka_calls(settings):
+        verdicts = asyncio.run(job_verdicts(settings, job_id, replay_id))
+    if not verdicts:
+        fail(f"no verdicts for job {job_id} (yet?)")
+    rows = [result_row(v) for v in verdicts.values()]
+    if fmt == "table":
+        table = Table(header_style="bold")
+        for col in ("email", "verdict", "reason", "smtp_code", "suggestion"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            style = VERDICT_STYLE.get(r["verdict"], "")
+            table.add_row(r["email"], f"[{style}]{r['verdict']}[/]", r["reason"],
+                          str(r["smtp_code"]), r["suggestion"])
+        console().print(table)
+        return
+    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        write_rows(rows, fmt, out)
+    finally:
+        if output:
+            out.close()
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, out: Any) -> None:
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    elif fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+    else:
+        fail(f"unknown format {fmt!r}: use table, csv or jsonl")
+
+
+def replay(
+    job_id: str | None = typer.Option(None, "--job", help="Replay this job only."),
+    since: str | None = typer.Option(None, "--since", help="Submitted at or after (ISO 8601)."),
+    from_beginning: bool = typer.Option(False, "--from-beginning",
+                                        help="Replay every submission in the topic."),
+) -> None:
+    """Re-verify submissions from the submissions topic (new verdicts, a new replay id)."""
+    from streams.client import kafka_calls
+    from streams.replay import parse_since
+    from streams.replay import replay as run_replay
+
+    if not (job_id or since or from_beginning):
+        fail("say what to replay: --job ID, --since ISO-TIME or --from-beginning")
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError:
+        fail(f"--since: expected an ISO 8601 time like 2026-11-25T14:00:00Z, got {since!r}")
+    settings = load_settings()
+    with kafka_calls(settings):
+        summary = asyncio.run(run_replay(settings, job_id=job_id, since=since_at))
+    c = console()
+    c.print(f"replay [bold]{summary.replay_id}[/]: {summary.replayed} of {summary.scanned} "
+            f"submissions in {len(summary.jobs)} job(s)"
+            + (f", {summary.skipped_malformed} malformed skipped"
+               if summary.skipped_malformed else ""))
+    for job, n in summary.jobs.most_common():
+        c.print(f"  {job}: {n}  (mailsift status {job} --replay {summary.replay_id})")
