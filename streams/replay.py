@@ -4,8 +4,9 @@ The topic is scanned from its beginning until it has been read to its end, and f
 (by job id and by ``submitted_at``), without the broker's timestamp-to-offset lookup or its
 end offsets, which not every Kafka-compatible broker reports reliably (Tansu does not).
 Matching submissions are copied to the ``replays`` topic with a fresh ``replay_id``,
-followed by one ``created`` job event per job; the workers check them again and emit new verdicts (new ``checked_at``; the
-``replay_id`` tells them apart), and each job's replay run completes on its own.
+followed by one ``created`` job event per job; the workers check them again and emit new
+verdicts (new ``checked_at``; the ``replay_id`` tells them apart), and each job's replay
+run completes on its own.
 """
 
 from __future__ import annotations
