@@ -1,61 +1,75 @@
-"""Gather addresses of one domain that arrive close together into one engine call.
+"""Gather items that arrive close together into one call of a batch function.
 
-One :meth:`DomainBatcher.check` per address; addresses of the same domain arriving within
-``window`` seconds (or ``max_batch`` of them) are verified together, sharing DNS lookups,
-the catch-all probe and SMTP sessions. Domains run concurrently (at most ``concurrency``
-batches at once), so a slow or tarpitting domain never stalls the others.
+:class:`KeyedBatcher` collects items per key; a key's batch runs when ``max_batch`` items
+are waiting or ``window`` seconds after its first item, whichever comes first. Batches of
+different keys run concurrently (at most ``concurrency`` at once), so one slow key never
+stalls the others. Each :meth:`KeyedBatcher.submit` returns its own item's result.
+
+The domain stage batches addresses per domain (one DNS resolution, one catch-all probe and
+shared SMTP sessions per batch); the sinks batch rows per write.
+
+>>> import asyncio
+>>> async def demo() -> list[str]:
+...     calls: list[list[int]] = []
+...     async def double(items: list[int]) -> list[str]:
+...         calls.append(items)
+...         return [str(2 * i) for i in items]
+...     b = KeyedBatcher(double, window=0.01, max_batch=10)
+...     out = await asyncio.gather(*(b.submit("k", i) for i in range(3)))
+...     return out + [f"{len(calls)} call"]
+>>> asyncio.run(demo())
+['0', '2', '4', '1 call']
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
 
-from checks import Engine
-from checks.model import ParsedAddress, VerificationResult
+__all__ = ["KeyedBatcher"]
 
-__all__ = ["DomainBatcher"]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-class DomainBatcher:
-    def __init__(self, engine: Engine, *, window: float, max_batch: int,
-                 concurrency: int = 200) -> None:
-        self.engine = engine
+class KeyedBatcher(Generic[T, R]):
+    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, window: float,
+                 max_batch: int, concurrency: int = 200) -> None:
+        self.run = run
         self.window = window
         self.max_batch = max_batch
         self._slots = asyncio.Semaphore(concurrency)
-        self._pending: dict[str, list[tuple[ParsedAddress,
-                                            asyncio.Future[VerificationResult]]]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._pending: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def check(self, address: ParsedAddress) -> VerificationResult:
+    async def submit(self, key: Hashable, item: T) -> R:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[VerificationResult] = loop.create_future()
-        domain = address.ascii_domain
-        batch = self._pending.setdefault(domain, [])
-        batch.append((address, future))
+        future: asyncio.Future[R] = loop.create_future()
+        batch = self._pending.setdefault(key, [])
+        batch.append((item, future))
         if len(batch) >= self.max_batch:
-            self._flush(domain)
-        elif domain not in self._timers:
-            self._timers[domain] = loop.call_later(self.window, self._flush, domain)
+            self._flush(key)
+        elif key not in self._timers:
+            self._timers[key] = loop.call_later(self.window, self._flush, key)
         return await future
 
-    def _flush(self, domain: str) -> None:
-        timer = self._timers.pop(domain, None)
+    def _flush(self, key: Hashable) -> None:
+        timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
-        batch = self._pending.pop(domain, [])
+        batch = self._pending.pop(key, [])
         if batch:
             task = asyncio.create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[ParsedAddress,
-                                           asyncio.Future[VerificationResult]]]) -> None:
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             async with self._slots:
-                results = await self.engine.verify_domain([a for a, _ in batch])
-        except Exception as exc:  # hand the failure to every waiting address
+                results = await self.run([item for item, _ in batch])
+        except Exception as exc:  # hand the failure to every waiting submitter
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-from agents.batching import DomainBatcher
+from agents.batching import KeyedBatcher
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
-from checks.model import AddressProblem
+from checks.model import AddressProblem, ParsedAddress, VerificationResult
 from schemas import AddressTask
 from streams.services import Services
 
@@ -23,8 +23,10 @@ class DomainHandler:
     def __init__(self, services: Services) -> None:
         self.s = services
         settings = services.settings
-        self.batcher = DomainBatcher(services.engine, window=settings.domain_batch_window,
-                                     max_batch=settings.domain_batch_size)
+        # addresses of one domain arriving together share DNS, catch-all probe and sessions
+        self.batcher: KeyedBatcher[ParsedAddress, VerificationResult] = KeyedBatcher(
+            services.engine.verify_domain, window=settings.domain_batch_window,
+            max_batch=settings.domain_batch_size)
 
     async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
                        value: bytes | None) -> None:
@@ -33,7 +35,7 @@ class DomainHandler:
         if isinstance(parsed, AddressProblem):  # cannot happen for intake's tasks
             result = syntax_result(parsed)
         else:
-            result = await self.batcher.check(parsed)
+            result = await self.batcher.submit(parsed.ascii_domain, parsed)
         delays = self.s.settings.retry_delays
         tier = task.attempt - 1
         if result.temporary and tier < len(delays):

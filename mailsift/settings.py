@@ -211,7 +211,8 @@ class Settings:
         "MAILSIFT_TOPIC_PREFIX", "mailsift.", _str, "Prefix of every Kafka topic name.")
     database_url: str = _setting(
         "MAILSIFT_DATABASE_URL", "postgresql://mailsift@127.0.0.1:15432/mailsift",
-        _url("postgresql", "postgres"), "Postgres DSN for the verdict sink.")
+        _url("postgresql", "postgres", optional=True),
+        "Postgres DSN for the verdict sink; empty disables the sink.")
     redis_url: str = _setting(
         "MAILSIFT_REDIS_URL", "redis://127.0.0.1:16379/0", _url("redis", optional=True),
         "Redis for DNS cache and per-MX politeness; empty = in-process only.")

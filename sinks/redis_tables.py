@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 _UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
-def redis_client(url: str) -> redis.asyncio.Redis:
+def redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.Redis:
     """A client for ``url`` (``redis://host:port/db``) that returns bytes.
 
     Socket connect/read timeouts of 5 s, keepalive, a health check of idle connections
@@ -69,8 +69,12 @@ def redis_client(url: str) -> redis.asyncio.Redis:
     broke, so a restarted Redis is noticed quickly and a dead one fails within a second
     (redis-py's default retries 10 times, seconds in all).
     """
-    return redis.asyncio.Redis.from_url(
+    # a blocking pool: when every connection is busy (hundreds of concurrent politeness
+    # waits and job updates), wait for one instead of failing with "Too many connections"
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=10,
         decode_responses=False,
         socket_timeout=5.0,
         socket_connect_timeout=5.0,
@@ -78,6 +82,7 @@ def redis_client(url: str) -> redis.asyncio.Redis:
         health_check_interval=30,
         retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 3),
     )
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 class _ThrottledWarning:

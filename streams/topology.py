@@ -3,8 +3,8 @@
 >>> from mailsift.settings import load_settings
 >>> app = build_app(load_settings({}))
 >>> sorted(app.agents)  # doctest: +NORMALIZE_WHITESPACE
-['mailsift.domain', 'mailsift.intake', 'mailsift.progress', 'mailsift.retry-0',
- 'mailsift.retry-1', 'mailsift.retry-2']
+['mailsift.bridge-rabbitmq', 'mailsift.domain', 'mailsift.intake', 'mailsift.progress',
+ 'mailsift.retry-0', 'mailsift.retry-1', 'mailsift.retry-2', 'mailsift.sink-postgres']
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from agents.domain import DomainHandler
 from agents.intake import IntakeHandler
 from agents.progress import ProgressHandler
 from agents.retry import RetryHandler
+from agents.sinks import BridgeHandler, PostgresSinkHandler
 from mailsift.settings import Settings
 from streams.ackwindow import OrderedAckWindow
 from streams.services import FaustPublisher, Services, build_services
@@ -79,6 +80,16 @@ def build_app(settings: Settings) -> faust.App:
     for i, tier in enumerate(names.retries):
         stage(f"retry-{i}", topic(tier), retry, in_flight)
     stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight)
+    if settings.database_url:
+        from sinks.postgres import PostgresSink
+
+        stage("sink-postgres", topic(names.verdicts, names.jobs),
+              PostgresSinkHandler(services, PostgresSink(settings.database_url)), in_flight)
+    if settings.amqp_url:
+        from sinks.rabbitmq import RabbitBridge
+
+        stage("bridge-rabbitmq", topic(names.verdicts),
+              BridgeHandler(services, RabbitBridge(settings.amqp_url)), in_flight)
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", ())

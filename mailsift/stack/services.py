@@ -201,7 +201,9 @@ def postgres_bin_dir() -> Path:
     return Path(candidates[-1]).parent
 
 
-def postgres_service(settings: Settings) -> Service:
+def postgres_service(settings: Settings) -> Service | None:
+    if not settings.database_url:
+        return None
     _, port = _loopback_port(settings.database_url, "MAILSIFT_DATABASE_URL")
     parts = urlsplit(settings.database_url)
     db_user = unquote(parts.username or "mailsift")
@@ -382,8 +384,9 @@ def rabbitmq_service(settings: Settings) -> Service | None:
 
 def build_services(settings: Settings) -> list[Service]:
     """The stack's services in start order (missing packages raise :class:`StackError`)."""
-    services = [tansu_service(settings), postgres_service(settings)]
-    for optional in (redis_service(settings), rabbitmq_service(settings)):
+    services = [tansu_service(settings)]
+    for optional in (postgres_service(settings), redis_service(settings),
+                     rabbitmq_service(settings)):
         if optional is not None:
             services.append(optional)
     return services

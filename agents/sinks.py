@@ -1,0 +1,52 @@
+"""Sink stages: verdicts (and job events) to Postgres, verdicts to RabbitMQ.
+
+Both batch writes (:class:`~agents.batching.KeyedBatcher`) and retry a failed write until
+it succeeds, so an event is acked only once its row is in Postgres or its message was
+confirmed by RabbitMQ; while a sink's service is down, that stage waits and its window
+fills, and it resumes where it was when the service is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from agents.batching import KeyedBatcher
+from schemas import JobEvent, VerdictEvent
+from streams.services import Services
+from streams.stage import retry_transient
+
+__all__ = ["PostgresSinkHandler", "BridgeHandler"]
+
+
+def _batch_writer(what: str, write: Callable[[Sequence[VerdictEvent]], Awaitable[Any]]
+                  ) -> KeyedBatcher[VerdictEvent, None]:
+    async def run(batch: list[VerdictEvent]) -> list[None]:
+        await retry_transient(what, lambda: write(batch))
+        return [None] * len(batch)
+
+    return KeyedBatcher(run, window=0.2, max_batch=500, concurrency=2)
+
+
+class PostgresSinkHandler:
+    def __init__(self, services: Services, sink: Any) -> None:
+        self.s = services
+        self.sink = sink  # sinks.postgres.PostgresSink
+        self.batcher = _batch_writer("postgres sink", sink.write_verdicts)
+
+    async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
+                       value: bytes | None) -> None:
+        if topic == self.s.topics.verdicts:
+            await self.batcher.submit(topic, VerdictEvent.decode(value))
+        else:
+            await self.sink.write_job_event(JobEvent.decode(value))
+
+
+class BridgeHandler:
+    def __init__(self, services: Services, bridge: Any) -> None:
+        self.bridge = bridge  # sinks.rabbitmq.RabbitBridge
+        self.batcher = _batch_writer("rabbitmq bridge", bridge.publish)
+
+    async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
+                       value: bytes | None) -> None:
+        await self.batcher.submit(topic, VerdictEvent.decode(value))

@@ -1,0 +1,283 @@
+"""End-to-end throughput of the pipeline (Kafka + workers) against the simulated world.
+
+Starts a bulk world (``python -m tests.world --bulk N``) and ``mailsift worker`` processes
+on a fresh private pipeline (own topics and consumer group, see
+:func:`tests.pipeline_support.pipeline_env`) on the shared local stack, once per worker
+count. After a warm-up job proves every worker has joined the group, it submits
+``domains × per_domain`` addresses as one job and times submit → last verdict on the
+verdicts topic. It reports addresses/second, the verdict counts, the world's counters and
+each worker's peak RSS. Traffic goes only to 127.0.0.0/8.
+
+Needs the local stack (``mailsift stack up``).
+
+    .venv/bin/python -m bench.pipeline_throughput --workers 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailsift.settings import Settings
+from streams.client import new_job_id, submit_job
+from tests.pipeline_support import (
+    JobOutcome,
+    WorkerProcess,
+    WorldProcess,
+    dedupe_key,
+    pipeline_env,
+    settings_for,
+    wait_for_job,
+)
+
+
+@dataclass
+class WorkerReport:
+    pid: int
+    verdicts: int  # verdicts of the timed job this worker produced
+    peak_rss_kib: int  # VmHWM
+    cpu_seconds: float  # user + system over the whole life of the process
+
+
+@dataclass
+class Run:
+    workers: int
+    latency_ms: float
+    addresses: int
+    submit_seconds: float  # producing the job's submissions
+    first_verdict_seconds: float
+    seconds: float  # submit → last verdict
+    completed_seconds: float  # submit → "completed" job event seen
+    counts: dict[str, int]
+    expected: dict[str, int]
+    retried: int  # verdicts that needed more than one attempt
+    connections: int
+    rcpt: int
+    max_simultaneous: int
+    max_rcpt_per_second: int
+    rejected_connections: int
+    data_commands: int
+    world_cpu_seconds: float
+    worker_reports: list[WorkerReport] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        ok = "ok" if self.counts == self.expected else f"MISMATCH, expected {self.expected}"
+        out = [
+            f"{self.workers} worker(s)  latency {self.latency_ms:.0f} ms  {self.addresses} addr "
+            f"in {self.seconds:6.1f} s = {self.addresses / self.seconds:6.1f} addr/s  "
+            f"(submit {self.submit_seconds:.1f} s, first verdict {self.first_verdict_seconds:.1f}"
+            f" s, completed {self.completed_seconds:.1f} s)",
+            f"  verdicts {dict(sorted(self.counts.items()))} [{ok}], "
+            f"{self.retried} needed a retry",
+            f"  world: DATA {self.data_commands}, connections/addr "
+            f"{self.connections / self.addresses:.3f} ({self.connections} conn, {self.rcpt} RCPT), "
+            f"max simultaneous per MX {self.max_simultaneous}, max RCPT/s per MX "
+            f"{self.max_rcpt_per_second}, rejected {self.rejected_connections}, "
+            f"CPU {self.world_cpu_seconds:.1f} s",
+        ]
+        for w in self.worker_reports:
+            out.append(f"  worker {w.pid}: {w.verdicts} verdicts, peak RSS "
+                       f"{w.peak_rss_kib / 1024:.0f} MiB, CPU {w.cpu_seconds:.1f} s")
+        return out
+
+
+def bulk_addresses(domains: int, per_domain: int) -> list[str]:
+    # the world accepts user0..user{per_domain-2}; the last one of each domain does not exist
+    return [f"user{j}@bulk{i}.test" for i in range(domains) for j in range(per_domain)]
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM of a live process, in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process so far (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reset_world_stats(world: WorldProcess) -> None:
+    req = urllib.request.Request(f"{world.info['control']}/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):  # loopback only
+        pass
+
+
+async def warm_up(settings: Settings, domains: int, workers: int, timeout: float) -> int:
+    """Submit small jobs until verdicts came from every worker; return the jobs submitted.
+
+    One address on each of 8 domains (spread over the partitions of the by-domain topic);
+    when a worker has produced a verdict it holds partitions in the group's current
+    generation, so once all have, the group has settled.
+    """
+    deadline = time.monotonic() + timeout
+    step = max(1, domains // 8)
+    emails = [f"user0@bulk{i}.test" for i in range(0, domains, step)][:8]
+    jobs = 0
+    while True:
+        jobs += 1
+        job = await submit_job(settings, emails)
+        outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in emails},
+                                     timeout=max(1.0, deadline - time.monotonic()))
+        if len({v.worker for v in outcome.verdicts}) >= workers:
+            return jobs
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len({v.worker for v in outcome.verdicts})} of "
+                               f"{workers} workers produced verdicts after {timeout} s")
+        await asyncio.sleep(1.0)
+
+
+async def timed_job(settings: Settings, emails: list[str], timeout: float
+                    ) -> tuple[JobOutcome, float, float, float, float]:
+    """Submit ``emails`` as one job while following it; return the outcome and timings.
+
+    Timings (seconds since the submit started): submit done, first verdict, last verdict,
+    ``completed`` seen.
+    """
+    job = new_job_id()
+    expected = {dedupe_key(e) for e in emails}
+    marks: dict[str, float] = {}
+
+    async def on_verdict(seen: int) -> None:
+        now = time.perf_counter()
+        marks.setdefault("first", now)
+        if seen == len(expected):
+            marks.setdefault("last", now)
+
+    started = time.perf_counter()
+
+    async def submit() -> None:
+        await submit_job(settings, emails, job_id=job)
+        marks["submitted"] = time.perf_counter()
+
+    follower = asyncio.create_task(wait_for_job(settings, job, expected, timeout=timeout,
+                                                on_verdict=on_verdict))
+    try:
+        await submit()
+        outcome = await follower
+    finally:
+        follower.cancel()
+    done = time.perf_counter()
+    return (outcome, marks["submitted"] - started, marks["first"] - started,
+            marks["last"] - started, done - started)
+
+
+def world_totals(stats: dict[str, Any]) -> dict[str, int]:
+    hosts: dict[str, dict[str, Any]] = stats["mx"]
+    return {
+        "connections": sum(int(h["connections"]) for h in hosts.values()),
+        "rcpt": sum(int(h["rcpt"]) for h in hosts.values()),
+        "rejected": sum(int(h["rejected_connections"]) for h in hosts.values()),
+        "max_simultaneous": max((int(h["max_simultaneous"]) for h in hosts.values()),
+                                default=0),
+        "max_rcpt_per_second": max((int(h["max_rcpt_per_second"]) for h in hosts.values()),
+                                   default=0),
+        "data": int(stats["data_commands"]),
+    }
+
+
+def stop_all(procs: list[WorkerProcess], world: WorldProcess) -> None:
+    """Stop every worker, then the world, by PID; one failing stop does not skip the rest."""
+    if procs:
+        try:
+            procs[0].stop()
+        finally:
+            stop_all(procs[1:], world)
+    else:
+        world.stop()
+
+
+def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
+    emails = bulk_addresses(args.domains, args.per_domain)
+    expected = {"deliverable": args.domains * (args.per_domain - 1),
+                "undeliverable": args.domains}
+    world = WorldProcess("--no-default", "--bulk", str(args.domains), "--bulk-mailboxes",
+                         str(args.per_domain - 1), "--bulk-mx-hosts", str(args.mx_hosts),
+                         "--latency-ms", str(args.latency_ms))
+    procs: list[WorkerProcess] = []
+    try:
+        env = pipeline_env(world, MAILSIFT_MX_MAX_CONNECTIONS=str(args.max_connections),
+                           MAILSIFT_MX_MAX_RCPT_PER_SECOND=str(args.rcpt_per_second))
+        settings = settings_for(env)
+        for i in range(workers):
+            procs.append(WorkerProcess(env, log_dir / f"w{workers}-{i}.log"))
+        asyncio.run(warm_up(settings, args.domains, workers, timeout=180))
+        reset_world_stats(world)
+        outcome, submit_s, first_s, last_s, completed_s = asyncio.run(
+            timed_job(settings, emails, timeout=args.timeout))
+        totals = world_totals(world.stats())
+        world_cpu = cpu_seconds(world.proc.pid)
+        final = outcome.final_by_key()
+        counts: dict[str, int] = {}
+        for v in final.values():
+            counts[v.verdict] = counts.get(v.verdict, 0) + 1
+        by_worker: dict[str, int] = {}
+        for v in final.values():
+            by_worker[v.worker or "?"] = by_worker.get(v.worker or "?", 0) + 1
+        reports = []
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError(f"worker {p.pid} died; see {p.log_path}")
+            verdicts = sum(n for w, n in by_worker.items() if w.endswith(f":{p.pid}"))
+            reports.append(WorkerReport(p.pid, verdicts, peak_rss_kib(p.pid),
+                                        cpu_seconds(p.pid)))
+        return Run(
+            workers, args.latency_ms, len(emails), submit_s, first_s, last_s, completed_s,
+            counts, expected, sum(v.attempt > 1 for v in final.values()),
+            totals["connections"], totals["rcpt"], totals["max_simultaneous"],
+            totals["max_rcpt_per_second"], totals["rejected"], totals["data"], world_cpu,
+            reports,
+        )
+    finally:
+        stop_all(procs, world)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--domains", type=int, default=250)
+    parser.add_argument("--per-domain", type=int, default=40,
+                        help="addresses per domain; all but the last one exist")
+    parser.add_argument("--mx-hosts", type=int, default=8)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--workers", default="1,2", help="comma list of worker counts")
+    parser.add_argument("--max-connections", type=int, default=8,
+                        help="MAILSIFT_MX_MAX_CONNECTIONS (production default 2)")
+    parser.add_argument("--rcpt-per-second", type=float, default=1000.0,
+                        help="MAILSIFT_MX_MAX_RCPT_PER_SECOND (production default 5)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds to wait for the timed job")
+    args = parser.parse_args()
+    print(f"{args.domains} domains × {args.per_domain} addresses over {args.mx_hosts} MX "
+          f"hosts, politeness {args.max_connections} connections and "
+          f"{args.rcpt_per_second:g} RCPT/s per MX", flush=True)
+    log_dir = Path(tempfile.mkdtemp(prefix="mailsift-bench-"))
+    for workers in (int(x) for x in args.workers.split(",")):
+        try:
+            run = run_once(args, workers, log_dir)
+        except BaseException:
+            print(f"worker logs kept in {log_dir}", flush=True)
+            raise
+        print("\n".join(run.lines()), flush=True)
+    shutil.rmtree(log_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""``mailsift db migrate`` and ``mailsift sink rebuild``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from mailsift.cli.errors import fail
+from mailsift.cli.render import console
+from mailsift.settings import Settings, load_settings
+
+db_app = typer.Typer(help="The Postgres sink's database.", no_args_is_help=True)
+sink_app = typer.Typer(help="The Postgres sink.", no_args_is_help=True)
+
+
+def _database(settings: Settings) -> str:
+    if not settings.database_url:
+        fail("MAILSIFT_DATABASE_URL is empty: the Postgres sink is disabled")
+    return settings.database_url
+
+
+@db_app.command()
+def migrate() -> None:
+    """Create or upgrade the tables (versioned migrations, each applied once)."""
+    from sinks.postgres import PostgresSink
+
+    settings = load_settings()
+
+    async def run() -> list[int]:
+        sink = PostgresSink(_database(settings))
+        try:
+            return await sink.migrate()
+        finally:
+            await sink.close()
+
+    try:
+        applied = asyncio.run(run())
+    except OSError as exc:
+        fail(f"cannot reach Postgres at {settings.database_url}: {exc}")
+    console().print(f"applied migrations: {applied}" if applied else "database is up to date")
+
+
+@sink_app.command()
+def rebuild() -> None:
+    """Re-read the verdicts and jobs topics from the beginning into an empty database."""
+    from sinks.rebuild import DatabaseNotEmpty, rebuild_from_topics
+    from streams.client import kafka_calls
+
+    settings = load_settings()
+    _database(settings)
+    try:
+        with kafka_calls(settings):
+            verdicts, jobs = asyncio.run(rebuild_from_topics(settings))
+    except DatabaseNotEmpty as exc:
+        fail(str(exc))
+    console().print(f"rebuilt: {verdicts} verdict events and {jobs} job events read")

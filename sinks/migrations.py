@@ -1,0 +1,42 @@
+"""Versioned schema migrations of the Postgres sink, applied in order, each exactly once.
+
+Add a migration by appending to :data:`MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+#: (version, description, SQL)
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "jobs and verdicts", """
+        CREATE TABLE jobs (
+            job_id       text NOT NULL,
+            run          text NOT NULL DEFAULT '',   -- '' = original run, else the replay id
+            total        integer,
+            created_at   timestamptz,
+            completed_at timestamptz,
+            counts       jsonb,
+            PRIMARY KEY (job_id, run)
+        );
+        CREATE TABLE verdicts (
+            job_id      text NOT NULL,
+            address_key text NOT NULL,               -- the address's identity in the job
+            email       text NOT NULL,               -- as submitted
+            normalized  text,
+            verdict     text NOT NULL,
+            reason      text NOT NULL,
+            temporary   boolean NOT NULL DEFAULT false,
+            attempt     integer NOT NULL,
+            checked_at  timestamptz NOT NULL,
+            replay_id   text,
+            request_id  text,
+            metadata    jsonb,
+            evidence    jsonb NOT NULL,
+            source      text,
+            worker      text,
+            PRIMARY KEY (job_id, address_key)
+        );
+        CREATE INDEX verdicts_by_job_verdict ON verdicts (job_id, verdict);
+    """),
+]

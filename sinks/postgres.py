@@ -1,0 +1,162 @@
+"""The Postgres sink (asyncpg): jobs and verdicts, upserted in batches.
+
+* :meth:`PostgresSink.migrate` applies :data:`sinks.migrations.MIGRATIONS` (under an
+  advisory lock, so several workers can start at once).
+* :meth:`PostgresSink.write_verdicts` upserts a batch keyed by ``(job_id, address_key)``:
+  a redelivered verdict never makes a second row, and a verdict only replaces one that was
+  checked no later than itself (a newer attempt or replay wins, an old redelivery does not).
+* Connection failures propagate as the transient errors :mod:`streams.stage` retries: the
+  sink never acks a verdict Postgres does not have.
+
+>>> rows = dedupe_newest([("j", "a", "2026-01-01T00:00:02Z"), ("j", "a", "2026-01-01T00:00:01Z")],
+...                      key=lambda r: r[:2], newest=lambda r: r[2])
+>>> rows
+[('j', 'a', '2026-01-01T00:00:02Z')]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from schemas import JobEvent, VerdictEvent
+from sinks.migrations import MIGRATIONS
+
+__all__ = ["PostgresSink", "dedupe_newest"]
+
+T = TypeVar("T")
+_LOCK_ID = 0x6D61696C73696674  # "mailsift"
+
+_UPSERT = """
+INSERT INTO verdicts (job_id, address_key, email, normalized, verdict, reason, temporary,
+                      attempt, checked_at, replay_id, request_id, metadata, evidence, source,
+                      worker)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14, $15)
+ON CONFLICT (job_id, address_key) DO UPDATE SET
+    email = EXCLUDED.email, normalized = EXCLUDED.normalized, verdict = EXCLUDED.verdict,
+    reason = EXCLUDED.reason, temporary = EXCLUDED.temporary, attempt = EXCLUDED.attempt,
+    checked_at = EXCLUDED.checked_at, replay_id = EXCLUDED.replay_id,
+    request_id = EXCLUDED.request_id, metadata = EXCLUDED.metadata,
+    evidence = EXCLUDED.evidence, source = EXCLUDED.source, worker = EXCLUDED.worker
+WHERE verdicts.checked_at <= EXCLUDED.checked_at
+"""
+
+_JOB_CREATED = """
+INSERT INTO jobs (job_id, run, total, created_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (job_id, run) DO UPDATE SET total = EXCLUDED.total,
+    created_at = COALESCE(jobs.created_at, EXCLUDED.created_at)
+"""
+_JOB_COMPLETED = """
+INSERT INTO jobs (job_id, run, total, completed_at, counts) VALUES ($1, $2, $3, $4, $5::jsonb)
+ON CONFLICT (job_id, run) DO UPDATE SET completed_at = EXCLUDED.completed_at,
+    counts = EXCLUDED.counts, total = COALESCE(jobs.total, EXCLUDED.total)
+"""
+
+
+def dedupe_newest(rows: Iterable[T], *, key: Callable[[T], Hashable],
+                  newest: Callable[[T], Any]) -> list[T]:
+    """One row per key, the newest (a single statement may not update a row twice)."""
+    best: dict[Hashable, T] = {}
+    for row in rows:
+        k = key(row)
+        if k not in best or newest(row) >= newest(best[k]):
+            best[k] = row
+    return list(best.values())
+
+
+def _ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class PostgresSink:
+    """Writes verdicts and job events; the pool is made on first use (Postgres may be down)."""
+
+    def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
+        self.dsn = dsn
+        self.max_connections = max_connections
+        self._pool: asyncpg.Pool | None = None
+        self._migrated = False
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await self._create_pool()
+        if not self._migrated:
+            await self.migrate()
+        return self._pool
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        # min_size=0: no background reconnection loop (and its tracebacks) while
+        # Postgres is down; connections are made when a write needs one
+        return await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.max_connections,
+                                         command_timeout=60)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied now."""
+        if self._pool is None:
+            self._pool = await self._create_pool()
+        applied: list[int] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+            await conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY, description text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())""")
+            done = {r["version"] for r in await conn.fetch(
+                "SELECT version FROM schema_migrations")}
+            for version, description, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, description) "
+                                   "VALUES ($1, $2)", version, description)
+                applied.append(version)
+        self._migrated = True
+        return applied
+
+    async def write_verdicts(self, verdicts: Sequence[VerdictEvent]) -> None:
+        """Upsert a batch in one transaction."""
+        rows = dedupe_newest(
+            (self._row(v) for v in verdicts), key=lambda r: (r[0], r[1]), newest=lambda r: r[8])
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(_UPSERT, rows)
+
+    async def write_job_event(self, event: JobEvent) -> None:
+        if event.kind not in {"created", "completed"}:
+            return
+        pool = await self.pool()
+        run = event.replay_id or ""
+        if event.kind == "created":
+            await pool.execute(_JOB_CREATED, event.job_id, run, event.total, _ts(event.at))
+        else:
+            await pool.execute(_JOB_COMPLETED, event.job_id, run, event.total, _ts(event.at),
+                               json.dumps(event.counts or {}))
+
+    async def job_summary(self, job_id: str) -> dict[str, Any]:
+        """Progress of a job as stored: total, completion and counts by verdict."""
+        pool = await self.pool()
+        job = await pool.fetchrow("SELECT total, created_at, completed_at FROM jobs "
+                                  "WHERE job_id = $1 AND run = ''", job_id)
+        counts = {r["verdict"]: r["n"] for r in await pool.fetch(
+            "SELECT verdict, count(*) AS n FROM verdicts WHERE job_id = $1 GROUP BY verdict",
+            job_id)}
+        return {"job_id": job_id, "total": job["total"] if job else None,
+                "completed_at": job["completed_at"] if job else None,
+                "stored": sum(counts.values()), "by_verdict": counts}
+
+    @staticmethod
+    def _row(v: VerdictEvent) -> tuple[Any, ...]:
+        return (v.job_id, v.dedupe_key, v.email, v.normalized, v.verdict, v.reason,
+                v.temporary, v.attempt, _ts(v.checked_at), v.replay_id, v.request_id,
+                json.dumps(v.metadata) if v.metadata is not None else None,
+                json.dumps(v.evidence), v.source, v.worker)

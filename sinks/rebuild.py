@@ -1,0 +1,51 @@
+"""Rebuild the Postgres sink from the topics (the event log is the source of truth)."""
+
+from __future__ import annotations
+
+from mailsift.settings import Settings
+from schemas import JobEvent, SchemaError, VerdictEvent
+from sinks.postgres import PostgresSink
+from streams.client import scan_topic
+from streams.topics import TopicNames
+
+__all__ = ["DatabaseNotEmpty", "rebuild_from_topics"]
+
+
+class DatabaseNotEmpty(RuntimeError):
+    """The database already holds verdicts; the message says what to do."""
+
+
+async def rebuild_from_topics(settings: Settings, *, batch_size: int = 1000
+                              ) -> tuple[int, int]:
+    """Read ``jobs`` and ``verdicts`` from the beginning into an empty database."""
+    names = TopicNames.from_settings(settings)
+    sink = PostgresSink(settings.database_url)
+    try:
+        pool = await sink.pool()
+        if await pool.fetchval("SELECT count(*) FROM verdicts"):
+            raise DatabaseNotEmpty("the verdicts table is not empty: rebuild fills an empty "
+                                   "database (drop or truncate the tables first)")
+        jobs = 0
+        async for msg in scan_topic(settings, names.jobs):
+            try:
+                await sink.write_job_event(JobEvent.decode(msg.value))
+                jobs += 1
+            except SchemaError:
+                continue
+        verdicts = 0
+        batch: list[VerdictEvent] = []
+        async for msg in scan_topic(settings, names.verdicts):
+            try:
+                batch.append(VerdictEvent.decode(msg.value))
+            except SchemaError:
+                continue
+            if len(batch) >= batch_size:
+                await sink.write_verdicts(batch)
+                verdicts += len(batch)
+                batch = []
+        if batch:
+            await sink.write_verdicts(batch)
+            verdicts += len(batch)
+        return verdicts, jobs
+    finally:
+        await sink.close()

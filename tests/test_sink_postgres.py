@@ -1,0 +1,225 @@
+"""The Postgres sink against the real Postgres (and the pipeline feeding it)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from mailsift.settings import Settings, load_settings
+from mailsift.stack import stack_down, stack_up
+from mailsift.stack.manager import run_dir
+from mailsift.stack.process import load_record, stop
+from schemas import VerdictEvent
+from sinks.postgres import PostgresSink
+from sinks.rebuild import DatabaseNotEmpty, rebuild_from_topics
+from streams.client import read_topic, submit_job
+from streams.topics import TopicNames, bootstrap_servers
+from tests.pipeline_support import (
+    WorkerProcess,
+    WorldProcess,
+    dedupe_key,
+    pipeline_env,
+    settings_for,
+    wait_for_job,
+)
+
+pytestmark = pytest.mark.stack
+
+
+async def create_database(base_dsn: str) -> str:
+    """A fresh, empty database on the same server; returns its DSN."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(base_dsn)
+    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def verdict(job: str, key: str, checked_at: str, verdict: str = "deliverable",
+            attempt: int = 1) -> VerdictEvent:
+    return VerdictEvent(job_id=job, email=key, normalized=key, verdict=verdict, reason="ok",
+                        dedupe_key=key, attempt=attempt, checked_at=checked_at,
+                        evidence={"n": 1})
+
+
+@pytest_asyncio.fixture
+async def sink(stack: Settings) -> AsyncIterator[PostgresSink]:
+    s = PostgresSink(await create_database(stack.database_url))
+    yield s
+    await s.close()
+
+
+@pytest.mark.asyncio
+async def test_migrations_apply_once(sink: PostgresSink) -> None:
+    assert await sink.migrate() == [1]
+    assert await sink.migrate() == []
+    pool = await sink.pool()
+    assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 1
+
+
+@pytest.mark.asyncio
+async def test_redelivered_verdicts_make_one_row_and_newer_wins(sink: PostgresSink) -> None:
+    old = verdict("j1", "a@x.test", "2026-11-25T10:00:00Z", "unknown")
+    new = verdict("j1", "a@x.test", "2026-11-25T10:05:00Z", "deliverable", attempt=2)
+    await sink.write_verdicts([old, old])        # the same event twice in one batch
+    await sink.write_verdicts([new])
+    await sink.write_verdicts([old])             # a late redelivery of the older one
+    await sink.write_verdicts([verdict("j1", "b@x.test", "2026-11-25T10:00:00Z")])
+    pool = await sink.pool()
+    rows = await pool.fetch("SELECT address_key, verdict, attempt FROM verdicts "
+                            "WHERE job_id = 'j1' ORDER BY address_key")
+    assert [tuple(r) for r in rows] == [("a@x.test", "deliverable", 2),
+                                        ("b@x.test", "deliverable", 1)]
+    summary = await sink.job_summary("j1")
+    assert summary["stored"] == 2 and summary["by_verdict"] == {"deliverable": 2}
+
+
+@pytest.fixture
+def world() -> Iterator[WorldProcess]:
+    w = WorldProcess("--no-default", "--bulk", "20", "--bulk-mailboxes", "9")
+    yield w
+    try:
+        assert w.stats()["data_commands"] == 0
+    finally:
+        w.stop()
+
+
+EMAILS = [f"user{j}@bulk{i}.test" for i in range(20) for j in range(10)]
+
+
+def test_pipeline_fills_postgres_exactly_once_and_rebuilds(
+        stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    dsn = asyncio.run(create_database(stack.database_url))
+    env = pipeline_env(world, MAILSIFT_DATABASE_URL=dsn, MAILSIFT_AMQP_URL="",
+                       MAILSIFT_MX_MAX_RCPT_PER_SECOND="200")
+    settings = settings_for(env)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        async def run() -> None:
+            job = await submit_job(settings, EMAILS + EMAILS[:5])  # 5 duplicates
+            await wait_for_job(settings, job, {dedupe_key(e) for e in EMAILS}, timeout=120)
+            sink = PostgresSink(dsn)
+            try:
+                await _eventually_rows(sink, job, len(EMAILS))
+                # deliver every verdict event a second time: still one row per address
+                names = TopicNames.from_settings(settings)
+                events = await read_topic(settings, names.verdicts)
+                producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
+                await producer.start()
+                try:
+                    for _, _, key, value in events:
+                        await producer.send_and_wait(names.verdicts, value, key=key)
+                finally:
+                    await producer.stop()
+                await asyncio.sleep(3)
+                summary = await _eventually_rows(sink, job, len(EMAILS))
+                assert summary["by_verdict"] == {"deliverable": 180, "undeliverable": 20}
+                assert summary["total"] == len(EMAILS) + 5
+                assert summary["completed_at"] is not None
+            finally:
+                await sink.close()
+
+            # rebuild the same content into an empty database from the topics
+            fresh = await create_database(stack.database_url)
+            rebuilt_settings = settings_for({**env, "MAILSIFT_DATABASE_URL": fresh})
+            verdicts, jobs = await rebuild_from_topics(rebuilt_settings)
+            assert verdicts == 2 * len(EMAILS) and jobs >= 2
+            other = PostgresSink(fresh)
+            try:
+                assert (await other.job_summary(job))["by_verdict"] == {
+                    "deliverable": 180, "undeliverable": 20}
+            finally:
+                await other.close()
+            with pytest.raises(DatabaseNotEmpty):
+                await rebuild_from_topics(rebuilt_settings)
+
+        asyncio.run(run())
+        assert worker.alive()
+    finally:
+        worker.stop()
+
+
+async def _eventually_rows(sink: PostgresSink, job: str, n: int, timeout: float = 60
+                           ) -> dict[str, object]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        summary = await sink.job_summary(job)
+        if summary["stored"] == n or asyncio.get_running_loop().time() > deadline:
+            assert summary["stored"] == n, summary
+            return summary
+        await asyncio.sleep(0.5)
+
+
+PRIVATE_PORTS = {"kafka": 29292, "postgres": 25632, "redis": 26579, "rabbitmq": 25873}
+
+
+@pytest.fixture
+def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A stack of our own, so stopping its Postgres disturbs nobody else."""
+    directory = tmp_path_factory.mktemp("stack")
+    settings = load_settings({
+        "MAILSIFT_STACK_DIR": str(directory),
+        "MAILSIFT_KAFKA_BROKER": f"kafka://127.0.0.1:{PRIVATE_PORTS['kafka']}",
+        "MAILSIFT_DATABASE_URL":
+            f"postgresql://mailsift@127.0.0.1:{PRIVATE_PORTS['postgres']}/mailsift",
+        "MAILSIFT_REDIS_URL": f"redis://127.0.0.1:{PRIVATE_PORTS['redis']}/0",
+        "MAILSIFT_AMQP_URL": "",
+    }, dotenv=False)
+    stack_up(settings)
+    try:
+        yield settings
+    finally:
+        stack_down(settings)
+
+
+def test_postgres_down_for_20s_during_a_job_loses_nothing(
+        private_stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    s = private_stack
+    env = pipeline_env(world, MAILSIFT_KAFKA_BROKER=s.kafka_broker,
+                       MAILSIFT_DATABASE_URL=s.database_url, MAILSIFT_REDIS_URL=s.redis_url,
+                       MAILSIFT_AMQP_URL="", MAILSIFT_MX_MAX_RCPT_PER_SECOND="40")
+    settings = settings_for(env)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    rdir = run_dir(s)
+    stopped: list[bool] = []
+
+    async def stop_postgres_midway(seen: int) -> None:
+        if not stopped and seen >= 20:
+            record = load_record(rdir, "postgres")
+            assert record is not None
+            stop(record, rdir, sig=signal.SIGINT)
+            stopped.append(True)
+
+    try:
+        async def run() -> None:
+            job = await submit_job(settings, EMAILS)
+            await wait_for_job(settings, job, {dedupe_key(e) for e in EMAILS}, timeout=120,
+                               on_verdict=stop_postgres_midway)
+            assert stopped, "Postgres was never stopped mid-job"
+            await asyncio.sleep(20)
+            assert worker.alive()
+            await asyncio.to_thread(stack_up, s)  # starts only what is missing: Postgres
+            sink = PostgresSink(s.database_url)
+            try:
+                summary = await _eventually_rows(sink, job, len(EMAILS), timeout=90)
+                assert summary["by_verdict"] == {"deliverable": 180, "undeliverable": 20}
+            finally:
+                await sink.close()
+
+        asyncio.run(run())
+        assert worker.alive()
+        assert "Traceback" not in worker.log_text()
+    finally:
+        worker.stop()
