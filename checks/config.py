@@ -50,6 +50,9 @@ class EngineConfig:
         return cls(
             nameservers=tuple((ns.host, ns.port) for ns in settings.dns_nameservers),
             dns_timeout=settings.dns_timeout,
+            dns_min_ttl=settings.dns_min_ttl,
+            dns_max_ttl=settings.dns_max_ttl,
+            dns_negative_ttl=settings.dns_negative_ttl,
             smtp_port=settings.smtp_port,
             helo_name=settings.helo_name,
             mail_from=settings.mail_from,

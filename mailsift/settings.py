@@ -225,6 +225,14 @@ class Settings:
         "Comma list of ip or ip:port to query; empty = the system resolver's.")
     dns_timeout: float = _setting(
         "MAILSIFT_DNS_TIMEOUT", "3", _seconds, "Seconds for one DNS lookup.")
+    dns_min_ttl: float = _setting(
+        "MAILSIFT_DNS_MIN_TTL", "60", _seconds,
+        "Shortest time a DNS answer is cached (answers' own TTLs are clamped to this range).")
+    dns_max_ttl: float = _setting(
+        "MAILSIFT_DNS_MAX_TTL", "86400", _seconds, "Longest time a DNS answer is cached.")
+    dns_negative_ttl: float = _setting(
+        "MAILSIFT_DNS_NEGATIVE_TTL", "300", _seconds,
+        "Longest time NXDOMAIN/no-record answers are cached.")
     smtp_port: int = _setting(
         "MAILSIFT_SMTP_PORT", "25", _int_range(1, 65535), "TCP port of every MX host.")
     helo_name: str = _setting(
