@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager

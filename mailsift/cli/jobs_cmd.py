@@ -105,14 +105,7 @@ def results(
         fail(f"no verdicts for job {job_id} (yet?)")
     rows = [result_row(v) for v in verdicts.values()]
     if fmt == "table":
-        table = Table(header_style="bold")
-        for col in ("email", "verdict", "reason", "smtp_code", "suggestion"):
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            style = VERDICT_STYLE.get(r["verdict"], "")
-            table.add_row(r["email"], f"[{style}]{r['verdict']}[/]", r["reason"],
-                          str(r["smtp_code"]), r["suggestion"])
-        console().print(table)
+        show_rows(rows)
         return
     out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
@@ -120,6 +113,18 @@ def results(
     finally:
         if output:
             out.close()
+
+
+def show_rows(rows: list[dict[str, Any]]) -> None:
+    """Result rows as a table on stdout."""
+    table = Table(header_style="bold")
+    for col in ("email", "verdict", "reason", "smtp_code", "suggestion"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        style = VERDICT_STYLE.get(r["verdict"], "")
+        table.add_row(r["email"], f"[{style}]{r['verdict']}[/]", r["reason"],
+                      str(r["smtp_code"]), r["suggestion"])
+    console().print(table)
 
 
 def write_rows(rows: list[dict[str, Any]], fmt: str, out: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailsift.cli import check_cmd, db_cmd, jobs_cmd, stack_cmd, worker_cmd
+from mailsift.cli import check_cmd, db_cmd, jobs_cmd, stack_cmd, validate_cmd, worker_cmd
 from mailsift.cli.errors import run_guarded
 from mailsift.settings import load_settings, settings_table
 
@@ -18,6 +18,7 @@ app.add_typer(stack_cmd.app, name="stack")
 app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(db_cmd.sink_app, name="sink")
 app.command(name="check")(check_cmd.check)
+app.command(name="validate")(validate_cmd.validate)
 app.command(name="worker")(worker_cmd.worker)
 app.command(name="submit")(jobs_cmd.submit)
 app.command(name="status")(jobs_cmd.status)
