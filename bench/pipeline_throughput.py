@@ -22,9 +22,11 @@ import shutil
 import tempfile
 import time
 import urllib.request
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from mailsift.settings import Settings
 from streams.client import new_job_id, submit_job
@@ -37,6 +39,8 @@ from tests.pipeline_support import (
     settings_for,
     wait_for_job,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -119,6 +123,42 @@ def reset_world_stats(world: WorldProcess) -> None:
     req = urllib.request.Request(f"{world.info['control']}/reset", method="POST")
     with urllib.request.urlopen(req, timeout=10):  # loopback only
         pass
+
+
+def private_redis_url(db: int) -> str:
+    """The configured Redis server (``MAILSIFT_REDIS_URL``), logical database ``db``."""
+    parts = urlsplit(settings_for({}).redis_url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+async def clear_caches(url: str) -> int:
+    """Delete every mailsift key (DNS and catch-all cache, leases, job records) in ``url``."""
+    from sinks.redis_tables import redis_client
+
+    client = redis_client(url)
+    try:
+        keys = [k async for k in client.scan_iter(match="mailsift:*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i:i + 1000])
+        return len(keys)
+    finally:
+        await client.aclose()
+
+
+async def watched(coro: Coroutine[Any, Any, T], procs: list[WorkerProcess]) -> T:
+    """Await ``coro``, but fail at once (not at its timeout) if a worker process dies."""
+    task = asyncio.ensure_future(coro)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return task.result()
+            dead = [p for p in procs if not p.alive()]
+            if dead:
+                raise RuntimeError(f"worker {dead[0].pid} exited with {dead[0].proc.returncode};"
+                                   f" see {dead[0].log_path}")
+    finally:
+        task.cancel()
 
 
 async def warm_up(settings: Settings, domains: int, workers: int, timeout: float) -> int:
@@ -214,15 +254,22 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
                          "--latency-ms", str(args.latency_ms))
     procs: list[WorkerProcess] = []
     try:
+        overrides = {} if args.sinks else {"MAILSIFT_DATABASE_URL": "", "MAILSIFT_AMQP_URL": ""}
+        if args.redis_db is not None:
+            overrides["MAILSIFT_REDIS_URL"] = private_redis_url(args.redis_db)
+            asyncio.run(clear_caches(overrides["MAILSIFT_REDIS_URL"]))
         env = pipeline_env(world, MAILSIFT_MX_MAX_CONNECTIONS=str(args.max_connections),
-                           MAILSIFT_MX_MAX_RCPT_PER_SECOND=str(args.rcpt_per_second))
+                           MAILSIFT_MX_MAX_RCPT_PER_SECOND=str(args.rcpt_per_second),
+                           **overrides)
         settings = settings_for(env)
         for i in range(workers):
             procs.append(WorkerProcess(env, log_dir / f"w{workers}-{i}.log"))
-        asyncio.run(warm_up(settings, args.domains, workers, timeout=180))
+        asyncio.run(watched(warm_up(settings, args.domains, workers, timeout=180), procs))
+        if args.redis_db is not None:  # the warm-up filled caches for a few domains
+            asyncio.run(clear_caches(env["MAILSIFT_REDIS_URL"]))
         reset_world_stats(world)
         outcome, submit_s, first_s, last_s, completed_s = asyncio.run(
-            timed_job(settings, emails, timeout=args.timeout))
+            watched(timed_job(settings, emails, timeout=args.timeout), procs))
         totals = world_totals(world.stats())
         world_cpu = cpu_seconds(world.proc.pid)
         final = outcome.final_by_key()
@@ -262,12 +309,26 @@ def main() -> None:
                         help="MAILSIFT_MX_MAX_CONNECTIONS (production default 2)")
     parser.add_argument("--rcpt-per-second", type=float, default=1000.0,
                         help="MAILSIFT_MX_MAX_RCPT_PER_SECOND (production default 5)")
+    parser.add_argument("--sinks", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the Postgres sink and RabbitMQ bridge stages in the workers "
+                             "(as configured; --no-sinks disables both)")
+    parser.add_argument("--redis-db", type=int, default=14,
+                        help="private Redis logical database, emptied of mailsift:* keys "
+                             "before each run (cold DNS/catch-all caches, and politeness "
+                             "leases not shared with other pipelines on the stack, whose bulk "
+                             "worlds use the same MX addresses); -1 = the configured one, "
+                             "as is")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds to wait for the timed job")
     args = parser.parse_args()
+    if args.redis_db < 0:
+        args.redis_db = None
     print(f"{args.domains} domains × {args.per_domain} addresses over {args.mx_hosts} MX "
           f"hosts, politeness {args.max_connections} connections and "
-          f"{args.rcpt_per_second:g} RCPT/s per MX", flush=True)
+          f"{args.rcpt_per_second:g} RCPT/s per MX, sinks {'on' if args.sinks else 'off'}, "
+          + ("shared Redis caches" if args.redis_db is None
+             else f"cold caches in Redis db {args.redis_db}"),
+          flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="mailsift-bench-"))
     for workers in (int(x) for x in args.workers.split(",")):
         try:

@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 PERMANENT_REPLY_CODES = frozenset({403, 406, 530, 540})
 
 FIRST_BACKOFF = 0.2
+#: name prefix of the bridge's worker threads
+THREAD_PREFIX = "mailsift-rabbit-bridge"
 
 
 class BridgeConfigError(RuntimeError):
@@ -131,12 +133,38 @@ class _Attempt:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line naming the error (pika's str() is empty for some of them)."""
-    if isinstance(exc, pika.exceptions.ConnectionClosedByBroker | pika.exceptions.ChannelClosed):
+    """One line naming the error (pika's str() is empty or nested for some of them)."""
+    if isinstance(exc, pika.exceptions.ConnectionClosed | pika.exceptions.ChannelClosed):
         text = f"({exc.reply_code}) {exc.reply_text}"
     else:
-        text = "; ".join(str(a) for a in exc.args) or repr(exc)
+        inner = exc.args[0] if len(exc.args) == 1 else None
+        if isinstance(inner, BaseException):
+            # pika's connector errors wrap the socket error in ``.exception``
+            root = getattr(inner, "exception", None)
+            inner = root if isinstance(root, BaseException) else inner
+            text = f"{type(inner).__name__}: {inner}"
+        else:
+            text = "; ".join(str(a) for a in exc.args) or repr(exc)
     return f"{type(exc).__name__}: {text}".replace("\n", " ")
+
+
+class _PikaInWorkerToDebug(logging.Filter):
+    """pika logs every failed connection attempt at ERROR. In the bridge's thread its records
+    become DEBUG records of this module's logger: the bridge warns once per distinct error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (record.threadName or "").startswith(THREAD_PREFIX):
+            return True
+        log.debug("pika %s: %s", record.levelname, record.getMessage())
+        return False
+
+
+def _quiet_pika_in_worker() -> None:
+    flt = _PikaInWorkerToDebug()
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "pika" or name.startswith("pika.")) and isinstance(logger, logging.Logger):
+            if not any(isinstance(f, _PikaInWorkerToDebug) for f in logger.filters):
+                logger.addFilter(flt)
 
 
 def _permanent(exc: BaseException) -> bool:
@@ -171,7 +199,7 @@ class RabbitBridge:
             self._params.client_properties = {"connection_name": "mailsift verdict bridge"}
         self._exchange = exchange
         self._max_backoff = max(max_backoff, FIRST_BACKOFF)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rabbit-bridge")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_PREFIX)
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         # touched only by the worker thread
@@ -218,6 +246,8 @@ class RabbitBridge:
                 # connection usable; a job not started yet is dropped by the executor
                 abort.set()
                 raise
+            if attempt.confirmed > confirmed:
+                delay = FIRST_BACKOFF  # the broker was there: back off from the start again
             confirmed = attempt.confirmed
             if attempt.error is None:
                 if last_error is not None:
@@ -311,3 +341,6 @@ class RabbitBridge:
     def _where(self) -> str:
         p = self._params
         return f"user {p.credentials.username!r} at {p.host}:{p.port} vhost {p.virtual_host!r}"
+
+
+_quiet_pika_in_worker()
