@@ -19,10 +19,11 @@ from streams.stage import retry_transient
 __all__ = ["PostgresSinkHandler", "BridgeHandler"]
 
 
-def _batch_writer(what: str, write: Callable[[Sequence[VerdictEvent]], Awaitable[Any]]
+def _batch_writer(what: str, write: Callable[[Sequence[VerdictEvent]], Awaitable[Any]],
+                  also: tuple[type[BaseException], ...] = ()
                   ) -> KeyedBatcher[VerdictEvent, None]:
     async def run(batch: list[VerdictEvent]) -> list[None]:
-        await retry_transient(what, lambda: write(batch))
+        await retry_transient(what, lambda: write(batch), also=also)
         return [None] * len(batch)
 
     return KeyedBatcher(run, window=0.2, max_batch=500, concurrency=2)
@@ -44,8 +45,12 @@ class PostgresSinkHandler:
 
 class BridgeHandler:
     def __init__(self, services: Services, bridge: Any) -> None:
+        from sinks.rabbitmq import BridgeConfigError
+
         self.bridge = bridge  # sinks.rabbitmq.RabbitBridge
-        self.batcher = _batch_writer("rabbitmq bridge", bridge.publish)
+        # wrong credentials or vhost: hold the verdicts (logged) until the operator fixes it
+        self.batcher = _batch_writer("rabbitmq bridge", bridge.publish,
+                                     also=(BridgeConfigError,))
 
     async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
                        value: bytes | None) -> None:

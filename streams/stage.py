@@ -68,14 +68,19 @@ class Handler(Protocol):
 
 
 async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
-                          first_delay: float = 0.2, max_delay: float = 10.0) -> Any:
-    """Call ``fn`` until it does not fail with a transient error (logged once per kind)."""
+                          first_delay: float = 0.2, max_delay: float = 10.0,
+                          also: tuple[type[BaseException], ...] = ()) -> Any:
+    """Call ``fn`` until it does not fail with a transient error (logged once per kind).
+
+    ``also`` names more exceptions to wait out (e.g. a sink's configuration error: better
+    to hold the events and say so than to dead-letter every one of them).
+    """
     delay = first_delay
     last: str | None = None
     while True:
         try:
             return await fn()
-        except TRANSIENT_ERRORS as exc:
+        except (*TRANSIENT_ERRORS, *also) as exc:
             text = f"{type(exc).__name__}: {exc}"
             if text != last:
                 log.warning("%s: %s; retrying until it works", what, text)

@@ -7,10 +7,12 @@ Each test runs a private pipeline (own topic prefix and consumer group) with rea
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +68,7 @@ def test_mixed_job_gets_one_final_verdict_per_address(
         stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
     env = pipeline_env(world)
     settings = settings_for(env)
+    legacy = LegacyConsumer(settings.amqp_url, "verdict.#")  # bound before the job runs
     worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
         emails = list(MIXED) + DUPLICATES
@@ -88,11 +91,53 @@ def test_mixed_job_gets_one_final_verdict_per_address(
             evidence = final[dedupe_key("alice@ok.test")].evidence
             assert evidence["spf"]["all_qualifier"] == "-"
             assert evidence["smtp"]["reply"]["code"] == 250
+            return job
 
-        asyncio.run(run())
+        job = asyncio.run(run())
         assert worker.alive()
+        # the legacy RabbitMQ consumer got one message per verdict, routed by verdict.reason
+        messages = legacy.drain(job, expected=len(MIXED))
+        assert sorted(m["routing_key"] for m in messages) == sorted(
+            f"verdict.{v}.{r}" for v, r, _ in MIXED.values())
+        assert all(m["persistent"] for m in messages)
     finally:
         worker.stop()
+        legacy.close()
+
+
+class LegacyConsumer:
+    """A legacy system's queue bound to the verdicts exchange (pika, as they would)."""
+
+    def __init__(self, url: str, binding: str) -> None:
+        import pika
+
+        self.conn = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.conn.channel()
+        self.channel.exchange_declare("mailsift.verdicts", exchange_type="topic", durable=True)
+        self.queue = self.channel.queue_declare("", exclusive=True).method.queue
+        self.channel.queue_bind(self.queue, "mailsift.verdicts", routing_key=binding)
+
+    def drain(self, job: str, *, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            method, props, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                if len(out) >= expected:
+                    self.conn.sleep(1.0)  # anything more would be a duplicate: wait for it
+                    method, props, body = self.channel.basic_get(self.queue, auto_ack=True)
+                    if method is None:
+                        return out
+                else:
+                    self.conn.sleep(0.2)
+                    continue
+            if (props.headers or {}).get("job_id") == job:
+                out.append({"routing_key": method.routing_key, "body": json.loads(body),
+                            "persistent": props.delivery_mode == 2})
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 BAD_EVENTS = [
