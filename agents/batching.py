@@ -35,10 +35,13 @@ R = TypeVar("R")
 
 class KeyedBatcher(Generic[T, R]):
     def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, window: float,
-                 max_batch: int, concurrency: int = 200) -> None:
+                 max_batch: int, concurrency: int = 200, serial_per_key: bool = False) -> None:
         self.run = run
         self.window = window
         self.max_batch = max_batch
+        #: one batch per key at a time: items arriving meanwhile form the next batch
+        self.serial_per_key = serial_per_key
+        self._running: set[Hashable] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._pending: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
@@ -59,13 +62,28 @@ class KeyedBatcher(Generic[T, R]):
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
-        batch = self._pending.pop(key, [])
+        if self.serial_per_key and key in self._running:
+            return  # flushed when the running batch of this key finishes
+        pending = self._pending.pop(key, [])
+        batch, rest = pending[:self.max_batch], pending[self.max_batch:]
+        if rest:
+            self._pending[key] = rest
         if batch:
-            task = asyncio.create_task(self._run(batch))
+            self._running.add(key)
+            task = asyncio.create_task(self._run(key, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, key: Hashable, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            await self._run_batch(batch)
+        finally:
+            self._running.discard(key)
+            if self._pending.get(key) and (self.serial_per_key or
+                                           len(self._pending[key]) >= self.max_batch):
+                self._flush(key)
+
+    async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             async with self._slots:
                 results = await self.run([item for item, _ in batch])

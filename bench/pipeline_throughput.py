@@ -48,7 +48,7 @@ class WorkerReport:
     pid: int
     verdicts: int  # verdicts of the timed job this worker produced
     peak_rss_kib: int  # VmHWM
-    cpu_seconds: float  # user + system over the whole life of the process
+    cpu_seconds: float  # user + system during the timed job
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Run:
     max_rcpt_per_second: int
     rejected_connections: int
     data_commands: int
-    world_cpu_seconds: float
+    world_cpu_seconds: float  # during the timed job
     worker_reports: list[WorkerReport] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -268,10 +268,11 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
         if args.redis_db is not None:  # the warm-up filled caches for a few domains
             asyncio.run(clear_caches(env["MAILSIFT_REDIS_URL"]))
         reset_world_stats(world)
+        cpu_before = {pid: cpu_seconds(pid) for pid in [*(p.pid for p in procs), world.proc.pid]}
         outcome, submit_s, first_s, last_s, completed_s = asyncio.run(
             watched(timed_job(settings, emails, timeout=args.timeout), procs))
         totals = world_totals(world.stats())
-        world_cpu = cpu_seconds(world.proc.pid)
+        world_cpu = cpu_seconds(world.proc.pid) - cpu_before[world.proc.pid]
         final = outcome.final_by_key()
         counts: dict[str, int] = {}
         for v in final.values():
@@ -285,7 +286,7 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
                 raise RuntimeError(f"worker {p.pid} died; see {p.log_path}")
             verdicts = sum(n for w, n in by_worker.items() if w.endswith(f":{p.pid}"))
             reports.append(WorkerReport(p.pid, verdicts, peak_rss_kib(p.pid),
-                                        cpu_seconds(p.pid)))
+                                        cpu_seconds(p.pid) - cpu_before[p.pid]))
         return Run(
             workers, args.latency_ms, len(emails), submit_s, first_s, last_s, completed_s,
             counts, expected, sum(v.attempt > 1 for v in final.values()),
