@@ -16,7 +16,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from checks.authrecords import lookup_dkim, lookup_dmarc, lookup_spf
 from checks.config import EngineConfig
@@ -45,9 +45,22 @@ from checks.smtp import AioSmtpConnector, SmtpConnector
 from checks.syntax import parse_address
 from checks.verdict import decide
 
-__all__ = ["Engine", "DomainFacts", "syntax_result"]
+__all__ = ["Engine", "EngineObserver", "NullObserver", "DomainFacts", "syntax_result"]
 
 _CATCH_ALL_KEY = "catchall:"
+
+
+class EngineObserver(Protocol):
+    """Told what the engine saw (metrics); must be quick and never raise."""
+
+    def rcpt_result(self, result: RcptResult) -> None:
+        """One recipient's SMTP outcome (catch-all probes included)."""
+        ...
+
+
+class NullObserver:
+    def rcpt_result(self, result: RcptResult) -> None:
+        pass
 
 
 class DomainFacts:
@@ -77,8 +90,10 @@ class Engine:
         cache: DnsCache | None = None,
         connector: SmtpConnector | None = None,
         politeness: Politeness | None = None,
+        observer: EngineObserver | None = None,
     ) -> None:
         self.config = config
+        self.observer: EngineObserver = observer or NullObserver()
         self.cache: DnsCache = cache or MemoryDnsCache()
         base = resolver or DnspythonResolver(
             nameservers=config.nameservers or None, timeout=config.dns_timeout
@@ -184,6 +199,8 @@ class Engine:
             probe_address = f"mailsift-probe-{secrets.token_hex(6)}@{domain}"
             recipients.insert(0, probe_address)
         report = await self.prober.probe(mx, recipients)
+        for rcpt in report.results.values():
+            self.observer.rcpt_result(rcpt)
         if probe_address is not None:
             outcome = report.results.pop(probe_address, None)
             cls = outcome.reply_class if outcome else None

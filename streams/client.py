@@ -41,7 +41,9 @@ def kafka_calls(settings: Settings) -> Iterator[None]:
 
 
 def new_job_id() -> str:
-    """>>> len(new_job_id())
+    """A fresh random job id.
+
+    >>> len(new_job_id())
     32
     """
     return uuid.uuid4().hex

@@ -24,7 +24,9 @@ __all__ = ["JobProgress", "JobStore", "MemoryJobStore", "job_key"]
 
 
 def job_key(job_id: str, replay_id: str | None = None) -> str:
-    """>>> job_key("j1"), job_key("j1", "r7")
+    """The key of a job run: the job id, or ``job_id@replay_id`` for a replay.
+
+    >>> job_key("j1"), job_key("j1", "r7")
     ('j1', 'j1@r7')
     """
     return f"{job_id}@{replay_id}" if replay_id else job_id

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas import DeadLetter, SchemaError
 from streams.ackwindow import OrderedAckWindow
+
+if TYPE_CHECKING:
+    from streams.metrics import WorkerMetrics
 
 __all__ = ["Handler", "Publisher", "run_stage", "TRANSIENT_ERRORS", "transient_errors"]
 
@@ -98,12 +102,14 @@ async def run_stage(
     max_in_flight: int,
     name: str,
     window: OrderedAckWindow[Any] | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> None:
     """Consume ``stream`` (a Faust stream) with ``handler`` until the stream ends."""
     window = window or OrderedAckWindow(max_in_flight, lambda event: event.ack())
     tasks: set[asyncio.Task[None]] = set()
 
     async def process(event: Any, ticket: Any) -> None:
+        started = time.monotonic()
         msg = event.message
         args = (msg.topic, msg.partition, msg.offset, msg.key, msg.value)
         try:
@@ -111,10 +117,16 @@ async def run_stage(
                                   lambda: handler(*args))
         except SchemaError as exc:
             await _dead_letter(publisher, dead_letter_topic, args, str(exc))
+            if metrics is not None:
+                metrics.dead_letter(name)
         except Exception as exc:  # a bug must not stop the stage or lose the event
             log.exception("%s failed on %s[%s]@%s", name, *args[:3])
             await _dead_letter(publisher, dead_letter_topic, args,
                                f"{type(exc).__name__}: {exc}")
+            if metrics is not None:
+                metrics.dead_letter(name)
+        if metrics is not None:
+            metrics.stage_handled(name, time.monotonic() - started)
         # not reached when cancelled (worker stopping): the event stays unacked
         window.complete(ticket)
 

@@ -21,6 +21,7 @@ from agents.retry import RetryHandler
 from agents.sinks import BridgeHandler, PostgresSinkHandler
 from mailsift.settings import Settings
 from streams.ackwindow import OrderedAckWindow
+from streams.metrics import WorkerMetrics, install_web
 from streams.services import FaustPublisher, Services, build_services
 from streams.stage import Handler, run_stage
 from streams.topics import TopicNames
@@ -51,8 +52,13 @@ def build_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=max(4096, settings.max_in_flight * 2),
     )
     names = TopicNames.from_settings(settings)
-    services = build_services(settings, FaustPublisher(app))
+    metrics = WorkerMetrics()
+    services = build_services(settings, metrics.publisher(FaustPublisher(app), names))
+    metrics.watch_engine(services.engine)
     app.mailsift_services = services  # type: ignore[attr-defined]
+    app.mailsift_metrics = metrics  # type: ignore[attr-defined]
+    if settings.web_port > 0:
+        install_web(app, metrics)
     windows: list[OrderedAckWindow[Any]] = []
 
     def topic(*topic_names: str) -> Any:
@@ -63,11 +69,13 @@ def build_app(settings: Settings) -> faust.App:
         window: OrderedAckWindow[Any] = OrderedAckWindow(max_in_flight,
                                                          lambda event: event.ack())
         windows.append(window)
+        metrics.watch_window(name, window)
 
         async def agent(stream: Any) -> None:
             await run_stage(stream, handler, publisher=services.publisher,
                             dead_letter_topic=names.dead_letters,
-                            max_in_flight=max_in_flight, name=name, window=window)
+                            max_in_flight=max_in_flight, name=name, window=window,
+                            metrics=metrics)
 
         agent.__name__ = agent.__qualname__ = name.replace("-", "_")
         app.agent(channel, name=f"{settings.app_id}.{name}")(agent)

@@ -61,6 +61,7 @@ CASES = [
     ("alice@blockedrcpt.test", Verdict.UNKNOWN, Reason.BLOCKED),
     ("alice@tls.test", Verdict.DELIVERABLE, Reason.OK),
     ("alice@notls.test", Verdict.DELIVERABLE, Reason.OK),
+    ("alice@helo.test", Verdict.DELIVERABLE, Reason.OK),  # EHLO refused: HELO fallback
     ("alice@slow.test", Verdict.DELIVERABLE, Reason.OK),
     ("alice@amx.test", Verdict.DELIVERABLE, Reason.OK),
     ("alice@backup.test", Verdict.DELIVERABLE, Reason.OK),

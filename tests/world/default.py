@@ -34,6 +34,7 @@ Domains (MX preference → host @ address: behaviour)::
                      20 mx2.backup.test @127.0.1.14 (standard mailboxes)
     shared1..5.test  10 mx.shared.test @127.0.1.15: five domains, one host (politeness)
     notls.test       10 mx.notls.test @127.0.1.16: standard mailboxes, no STARTTLS
+    helo.test        10 mx.helo.test @127.0.1.17: refuses EHLO (502), HELO only, no TLS
     nullmx.test      MX 0 . (null MX, RFC 7505)
     nomxhost.test    10 mx.nomxhost.test, a name with no record at all (NXDOMAIN)
     nxdomain.test    absent: NXDOMAIN
@@ -83,6 +84,7 @@ ADDRESSES: dict[str, str] = {
     "mx2.backup.test": "127.0.1.14",
     "mx.shared.test": "127.0.1.15",
     "mx.notls.test": "127.0.1.16",
+    "mx.helo.test": "127.0.1.17",
 }
 """MX host name → loopback address in the default world."""
 
@@ -128,6 +130,7 @@ def default_world(
         _host("mx2.backup.test"),
         _host("mx.shared.test"),
         _host("mx.notls.test", tls=False),
+        _host("mx.helo.test", tls=False, esmtp=False),
     ]
     records: list[Record] = [
         # ok.test and its authentication variants, all on mx.ok.test
@@ -163,6 +166,7 @@ def default_world(
         mx("tls.test", 10, "mx.tls.test"),
         mx("slow.test", 10, "mx.slow.test"),
         mx("notls.test", 10, "mx.notls.test"),
+        mx("helo.test", 10, "mx.helo.test"),
         # amx.test: no MX; its A record comes from the amx.test host (implicit MX)
         mx("backup.test", 20, "mx2.backup.test"),
         mx("backup.test", 10, "mx1.backup.test"),

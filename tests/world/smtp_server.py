@@ -289,6 +289,8 @@ class SmtpServer:
         if verb in ("EHLO", "HELO"):
             if not arg:
                 return f"501 5.5.4 Syntax: {verb} hostname"
+            if verb == "EHLO" and not host.esmtp:
+                return "502 5.5.2 Command not recognized (an old HELO-only server)"
             s.greeted = True
             s.reset_transaction()
             if verb == "HELO":

@@ -147,6 +147,7 @@ class MxHost:
         require_starttls: MAIL FROM before STARTTLS gets ``530 5.7.0``.
         tls: advertise and support STARTTLS (with the shipped self-signed certificate).
         idle_timeout: seconds of client silence before the server closes the connection.
+        esmtp: false = an old server that refuses EHLO (502) and speaks only HELO.
     """
 
     address: str
@@ -165,6 +166,7 @@ class MxHost:
     tls: bool = True
     idle_timeout: float = 120.0
     publish_a: bool = True
+    esmtp: bool = True
 
     def reply_for(self, address: str) -> Reply:
         """The mailbox rule for ``address`` (greylist/limits/blocks not considered)."""
