@@ -20,7 +20,9 @@ class SchemaError(ValueError):
 
 
 def utc_now_iso() -> str:
-    """>>> utc_now_iso().endswith("Z")
+    """The current UTC time in ISO 8601 with milliseconds and a ``Z``.
+
+    >>> utc_now_iso().endswith("Z")
     True
     """
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -33,7 +33,9 @@ class DeadLetter(faust.Record, serializer="json", include_metadata=False):
     @classmethod
     def of(cls, topic: str, partition: int, offset: int, key: bytes | None,
            value: bytes | None, error: str) -> DeadLetter:
-        """>>> DeadLetter.of("t", 0, 5, None, b"\\xff", "bad").payload_encoding
+        """The dead letter of a raw event.
+
+        >>> DeadLetter.of("t", 0, 5, None, b"\\xff", "bad").payload_encoding
         'base64'
         """
         payload, encoding = None, "none"
