@@ -72,6 +72,7 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
     rdir = run_dir(settings)
     statuses: dict[str, ServiceStatus] = {}
     pending: list[tuple[Service, ProcessRecord]] = []
+    to_start: list[Service] = []
     for svc in services:
         record = load_record(rdir, svc.name)
         if alive(record) and svc.ready():
@@ -83,7 +84,11 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
             # ours but not answering (still starting, or wedged): restart it cleanly
             assert record is not None
             stop(record, rdir, sig=svc.stop_signal)
-        _refuse_foreign_port(svc)
+        to_start.append(svc)
+    # every port is checked before anything starts: a conflict leaves nothing half-started
+    for svc in to_start:
+        _refuse_foreign_port(svc, rdir)
+    for svc in to_start:
         svc.prepare()
         for helper in svc.helpers:
             hrec = load_record(rdir, helper.name)
@@ -99,12 +104,15 @@ def stack_up(settings: Settings) -> list[ServiceStatus]:
     return [statuses[s.name] for s in services]
 
 
-def _refuse_foreign_port(svc: Service) -> None:
-    if tcp_open(svc.port):
-        raise StackError(
-            f"port {svc.port} for {svc.name} is taken by a process mailsift did not start; "
-            f"stop it or choose another port in the matching MAILSIFT_*_URL"
-        )
+def _refuse_foreign_port(svc: Service, rdir: Path) -> None:
+    ports = [svc.port, *svc.extra_ports]
+    ports += [h.port for h in svc.helpers if not alive(load_record(rdir, h.name))]
+    for port in ports:
+        if tcp_open(port):
+            raise StackError(
+                f"port {port} for {svc.name} is taken by a process mailsift did not start; "
+                f"stop it or choose another port in the matching MAILSIFT_*_URL"
+            )
 
 
 def stack_down(settings: Settings) -> list[ServiceStatus]:

@@ -54,6 +54,8 @@ class Service:
     stop_signal: int = signal.SIGTERM
     # helper processes started before the service (e.g. RabbitMQ's epmd)
     helpers: list[Service] = field(default_factory=list)
+    # other ports the service listens on (e.g. RabbitMQ's Erlang distribution port)
+    extra_ports: list[int] = field(default_factory=list)
 
 
 def _loopback_port(url: str, var: str) -> tuple[str, int]:
@@ -338,6 +340,9 @@ def rabbitmq_service(settings: Settings) -> Service | None:
         RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
         RABBITMQ_NODE_PORT=str(port),
         RABBITMQ_DIST_PORT=str(dist_port),
+        # the Erlang distribution port listens on loopback only, like everything else
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+        RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
         RABBITMQ_CONF_ENV_FILE="/dev/null",
     )
     epmd_svc = Service(
@@ -379,6 +384,7 @@ def rabbitmq_service(settings: Settings) -> Service | None:
         cwd=base,
         user=user,
         helpers=[epmd_svc],
+        extra_ports=[dist_port],
     )
 
 
