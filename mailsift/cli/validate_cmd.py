@@ -67,9 +67,14 @@ def validate(
             fail(f"job {job} not complete after {timeout:g}s; see `mailsift status {job}`")
     out_rows = []
     for email in emails:
-        verdict = verdicts.get(_key(settings, email))
-        out_rows.append(result_row(verdict) if verdict else
-                        {c: "" for c in RESULT_COLUMNS} | {"email": email})
+        parsed = parse_address(email, allow_test_tld=settings.allow_test_tld)
+        key, normalized = ((parsed.dedupe_key, parsed.normalized)
+                           if isinstance(parsed, ParsedAddress)
+                           else ("raw:" + email.strip(), ""))
+        verdict = verdicts.get(key)
+        row = result_row(verdict) if verdict else {c: "" for c in RESULT_COLUMNS}
+        # a repeated address shares the verdict but keeps its own spelling
+        out_rows.append(row | {"email": email, "normalized": normalized})
     if fmt == "table":
         show_rows(out_rows)
         return
@@ -80,11 +85,6 @@ def validate(
         if output:
             stream.close()
             console(stderr=True).print(f"wrote {len(out_rows)} rows to {output}")
-
-
-def _key(settings: Settings, email: str) -> str:
-    parsed = parse_address(email, allow_test_tld=settings.allow_test_tld)
-    return parsed.dedupe_key if isinstance(parsed, ParsedAddress) else "raw:" + email.strip()
 
 
 async def _wait(settings: Settings, job: str, total: int, timeout: float | None

@@ -1,0 +1,75 @@
+"""`mailsift validate` as a user runs it: a 10,000-row CSV through the real pipeline."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailsift.settings import Settings
+from tests.pipeline_support import REPO, WorkerProcess, WorldProcess, pipeline_env
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def world() -> Iterator[WorldProcess]:
+    w = WorldProcess("--bulk", "200", "--bulk-mailboxes", "40", "--bulk-mx-hosts", "8")
+    yield w
+    try:
+        assert w.stats()["data_commands"] == 0
+    finally:
+        w.stop()
+
+
+def expected(email: str) -> tuple[str, str]:
+    local, _, domain = email.partition("@")
+    if not domain:
+        return "undeliverable", "syntax"
+    if domain.startswith("bulk"):
+        n = int(local.removeprefix("User").removeprefix("user"))
+        return ("deliverable", "ok") if n < 40 else ("undeliverable", "mailbox_not_found")
+    return {"ok.test": ("deliverable", "ok"), "nullmx.test": ("undeliverable", "null_mx")}[domain]
+
+
+def test_validate_10000_row_csv(stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    emails = [f"user{j}@bulk{i}.test" for i in range(200) for j in range(48)]  # 9,600
+    emails += ["alice@ok.test", "a@nullmx.test", "not an address"] * 100       # +300
+    emails += [e.replace("user", "User") for e in emails[:100]]                # duplicates
+    assert len(emails) == 10_000
+    src = tmp_path / "list.csv"
+    with src.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "Email"])
+        writer.writerows([f"row {i}", e] for i, e in enumerate(emails))
+    env = pipeline_env(world, MAILSIFT_MX_MAX_CONNECTIONS="8",
+                       MAILSIFT_MX_MAX_RCPT_PER_SECOND="1000")
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    out = tmp_path / "results.csv"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "mailsift.cli.main", "validate", str(src), "-o", str(out),
+             "--timeout", "400"],
+            cwd=REPO, env={**os.environ, **env, "COLUMNS": "120"}, capture_output=True,
+            text=True, timeout=460)
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        worker.stop()
+    assert "10000/10000" in result.stderr.replace(",", "")  # the progress bar got there
+    assert f"wrote 10000 rows to {out}" in result.stderr.replace("\n", "")
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["email"] for r in rows] == emails          # one row per input row, in order
+    assert list(rows[0]) == ["email", "normalized", "verdict", "reason", "suggestion",
+                             "disposable", "role", "free", "catch_all", "mx", "spf", "dmarc",
+                             "dkim", "smtp_code", "smtp_message", "checked_at"]
+    wrong = [(r["email"], r["verdict"], r["reason"]) for r in rows
+             if (r["verdict"], r["reason"]) != expected(r["email"])]
+    assert not wrong, wrong[:5]
+    # duplicates share the verdict of the first spelling
+    assert rows[-1]["checked_at"] == rows[99]["checked_at"]
