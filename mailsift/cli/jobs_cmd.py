@@ -103,7 +103,11 @@ def results(
         verdicts = asyncio.run(job_verdicts(settings, job_id, replay_id))
     if not verdicts:
         fail(f"no verdicts for job {job_id} (yet?)")
-    rows = [result_row(v) for v in verdicts.values()]
+    emit_rows([result_row(v) for v in verdicts.values()], fmt, output)
+
+
+def emit_rows(rows: list[dict[str, Any]], fmt: str, output: Path | None) -> None:
+    """Result rows as a table on stdout, or as CSV/JSONL to ``output`` (else stdout)."""
     if fmt == "table":
         show_rows(rows)
         return
@@ -113,6 +117,8 @@ def results(
     finally:
         if output:
             out.close()
+    if output:
+        console(stderr=True).print(f"wrote {len(rows)} rows to {output}")
 
 
 def show_rows(rows: list[dict[str, Any]]) -> None:

@@ -8,7 +8,6 @@ order; repeated addresses get the same verdict.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from checks.model import ParsedAddress
 from checks.syntax import parse_address
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import read_addresses
-from mailsift.cli.jobs_cmd import RESULT_COLUMNS, result_row, show_rows, write_rows
+from mailsift.cli.jobs_cmd import RESULT_COLUMNS, emit_rows, result_row
 from mailsift.cli.render import console
 from mailsift.settings import Settings, load_settings
 from schemas import VerdictEvent
@@ -75,16 +74,7 @@ def validate(
         row = result_row(verdict) if verdict else {c: "" for c in RESULT_COLUMNS}
         # a repeated address shares the verdict but keeps its own spelling
         out_rows.append(row | {"email": email, "normalized": normalized})
-    if fmt == "table":
-        show_rows(out_rows)
-        return
-    stream = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
-        write_rows(out_rows, fmt, stream)
-    finally:
-        if output:
-            stream.close()
-            console(stderr=True).print(f"wrote {len(out_rows)} rows to {output}")
+    emit_rows(out_rows, fmt, output)
 
 
 async def _wait(settings: Settings, job: str, total: int, timeout: float | None

@@ -1,0 +1,39 @@
+"""``mailsift api``: run the HTTP API (a separate process from the pipeline workers)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from mailsift.cli.errors import run_guarded, stderr
+from mailsift.settings import load_settings
+
+__all__ = ["api", "main"]
+
+
+def api(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port to listen on."),
+) -> None:
+    """Run the HTTP API: submit jobs, job status, results, verify, health, metrics."""
+    from aiohttp import web
+
+    from mailsift.api.app import create_app
+    from mailsift.api.config import load_api_config
+
+    settings = load_settings()
+    config = load_api_config()
+    if not config.api_tokens:
+        stderr.print("[bold yellow]warning:[/] MAILSIFT_API_TOKENS is empty: every endpoint "
+                     "except /healthz and /openapi.json answers 401", soft_wrap=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                                                   "%(message)s")
+    app = create_app(settings, config)
+    web.run_app(app, host=host, port=port, print=lambda msg: stderr.print(msg, markup=False),
+                access_log_format='%a "%r" %s %b %Tfs')
+
+
+def main() -> None:
+    """Entry point of ``python -m mailsift.api``."""
+    run_guarded(lambda: typer.run(api))
