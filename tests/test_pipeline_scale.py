@@ -21,6 +21,7 @@ from tests.pipeline_support import (
     settings_for,
     wait_for_job,
 )
+from tests.world.smtp_server import max_rate
 
 pytestmark = pytest.mark.stack
 
@@ -107,12 +108,18 @@ def test_two_workers_share_a_job_and_respect_global_politeness(
             assert min(by_worker.values()) > 0
 
         asyncio.run(run())
-        stats = world.stats()
+        stats = world.stats(times=True)
         assert stats["data_commands"] == 0
         for host, mx in stats["mx"].items():
             assert mx["rcpt"] > 0, host
-            assert mx["max_simultaneous"] <= limit_conn, (host, mx)
-            assert mx["max_rcpt_per_second"] <= limit_rate, (host, mx)
+            assert mx["max_simultaneous"] <= limit_conn, (host, mx["max_simultaneous"])
+            times = mx["rcpt_times"]
+            # Permits are spaced 5 % wider than 1/limit across both workers (Redis time);
+            # the world counts arrival times, which event-loop scheduling on a loaded
+            # machine can shift by tens of ms, so one extra at a window edge is jitter.
+            # A limit that is not global would show about twice the limit here.
+            assert max_rate(times, 1.0) <= limit_rate + 1, (host, max_rate(times, 1.0))
+            assert max_rate(times, 5.0) <= 5 * limit_rate, (host, max_rate(times, 5.0))
         assert all(w.alive() for w in workers)
     finally:
         for w in workers:
