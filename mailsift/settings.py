@@ -196,6 +196,18 @@ def _path(raw: str) -> Path:
     return Path(value).expanduser()
 
 
+def _tokens(raw: str) -> tuple[str, ...]:
+    """A comma list of bearer tokens (visible ASCII, no spaces)."""
+    out = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        if not all(33 <= ord(c) <= 126 for c in item):
+            raise ValueError("a comma list of tokens of visible ASCII characters")
+        out.append(item)
+    return tuple(out)
+
+
 def _setting(env: str, default: str, parse: Callable[[str], Any], doc: str) -> Any:
     return field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
 
@@ -216,6 +228,9 @@ class Settings:
     redis_url: str = _setting(
         "MAILSIFT_REDIS_URL", "redis://127.0.0.1:16379/0", _url("redis", optional=True),
         "Redis for DNS cache and per-MX politeness; empty = in-process only.")
+    redis_prefix: str = _setting(
+        "MAILSIFT_REDIS_PREFIX", "mailsift:", _str,
+        "Prefix of every Redis key (lets several pipelines share one Redis).")
     amqp_url: str = _setting(
         "MAILSIFT_AMQP_URL", "amqp://guest:guest@127.0.0.1:15673/%2F",
         _url("amqp", "amqps", optional=True),
@@ -288,6 +303,26 @@ class Settings:
     web_port: int = _setting(
         "MAILSIFT_WEB_PORT", "6066", _int_range(0, 65535),
         "Port of the worker's web server (0 disables it).")
+    api_tokens: tuple[str, ...] = _setting(
+        "MAILSIFT_API_TOKENS", "", _tokens,
+        "Comma list of bearer tokens the HTTP API accepts; empty = only /healthz and "
+        "/openapi.json answer.")
+    api_max_body: int = _setting(
+        "MAILSIFT_API_MAX_BODY", "10485760", _int_range(1024, 1 << 30),
+        "Largest request body the HTTP API accepts, in bytes (larger gets 413).")
+    api_rate: float = _setting(
+        "MAILSIFT_API_RATE", "10", _positive(" of requests per second"),
+        "Requests per second allowed per API token (token bucket; over it gets 429).")
+    api_burst: int = _setting(
+        "MAILSIFT_API_BURST", "20", _int_range(1, 1_000_000),
+        "Requests an API token may make at once above its rate (bucket size).")
+    webhook_secret: str = _setting(
+        "MAILSIFT_WEBHOOK_SECRET", "", _str,
+        "Key of the HMAC-SHA256 signature of webhook bodies; empty = webhooks are refused.")
+    webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        _setting(
+            "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS", "", _networks,
+            "CIDRs webhooks may be sent to although private/loopback; empty = public only."))
     allow_test_tld: bool = _setting(
         "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")

@@ -157,7 +157,8 @@ async def job_progress(settings: Settings, job_id: str,
 
     client = redis_client(settings.redis_url)
     try:
-        return await RedisJobStore(client).progress(job_key(job_id, replay_id))
+        store = RedisJobStore(client, prefix=settings.redis_prefix)
+        return await store.progress(job_key(job_id, replay_id))
     finally:
         await client.aclose()
 

@@ -47,14 +47,15 @@ def build_services(settings: Settings, publisher: Any) -> Services:
 
         client = redis_client(settings.redis_url)
         engine = Engine(
-            config, cache=RedisDnsCache(client),
+            config, cache=RedisDnsCache(client, prefix=settings.redis_prefix),
             politeness=RedisPoliteness(
                 client, max_connections=settings.mx_max_connections,
                 rcpt_per_second=settings.mx_max_rcpt_per_second,
                 lease_seconds=settings.smtp_session_timeout + 5,
+                prefix=settings.redis_prefix,
             ),
         )
-        jobs: JobStore = RedisJobStore(client)
+        jobs: JobStore = RedisJobStore(client, prefix=settings.redis_prefix)
     else:
         engine = Engine(config)
         jobs = MemoryJobStore()

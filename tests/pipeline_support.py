@@ -62,6 +62,8 @@ def pipeline_env(world: WorldProcess, **overrides: str) -> dict[str, str]:
         **world.env(),
         "MAILSIFT_TOPIC_PREFIX": f"t{run}.",
         "MAILSIFT_APP_ID": f"t{run}",
+        # own Redis keys: DNS answers cached from another test's world must not leak in
+        "MAILSIFT_REDIS_PREFIX": f"mailsift-t{run}:",
         "MAILSIFT_PARTITIONS": "4",
         "MAILSIFT_RETRY_DELAYS": "1,2",
         "MAILSIFT_WEB_PORT": "0",

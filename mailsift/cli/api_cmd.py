@@ -29,6 +29,7 @@ def api(
                      "except /healthz and /openapi.json answers 401", soft_wrap=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     app = create_app(settings, config)
     web.run_app(app, host=host, port=port, print=lambda msg: stderr.print(msg, markup=False),
                 access_log_format='%a "%r" %s %b %Tfs')

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from mailsift.cli import check_cmd, db_cmd, jobs_cmd, stack_cmd, validate_cmd, worker_cmd
+from mailsift.cli import (
+    api_cmd,
+    check_cmd,
+    db_cmd,
+    jobs_cmd,
+    stack_cmd,
+    validate_cmd,
+    worker_cmd,
+)
 from mailsift.cli.errors import run_guarded
 from mailsift.settings import load_settings, settings_table
 
@@ -20,6 +28,7 @@ app.add_typer(db_cmd.sink_app, name="sink")
 app.command(name="check")(check_cmd.check)
 app.command(name="validate")(validate_cmd.validate)
 app.command(name="worker")(worker_cmd.worker)
+app.command(name="api")(api_cmd.api)
 app.command(name="submit")(jobs_cmd.submit)
 app.command(name="status")(jobs_cmd.status)
 app.command(name="results")(jobs_cmd.results)

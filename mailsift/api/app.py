@@ -1,0 +1,108 @@
+"""The aiohttp application of the API: routes, middlewares, background tasks.
+
+Middlewares, outermost first: metrics (count and time everything), errors (the JSON
+envelope), auth (bearer token, then the per-token rate limit). Background tasks: the
+webhook dispatcher and the dead-letter counter; both survive Kafka outages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from mailsift.api import handlers, ops
+from mailsift.api.auth import auth_middleware
+from mailsift.api.config import ApiConfig, load_api_config
+from mailsift.api.errors import error_middleware
+from mailsift.api.metrics import ApiMetrics, metrics_middleware
+from mailsift.api.openapi import openapi_document
+from mailsift.api.state import STATE, ApiState, JobRegistry
+from mailsift.api.webhooks import GuardedResolver, WebhookDispatcher
+from mailsift.settings import Settings, SettingsError
+
+__all__ = ["create_app", "DISPATCHER", "DEAD_LETTERS"]
+
+log = logging.getLogger("mailsift.api")
+
+DISPATCHER = web.AppKey("mailsift_webhook_dispatcher", WebhookDispatcher)
+DEAD_LETTERS = web.AppKey("mailsift_dead_letters", ops.DeadLetterCounter)
+
+
+def _require(settings: Settings) -> None:
+    if not settings.redis_url:
+        raise SettingsError("MAILSIFT_REDIS_URL: the API needs Redis (job status), "
+                            "got an empty value")
+    if not settings.database_url:
+        raise SettingsError("MAILSIFT_DATABASE_URL: the API needs Postgres (results), "
+                            "got an empty value")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """``GET /openapi.json``."""
+    return web.json_response(openapi_document())
+
+
+def create_app(settings: Settings, config: ApiConfig | None = None, *,
+               webhook_tries: int = 5, webhook_first_delay: float = 1.0,
+               dead_letter_interval: float = ops.DEAD_LETTER_SCAN_SECONDS
+               ) -> web.Application:
+    """The API application. ``config`` defaults to :func:`load_api_config` (environment).
+
+    Raises :class:`~mailsift.settings.SettingsError` when Redis or Postgres is not
+    configured (the API cannot work without them).
+    """
+    from sinks.postgres import PostgresSink
+    from sinks.redis_tables import redis_client
+
+    _require(settings)
+    config = config or load_api_config()
+    metrics = ApiMetrics()
+    client = redis_client(settings.redis_url)
+    state = ApiState(settings=settings, config=config, metrics=metrics,
+                     sink=PostgresSink(settings.database_url, max_connections=8),
+                     redis=client, jobs=JobRegistry(client, prefix=settings.redis_prefix))
+    app = web.Application(
+        client_max_size=config.api_max_body,
+        middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(config)],
+    )
+    app[STATE] = state
+    app[ops.HEALTH_CACHE] = {}
+    app[DISPATCHER] = WebhookDispatcher(state, tries=webhook_tries,
+                                        first_delay=webhook_first_delay)
+    app[DEAD_LETTERS] = ops.DeadLetterCounter(state, interval=dead_letter_interval)
+    app.router.add_post("/v1/jobs", handlers.submit_job)
+    app.router.add_get("/v1/jobs/{job_id}", handlers.job_status)
+    app.router.add_get("/v1/jobs/{job_id}/results", handlers.job_results)
+    app.router.add_post("/v1/verify", handlers.verify)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Start the HTTP client and the background tasks; stop and close everything."""
+    state = app[STATE]
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(state.settings, state.config.webhook_allowed_networks),
+        limit=50)
+    state.http = aiohttp.ClientSession(connector=connector, trust_env=False)
+    tasks = [asyncio.create_task(app[DISPATCHER].run(), name="webhook-dispatcher"),
+             asyncio.create_task(app[DEAD_LETTERS].run(), name="dead-letter-counter")]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await state.http.close()
+        await state.sink.close()
+        await state.redis.aclose()

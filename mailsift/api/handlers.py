@@ -1,0 +1,389 @@
+"""The ``/v1`` endpoints: submit a job, its status, its results, verify one address."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from mailsift.api.errors import STREAMING, ApiError
+from mailsift.api.inputs import check_emails, csv_rows
+from mailsift.api.state import STATE, ApiState
+from mailsift.api.webhooks import WebhookRefused, check_webhook_url
+from mailsift.cli.inputs import InputError
+from mailsift.cli.jobs_cmd import RESULT_COLUMNS, result_row, write_rows
+from schemas.base import utc_now_iso
+
+__all__ = ["submit_job", "job_status", "job_results", "verify", "FORMATS",
+           "MAX_VERIFY_TIMEOUT", "MAX_PAGE"]
+
+log = logging.getLogger("mailsift.api")
+
+#: results formats and their media types
+FORMATS = {"json": "application/json", "csv": "text/csv", "ndjson": "application/x-ndjson"}
+#: most results one request returns (page with offset/limit)
+MAX_PAGE = 10_000
+DEFAULT_PAGE = 1000
+#: the longest /v1/verify may wait for a verdict, in seconds
+MAX_VERIFY_TIMEOUT = 120.0
+DEFAULT_VERIFY_TIMEOUT = 30.0
+#: rows read from Postgres per chunk of a streamed results response
+CHUNK = 500
+
+_ROWS = """SELECT address_key, email, normalized, verdict, reason, temporary, evidence, checked_at
+FROM verdicts WHERE job_id = $1"""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _invalid(message: str, code: str = "invalid_request") -> ApiError:
+    return ApiError(422, code, message)
+
+
+def only_params(request: web.Request, *names: str) -> None:
+    """422 for a query parameter the endpoint does not know (a typo must not go unseen)."""
+    unknown = sorted(set(request.query) - set(names))
+    if unknown:
+        raise _invalid(f"unknown query parameter(s): {', '.join(map(repr, unknown))}"
+                       + (f"; known: {', '.join(names)}" if names else ""),
+                       "invalid_parameter")
+
+
+def job_id_of(request: web.Request) -> str:
+    """The ``{job_id}`` of the path; ids that no job can have are simply not found."""
+    job_id = request.match_info["job_id"]
+    if len(job_id) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in job_id):
+        raise ApiError(404, "not_found", "no such job")
+    return job_id
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no job {job_id!r}")
+
+
+async def _body(request: web.Request, *media_types: str) -> bytes:
+    if request.content_type not in media_types:
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type must be {' or '.join(media_types)}, "
+                       f"got {request.content_type!r}")
+    limit = request.app[STATE].config.api_max_body
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"request body larger than {limit} bytes")
+    return await request.read()  # aiohttp enforces client_max_size while reading (413)
+
+
+def _json_object(body: bytes, fields: set[str]) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _invalid(f"body must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise _invalid(f"unknown field(s): {', '.join(map(repr, unknown))}")
+    return data
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StoredVerdict:
+    """A verdict row of Postgres, with the attributes ``result_row`` reads."""
+
+    email: str
+    normalized: str | None
+    verdict: str
+    reason: str
+    temporary: bool
+    evidence: dict[str, Any]
+    checked_at: str
+
+    @classmethod
+    def from_record(cls, r: Any) -> StoredVerdict:
+        evidence = r["evidence"]
+        if isinstance(evidence, str):
+            evidence = json.loads(evidence)
+        return cls(r["email"], r["normalized"], r["verdict"], r["reason"], r["temporary"],
+                   evidence or {}, _iso(r["checked_at"]) or "")
+
+
+async def _submit(state: ApiState, emails: list[str], *, webhook: str | None = None,
+                  job_id: str | None = None) -> str:
+    """Record the job for the API (webhook first: a job can complete at once), submit it."""
+    from streams.client import kafka_calls, new_job_id
+    from streams.client import submit_job as produce
+
+    job_id = job_id or new_job_id()
+    await state.jobs.record(job_id, total=len(emails), submitted_at=utc_now_iso(),
+                            webhook=webhook)
+    with kafka_calls(state.settings):
+        await produce(state.settings, emails, job_id=job_id)
+    state.metrics.jobs_submitted.inc()
+    state.metrics.addresses_submitted.inc(len(emails))
+    return job_id
+
+
+# --------------------------------------------------------------------------- POST /v1/jobs
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    """Submit a list (JSON ``{"emails": [...], "webhook": ...}`` or a CSV upload): 202."""
+    state = request.app[STATE]
+    only_params(request, "column", "webhook")
+    body = await _body(request, "application/json", "text/csv")
+    try:
+        if request.content_type == "application/json":
+            data = _json_object(body, {"emails", "webhook"})
+            if "emails" not in data:
+                raise _invalid("missing field 'emails'")
+            emails = check_emails(data["emails"])
+            webhook = data.get("webhook")
+            if webhook is not None and not isinstance(webhook, str):
+                raise _invalid("'webhook' must be a string (an https:// URL)")
+        else:
+            text = body.decode("utf-8-sig", errors="replace")
+            column = request.query.get("column", "email")
+            emails = check_emails([r.email for r in csv_rows(
+                text, column, hint="choose one with ?column=")])
+            webhook = request.query.get("webhook") or None
+    except InputError as exc:
+        raise _invalid(str(exc)) from None
+    except csv.Error as exc:
+        raise _invalid(f"CSV upload: {exc}") from None
+    if not emails:
+        raise _invalid("no addresses to verify", "empty_job")
+    if webhook is not None:
+        if not state.config.webhook_secret:
+            raise _invalid("webhooks are disabled on this server (MAILSIFT_WEBHOOK_SECRET "
+                           "is not set)", "webhook_disabled")
+        try:
+            await check_webhook_url(webhook, state.settings,
+                                    state.config.webhook_allowed_networks)
+        except WebhookRefused as exc:
+            raise _invalid(str(exc), "webhook_refused") from None
+    job_id = await _submit(state, emails, webhook=webhook)
+    return web.json_response({"job_id": job_id, "total": len(emails)}, status=202,
+                             headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+# --------------------------------------------------------------------------- GET /v1/jobs/{id}
+
+
+async def job_status(request: web.Request) -> web.Response:
+    """Progress of a job: Redis bookkeeping of the workers, plus what Postgres stored."""
+    state = request.app[STATE]
+    job_id = job_id_of(request)
+    only_params(request)
+    progress, record, summary = await asyncio.gather(
+        state.jobs.progress(job_id), state.jobs.get(job_id), state.sink.job_summary(job_id))
+    in_redis = progress.total is not None or progress.done > 0
+    if not (in_redis or record or summary["total"] is not None or summary["stored"]):
+        raise _not_found(job_id)
+    total = progress.total
+    if total is None:
+        total = summary["total"]
+    if total is None and record.get("total"):
+        total = int(record["total"])
+    completed = progress.completed or summary["completed_at"] is not None
+    return web.json_response({
+        "job_id": job_id,
+        "status": "completed" if completed else "running",
+        "total": total,
+        "done": progress.done if in_redis else summary["stored"],
+        "duplicates": progress.duplicates,
+        "counts": dict(progress.by_verdict) if in_redis else dict(summary["by_verdict"]),
+        "stored": summary["stored"],
+        "submitted_at": record.get("submitted_at"),
+        "completed_at": _iso(summary["completed_at"]),
+    })
+
+
+# --------------------------------------------------------------------------- GET …/results
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise _invalid(f"{name} must be an integer from {lo} to {hi}, got {raw!r}",
+                       "invalid_parameter")
+    return value
+
+
+async def job_results(request: web.Request) -> web.StreamResponse:
+    """A page of a job's verdicts from Postgres, by ``address_key``, streamed in chunks."""
+    state = request.app[STATE]
+    job_id = job_id_of(request)
+    only_params(request, "format", "offset", "limit")
+    fmt = request.query.get("format", "json")
+    if fmt not in FORMATS:
+        raise _invalid(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}",
+                       "invalid_parameter")
+    offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
+    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    pool = await state.sink.pool()
+    stored = int(await pool.fetchval("SELECT count(*) FROM verdicts WHERE job_id = $1", job_id))
+    if stored == 0:
+        progress, record = await asyncio.gather(state.jobs.progress(job_id),
+                                                state.jobs.get(job_id))
+        if not record and progress.total is None and progress.done == 0:
+            total = await pool.fetchval("SELECT total FROM jobs WHERE job_id = $1 AND run = ''",
+                                        job_id)
+            if total is None:
+                raise _not_found(job_id)
+    end = min(stored, offset + limit)
+    next_offset = end if end < stored else None
+    headers = {"Content-Type": FORMATS[fmt] + "; charset=utf-8", "X-Total-Count": str(stored)}
+    if next_offset is not None:
+        headers["X-Next-Offset"] = str(next_offset)
+    resp = web.StreamResponse(status=200, headers=headers)
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    request[STREAMING] = True
+    if fmt == "json":
+        head = {"job_id": job_id, "offset": offset, "limit": limit, "total": stored,
+                "next_offset": next_offset}
+        await resp.write(json.dumps(head)[:-1].encode() + b', "results": [')
+    first = True
+    async for rows in _pages(pool, job_id, offset, limit):
+        buf = io.StringIO()
+        if fmt == "json":
+            buf.write(("" if first else ",")
+                      + ",".join(json.dumps(r, ensure_ascii=False) for r in rows))
+        elif fmt == "ndjson":
+            write_rows(rows, "jsonl", buf)
+        elif first:
+            write_rows(rows, "csv", buf)  # with the header row
+        else:
+            csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore").writerows(rows)
+        first = False
+        await resp.write(buf.getvalue().encode())
+    if fmt == "json":
+        await resp.write(b"]}")
+    elif fmt == "csv" and first:
+        buf = io.StringIO()
+        write_rows([], "csv", buf)  # an empty page still has its header
+        await resp.write(buf.getvalue().encode())
+    await resp.write_eof()
+    return resp
+
+
+async def _pages(pool: Any, job_id: str, offset: int, limit: int) -> Any:
+    """Result rows in chunks: the first by OFFSET, the next by keyset (address_key > last)."""
+    remaining = limit
+    last: str | None = None
+    while remaining > 0:
+        n = min(CHUNK, remaining)
+        if last is None:
+            records = await pool.fetch(_ROWS + " ORDER BY address_key OFFSET $2 LIMIT $3",
+                                       job_id, offset, n)
+        else:
+            records = await pool.fetch(
+                _ROWS + " AND address_key > $2 ORDER BY address_key LIMIT $3", job_id, last, n)
+        if not records:
+            return
+        yield [result_row(StoredVerdict.from_record(r)) for r in records]
+        last = records[-1]["address_key"]
+        remaining -= len(records)
+        if len(records) < n:
+            return
+
+
+# --------------------------------------------------------------------------- POST /v1/verify
+
+
+async def verify(request: web.Request) -> web.Response:
+    """Verify one address through the pipeline and wait for its verdict (or 504)."""
+    state = request.app[STATE]
+    only_params(request)
+    data = _json_object(await _body(request, "application/json"), {"email", "timeout"})
+    if "email" not in data:
+        raise _invalid("missing field 'email'")
+    if not isinstance(data["email"], str):
+        raise _invalid("'email' must be a string")
+    try:
+        emails = check_emails([data["email"]])
+    except InputError as exc:
+        raise _invalid(str(exc).replace("emails[0]", "'email'")) from None
+    timeout = data.get("timeout", DEFAULT_VERIFY_TIMEOUT)
+    if (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+            or not 0 < timeout <= MAX_VERIFY_TIMEOUT):
+        raise _invalid(f"'timeout' must be a number of seconds above 0 and at most "
+                       f"{MAX_VERIFY_TIMEOUT:g}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + float(timeout)
+    from streams.client import new_job_id
+
+    job_id = new_job_id()
+    followed = asyncio.create_task(_verdict_from_kafka(state, job_id))
+    try:
+        await asyncio.sleep(0)  # let the consumer start before the job is produced
+        await _submit(state, emails, job_id=job_id)
+        found = await _first_verdict(state, job_id, followed, deadline)
+    finally:
+        followed.cancel()
+    if found is None:
+        raise ApiError(504, "timeout",
+                       f"no verdict within {timeout:g}s; poll GET /v1/jobs/{job_id}",
+                       extra={"job_id": job_id})
+    return web.json_response({"job_id": job_id, **result_row(found),
+                              "temporary": found.temporary, "evidence": found.evidence})
+
+
+async def _verdict_from_kafka(state: ApiState, job_id: str) -> Any:
+    """The first verdict of ``job_id`` on the verdicts topic, from now on."""
+    from streams.client import follow
+
+    async for item in follow(state.settings, job_id, from_beginning=False):
+        if item.verdict is not None and item.verdict.replay_id is None:
+            return item.verdict
+    return None
+
+
+async def _first_verdict(state: ApiState, job_id: str, followed: asyncio.Task[Any],
+                         deadline: float) -> Any:
+    """Whichever comes first: the verdict on Kafka, or its row in Postgres (polled each
+    second, in case the consumer started after the verdict was produced)."""
+    async def stored() -> Any:
+        pool = await state.sink.pool()
+        while True:
+            await asyncio.sleep(1.0)
+            record = await pool.fetchrow(_ROWS + " LIMIT 1", job_id)
+            if record is not None:
+                return StoredVerdict.from_record(record)
+
+    polled = asyncio.create_task(stored())
+    pending: set[asyncio.Task[Any]] = {followed, polled}
+    loop = asyncio.get_running_loop()
+    try:
+        while pending and loop.time() < deadline:
+            done, pending = await asyncio.wait(pending, timeout=deadline - loop.time(),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.cancelled():
+                    continue
+                if task.exception() is not None:
+                    log.warning("verify %s: %s", job_id, task.exception())
+                elif task.result() is not None:
+                    return task.result()
+        return None
+    finally:
+        polled.cancel()

@@ -1,0 +1,57 @@
+"""Request bodies of ``POST /v1/jobs``: a JSON object or a CSV upload.
+
+:func:`csv_rows` (from :mod:`mailsift.cli.inputs`) reads CSV uploads exactly as the CLI
+reads CSV files: the column is matched case-insensitively, blank values are skipped.
+
+>>> [r.email for r in csv_rows("name,Email\\nAnn,ann@example.com\\nBob,\\n", "email")]
+['ann@example.com']
+>>> csv_rows("name\\nAnn\\n", "email", hint="choose one with ?column=")
+Traceback (most recent call last):
+...
+mailsift.cli.inputs.InputError: no column 'email' (columns: name; choose one with ?column=)
+>>> check_emails(["a@b.test", " "])
+Traceback (most recent call last):
+...
+mailsift.cli.inputs.InputError: emails[1] is empty
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailsift.cli.inputs import InputError, csv_rows
+
+__all__ = ["MAX_EMAIL_LENGTH", "csv_rows", "check_emails"]
+
+#: the longest address a submission may carry (``schemas.Submission`` refuses longer)
+MAX_EMAIL_LENGTH = 2000
+
+
+def check_emails(emails: Any) -> list[str]:
+    """``emails`` as a list of submittable strings, or :class:`InputError` saying why.
+
+    The addresses themselves are judged by the pipeline (a non-address gets a ``syntax``
+    verdict); here each must be a non-blank string a submission can carry.
+    """
+    if not isinstance(emails, list):
+        raise InputError("'emails' must be an array of strings")
+    out: list[str] = []
+    for i, email in enumerate(emails):
+        if not isinstance(email, str):
+            raise InputError(f"emails[{i}] must be a string, got {type(email).__name__}")
+        if not email.strip():
+            raise InputError(f"emails[{i}] is empty")
+        if len(email) > MAX_EMAIL_LENGTH:
+            raise InputError(f"emails[{i}] is longer than {MAX_EMAIL_LENGTH} characters")
+        if "\x00" in email or not _utf8(email):
+            raise InputError(f"emails[{i}] holds a NUL character or a lone surrogate")
+        out.append(email)
+    return out
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,0 +1,318 @@
+"""The OpenAPI 3.0 document of the API, written by hand (served at ``GET /openapi.json``).
+
+It must describe the API exactly: ``tests/test_api_schemathesis.py`` sends requests
+generated from it and checks every answer against it.
+
+>>> doc = openapi_document()
+>>> doc["openapi"], len(doc["paths"]), doc["components"]["securitySchemes"]["bearerAuth"]["scheme"]
+('3.0.3', 7, 'bearer')
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from mailsift.api.handlers import (
+    DEFAULT_PAGE,
+    DEFAULT_VERIFY_TIMEOUT,
+    MAX_PAGE,
+    MAX_VERIFY_TIMEOUT,
+)
+from mailsift.api.inputs import MAX_EMAIL_LENGTH
+from mailsift.api.webhooks import MAX_URL_LENGTH
+
+__all__ = ["openapi_document"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+_ERRORS = {
+    "400": _error("The body is not valid JSON."),
+    "401": {**_error("No valid `Authorization: Bearer <token>`."),
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+    "404": _error("No such job."),
+    "413": _error("The body is larger than MAILSIFT_API_MAX_BODY."),
+    "415": _error("Unsupported Content-Type."),
+    "422": _error("The request is well-formed but invalid (the message says why)."),
+    "429": {**_error("Over the token's rate limit; retry after `Retry-After` seconds."),
+            "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}},
+    "503": _error("Kafka, Redis or Postgres did not answer; retry later."),
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: _ERRORS[code] for code in codes}
+
+
+_STR = {"type": "string"}
+_EMAIL = {"type": "string", "minLength": 1, "maxLength": MAX_EMAIL_LENGTH,
+          # not blank, no NUL (the pipeline judges the rest: a non-address gets `syntax`)
+          "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+          "description": "An address as given (`Name <addr>` is accepted): not blank, "
+                         "no NUL character."}
+_NULLABLE_STR = {"type": "string", "nullable": True}
+
+_RESULT_ROW: dict[str, Any] = {
+    "type": "object",
+    "description": "One address's verdict: the columns of `mailsift results`.",
+    "required": ["email", "normalized", "verdict", "reason", "suggestion", "disposable",
+                 "role", "free", "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
+                 "smtp_message", "checked_at"],
+    "properties": {
+        "email": _STR,
+        "normalized": _STR,
+        "verdict": {"type": "string",
+                    "enum": ["deliverable", "undeliverable", "risky", "unknown"]},
+        "reason": _STR,
+        "suggestion": _STR,
+        "disposable": {"type": "boolean"},
+        "role": {"type": "boolean"},
+        "free": {"type": "boolean"},
+        "catch_all": {"oneOf": [{"type": "boolean"}, {"type": "string", "enum": [""]}],
+                      "description": "true/false, or \"\" when not probed."},
+        "mx": {"type": "string", "description": "MX hosts, space-separated."},
+        "spf": _NULLABLE_STR,
+        "dmarc": _NULLABLE_STR,
+        "dkim": _NULLABLE_STR,
+        "smtp_code": {"oneOf": [{"type": "integer"}, {"type": "string", "enum": [""]}],
+                      "description": "The SMTP reply code, or \"\" without an SMTP reply."},
+        "smtp_message": _NULLABLE_STR,
+        "checked_at": {"type": "string", "description": "ISO 8601 time of the check."},
+    },
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "Stable machine-readable code."},
+                "message": {"type": "string", "description": "One line for humans."},
+                "job_id": {"type": "string",
+                           "description": "On a /v1/verify timeout: the job to poll."},
+            }}},
+    },
+    "JobRequest": {
+        "type": "object", "required": ["emails"], "additionalProperties": False,
+        "properties": {
+            "emails": {"type": "array", "minItems": 1, "items": _EMAIL},
+            "webhook": {"type": "string", "maxLength": MAX_URL_LENGTH, "nullable": True,
+                        "pattern": "^https?://",
+                        "description": "http(s) URL POSTed the job summary on completion, "
+                                       "signed with X-Mailsift-Signature. Private, loopback "
+                                       "and link-local hosts are refused (422) unless "
+                                       "allow-listed."},
+        },
+    },
+    "JobAccepted": {
+        "type": "object", "required": ["job_id", "total"],
+        "properties": {"job_id": _STR, "total": {"type": "integer", "minimum": 1}},
+    },
+    "JobStatus": {
+        "type": "object",
+        "required": ["job_id", "status", "total", "done", "duplicates", "counts", "stored",
+                     "submitted_at", "completed_at"],
+        "properties": {
+            "job_id": _STR,
+            "status": {"type": "string", "enum": ["running", "completed"]},
+            "total": {"type": "integer", "nullable": True,
+                      "description": "Submissions in the job (null until known)."},
+            "done": {"type": "integer", "description": "Submissions accounted for."},
+            "duplicates": {"type": "integer"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "Unique addresses by verdict."},
+            "stored": {"type": "integer", "description": "Verdict rows in Postgres."},
+            "submitted_at": _NULLABLE_STR,
+            "completed_at": _NULLABLE_STR,
+        },
+    },
+    "ResultRow": _RESULT_ROW,
+    "ResultsPage": {
+        "type": "object",
+        "required": ["job_id", "offset", "limit", "total", "next_offset", "results"],
+        "properties": {
+            "job_id": _STR,
+            "offset": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "total": {"type": "integer", "description": "Verdict rows of the job."},
+            "next_offset": {"type": "integer", "nullable": True,
+                            "description": "The offset of the next page; null on the last."},
+            "results": {"type": "array", "items": _ref("ResultRow")},
+        },
+    },
+    "VerifyRequest": {
+        "type": "object", "required": ["email"], "additionalProperties": False,
+        "properties": {
+            "email": _EMAIL,
+            "timeout": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                        "maximum": MAX_VERIFY_TIMEOUT, "default": DEFAULT_VERIFY_TIMEOUT,
+                        "description": "Seconds to wait for the verdict."},
+        },
+    },
+    "VerifyResult": {
+        "allOf": [_ref("ResultRow"), {
+            "type": "object", "required": ["job_id", "temporary", "evidence"],
+            "properties": {"job_id": _STR, "temporary": {"type": "boolean"},
+                           "evidence": {"type": "object",
+                                        "description": "The full evidence (see README)."}},
+        }],
+    },
+    "Health": {
+        "type": "object", "required": ["status", "services"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "services": {
+                "type": "object", "required": ["kafka", "redis", "postgres"],
+                "properties": {name: {"type": "string",
+                                      "description": "\"ok\" or \"error: <kind>\""}
+                               for name in ("kafka", "redis", "postgres")},
+            },
+        },
+    },
+}
+
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _STR,
+           "description": "The job id returned by POST /v1/jobs (or any mailsift job id)."}
+
+_PATHS: dict[str, Any] = {
+    "/v1/jobs": {"post": {
+        "operationId": "submitJob",
+        "summary": "Submit a list of addresses as a job; answers at once.",
+        "parameters": [
+            {"name": "column", "in": "query", "required": False,
+             "schema": {"type": "string", "default": "email"},
+             "description": "CSV uploads: the column holding the address."},
+            {"name": "webhook", "in": "query", "required": False, "schema": _STR,
+             "description": "CSV uploads: the webhook URL (as `webhook` in JSON)."},
+        ],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("JobRequest")},
+            "text/csv": {"schema": {"type": "string"},
+                         "description": "A CSV file with a header row."},
+        }},
+        "responses": {
+            "202": {"description": "Accepted; follow it with GET /v1/jobs/{job_id}.",
+                    "headers": {"Location": {"schema": _STR}},
+                    "content": {"application/json": {"schema": _ref("JobAccepted")}},
+                    "links": {
+                        "GetJob": {"operationId": "getJob",
+                                   "parameters": {"job_id": "$response.body#/job_id"}},
+                        "GetJobResults": {"operationId": "getJobResults",
+                                          "parameters": {"job_id": "$response.body#/job_id"}},
+                    }},
+            **_errors("400", "401", "413", "415", "422", "429", "503"),
+        },
+    }},
+    "/v1/jobs/{job_id}": {"get": {
+        "operationId": "getJob",
+        "summary": "A job's progress and counts by verdict.",
+        "parameters": [_JOB_ID],
+        "responses": {
+            "200": {"description": "The job's status.",
+                    "content": {"application/json": {"schema": _ref("JobStatus")}}},
+            **_errors("401", "404", "429", "503"),
+        },
+    }},
+    "/v1/jobs/{job_id}/results": {"get": {
+        "operationId": "getJobResults",
+        "summary": "A page of a job's verdicts (ordered by address), streamed.",
+        "parameters": [
+            _JOB_ID,
+            {"name": "format", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["json", "csv", "ndjson"],
+                        "default": "json"}},
+            {"name": "offset", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0}},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                        "default": DEFAULT_PAGE}},
+        ],
+        "responses": {
+            "200": {
+                "description": "The page; csv has a header row, ndjson one object a line.",
+                "headers": {
+                    "X-Total-Count": {"schema": {"type": "integer"},
+                                      "description": "Verdict rows of the job."},
+                    "X-Next-Offset": {"schema": {"type": "integer"},
+                                      "description": "The next page's offset, if any."},
+                },
+                "content": {
+                    "application/json": {"schema": _ref("ResultsPage")},
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            },
+            **_errors("401", "404", "422", "429", "503"),
+        },
+    }},
+    "/v1/verify": {"post": {
+        "operationId": "verifyAddress",
+        "summary": "Verify one address through the pipeline and wait for its verdict.",
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("VerifyRequest")}}},
+        "responses": {
+            "200": {"description": "The verdict.",
+                    "content": {"application/json": {"schema": _ref("VerifyResult")}}},
+            **_errors("400", "401", "413", "415", "422", "429", "503"),
+            "504": _error("No verdict within the timeout; `error.job_id` is the job to poll."),
+        },
+    }},
+    "/healthz": {"get": {
+        "operationId": "health",
+        "summary": "Whether Kafka, Redis and Postgres answer (no token needed).",
+        "security": [],
+        "responses": {
+            "200": {"description": "All answer.",
+                    "content": {"application/json": {"schema": _ref("Health")}}},
+            "503": {"description": "At least one does not.",
+                    "content": {"application/json": {"schema": _ref("Health")}}},
+        },
+    }},
+    "/metrics": {"get": {
+        "operationId": "metrics",
+        "summary": "Prometheus metrics.",
+        "responses": {
+            "200": {"description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors("401", "429"),
+        },
+    }},
+    "/openapi.json": {"get": {
+        "operationId": "openapi",
+        "summary": "This document (no token needed).",
+        "security": [],
+        "responses": {"200": {"description": "OpenAPI 3.0 document.",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }},
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "mailsift API",
+        "version": "1",
+        "description": "Email-list verification: submit jobs, follow them, read their "
+                       "verdicts. Errors are `{\"error\": {\"code\", \"message\"}}`.",
+    },
+    "security": [{"bearerAuth": []}],
+    "paths": _PATHS,
+    "components": {
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                           "description": "A token of MAILSIFT_API_TOKENS."}},
+        "schemas": _SCHEMAS,
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """A fresh copy of the document."""
+    return copy.deepcopy(_DOCUMENT)

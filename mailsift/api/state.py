@@ -1,0 +1,98 @@
+"""What the API's handlers share: settings, clients, metrics, and its own job registry.
+
+:class:`JobRegistry` keeps, per job submitted through the API, its size, submission time
+and webhook URL in Redis (``mailsift:api:job:{job_id}``, a hash with the job store's 7-day
+TTL). The status endpoint knows a job from it before any worker has seen the job, and the
+webhook dispatcher finds the URL there (in whichever API instance sees the completion).
+
+>>> JobRegistry.key("j1"), JobRegistry.sent_key("j1")
+('mailsift:api:job:j1', 'mailsift:api:webhook-sent:j1')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import redis.asyncio
+from aiohttp import web
+
+from mailsift.api.config import ApiConfig
+from mailsift.api.metrics import ApiMetrics
+from mailsift.settings import Settings
+from sinks.postgres import PostgresSink
+from streams.jobstore import JobProgress
+
+__all__ = ["ApiState", "JobRegistry", "STATE", "TTL_SECONDS"]
+
+#: how long the API remembers a job (the same as the workers' job bookkeeping)
+TTL_SECONDS = 7 * 86_400
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class JobRegistry:
+    """Jobs submitted through the API, in Redis (shared by every API instance)."""
+
+    PREFIX = "mailsift:api:"
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "mailsift:") -> None:
+        from sinks.redis_tables import RedisJobStore
+
+        self.redis = client
+        self.store = RedisJobStore(client, prefix=prefix)
+
+    @classmethod
+    def key(cls, job_id: str) -> str:
+        return f"{cls.PREFIX}job:{job_id}"
+
+    @classmethod
+    def sent_key(cls, job_id: str) -> str:
+        return f"{cls.PREFIX}webhook-sent:{job_id}"
+
+    async def record(self, job_id: str, *, total: int, submitted_at: str,
+                     webhook: str | None) -> None:
+        """Remember a job at submission (before its events are produced)."""
+        mapping: dict[Any, Any] = {"total": str(total), "submitted_at": submitted_at}
+        if webhook:
+            mapping["webhook"] = webhook
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(job_id), mapping=mapping)
+            pipe.expire(self.key(job_id), TTL_SECONDS)
+            await pipe.execute()
+
+    async def get(self, job_id: str) -> dict[str, str]:
+        """The job's record (empty when the API did not submit it or forgot it)."""
+        raw = await self.redis.hgetall(self.key(job_id))
+        return {_text(k): _text(v) for k, v in dict(raw or {}).items()}
+
+    async def claim_webhook(self, job_id: str) -> bool:
+        """True exactly once per job: whoever gets True delivers its webhook."""
+        return bool(await self.redis.set(self.sent_key(job_id), b"1", nx=True,
+                                         ex=TTL_SECONDS))
+
+    async def progress(self, job_id: str) -> JobProgress:
+        """The workers' bookkeeping of the job's original run (Redis job store)."""
+        from streams.jobstore import job_key
+
+        return await self.store.progress(job_key(job_id))
+
+
+@dataclass
+class ApiState:
+    """Everything a handler needs; the clients are made when the app starts."""
+
+    settings: Settings
+    config: ApiConfig
+    metrics: ApiMetrics
+    sink: PostgresSink
+    redis: redis.asyncio.Redis
+    jobs: JobRegistry
+    http: aiohttp.ClientSession | None = None
+    background: list[Any] = field(default_factory=list)
+
+
+STATE = web.AppKey("mailsift_api_state", ApiState)

@@ -1,0 +1,440 @@
+"""The HTTP API (``mailsift api``) against a private pipeline: one real worker, the
+simulated world in a process, the shared local stack (Kafka, Redis, Postgres).
+
+The app runs in-process on 127.0.0.1 (aiohttp's test server on a free port); so does the
+webhook receiver. All tests of the module share one event loop, pipeline and app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import hashlib
+import hmac
+import io
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiokafka import AIOKafkaProducer
+
+from mailsift.api.app import DISPATCHER, create_app
+from mailsift.api.config import ApiConfig, load_api_config
+from mailsift.api.openapi import openapi_document
+from mailsift.cli.jobs_cmd import RESULT_COLUMNS
+from mailsift.settings import Settings
+from streams.topics import bootstrap_servers, ensure_topics
+from tests.pipeline_support import WorkerProcess, WorldProcess, pipeline_env, settings_for
+
+pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
+
+TOKEN = "test-" + uuid.uuid4().hex
+SECRET = "whsec-" + uuid.uuid4().hex
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_BODY = 64 * 1024
+
+JOB = ["alice@ok.test", "nobody@ok.test", "not an address", "Alice@OK.test",
+       "bob@ok.test"]
+#: final verdicts of JOB's unique addresses (Alice@OK.test is a duplicate of alice@ok.test)
+JOB_VERDICTS = {"alice@ok.test": "deliverable", "nobody@ok.test": "undeliverable",
+                "not an address": "undeliverable", "bob@ok.test": "deliverable"}
+
+
+def api_config(**overrides: str) -> ApiConfig:
+    return load_api_config({
+        "MAILSIFT_API_TOKENS": f"other-token,{TOKEN}",
+        "MAILSIFT_API_RATE": "1000", "MAILSIFT_API_BURST": "1000",
+        "MAILSIFT_API_MAX_BODY": str(MAX_BODY),
+        "MAILSIFT_WEBHOOK_SECRET": SECRET,
+        "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        **overrides}, dotenv=False)
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[WorldProcess]:
+    w = WorldProcess("--greylist-seconds", "1")
+    yield w
+    try:
+        assert w.stats()["data_commands"] == 0, "a probe must never send DATA/BDAT"
+    finally:
+        w.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack: Settings, world: WorldProcess,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    env = pipeline_env(world)
+    worker = WorkerProcess(env, tmp_path_factory.mktemp("api") / "worker.log")
+    try:
+        yield settings_for(env)
+        assert worker.alive(), worker.log_text()[-3000:]
+    finally:
+        worker.stop()
+
+
+@dataclass
+class Api:
+    app: web.Application
+    server: TestServer
+    http: aiohttp.ClientSession
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def call(self, method: str, path: str, *, auth: bool = True,
+                   **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        headers = {**(AUTH if auth else {}), **kwargs.pop("headers", {})}
+        async with self.http.request(method, self.url(path), headers=headers,
+                                     **kwargs) as resp:
+            text = await resp.text()
+            body: Any = text
+            if resp.content_type == "application/json":
+                body = json.loads(text)
+            return resp.status, body, resp
+
+
+async def _serve(app: web.Application) -> TestServer:
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(pipeline: Settings) -> AsyncIterator[Api]:
+    app = create_app(pipeline, api_config(), webhook_first_delay=0.2,
+                     dead_letter_interval=1.0)
+    server = await _serve(app)
+    http = aiohttp.ClientSession()
+    try:
+        await asyncio.wait_for(app[DISPATCHER].ready.wait(), 30)
+        # one malformed submission: the worker dead-letters it, /metrics must count it
+        names = await ensure_topics(pipeline)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(pipeline))
+        await producer.start()
+        try:
+            await producer.send_and_wait(names.submissions, b"not json", key=b"bad")
+        finally:
+            await producer.stop()
+        yield Api(app, server, http)
+    finally:
+        await http.close()
+        await server.close()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that records what it gets."""
+
+    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    fail_first: int = 0
+    got: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append((dict(request.headers), await request.read()))
+        if len(self.calls) <= self.fail_first:
+            return web.Response(status=503)
+        self.got.set()
+        return web.Response(status=204)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    rec = Receiver(fail_first=1)  # the first try fails: the delivery must retry
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    server = await _serve(app)
+    try:
+        yield rec, str(server.make_url("/hook"))
+    finally:
+        await server.close()
+
+
+async def wait_completed(api: Api, job_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: Any = None
+    while time.monotonic() < deadline:
+        status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}")
+        assert status == 200, body
+        if body["status"] == "completed" and body["stored"] >= sum(body["counts"].values()):
+            return dict(body)
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"job {job_id} not completed after {timeout}s: {body}")
+
+
+def _error(body: Any, code: str) -> None:
+    assert isinstance(body, dict) and body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+# --------------------------------------------------------------------------- no pipeline needed
+
+
+async def test_openapi_and_healthz_answer_without_a_token(api: Api) -> None:
+    status, body, _ = await api.call("GET", "/openapi.json", auth=False)
+    assert status == 200 and body == openapi_document()
+    status, body, _ = await api.call("GET", "/healthz", auth=False)
+    assert status == 200, body
+    assert body == {"status": "ok",
+                    "services": {"kafka": "ok", "redis": "ok", "postgres": "ok"}}
+
+
+async def test_missing_or_wrong_token_is_401(api: Api) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"},
+                    {"Authorization": "Bearer"}):
+        for method, path in (("GET", "/v1/jobs/x"), ("POST", "/v1/jobs"), ("GET", "/metrics")):
+            status, body, resp = await api.call(method, path, auth=False, headers=headers)
+            assert status == 401, (headers, path, body)
+            _error(body, "unauthorized")
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_unknown_job_and_route_are_404(api: Api) -> None:
+    for path in (f"/v1/jobs/{uuid.uuid4().hex}", f"/v1/jobs/{uuid.uuid4().hex}/results",
+                 "/v1/nothing"):
+        status, body, _ = await api.call("GET", path)
+        assert status == 404, (path, body)
+        _error(body, "not_found")
+    status, body, resp = await api.call("DELETE", "/v1/jobs")
+    assert status == 405 and "POST" in resp.headers["Allow"]
+    _error(body, "method_not_allowed")
+
+
+async def test_bad_bodies(api: Api) -> None:
+    async def post(data: Any, ctype: str = "application/json", path: str = "/v1/jobs"
+                   ) -> tuple[int, Any]:
+        status, body, _ = await api.call("POST", path, data=data,
+                                         headers={"Content-Type": ctype})
+        return status, body
+
+    status, body = await post(b'{"emails": ["a@ok.test",')
+    assert status == 400, body
+    _error(body, "malformed_json")
+    status, body = await post(b'{"emails": []}')
+    assert status == 422, body
+    _error(body, "empty_job")
+    status, body = await post(b'{"emails": ["a@ok.test", 5]}')
+    assert status == 422 and "emails[1]" in body["error"]["message"], body
+    status, body = await post(b'["a@ok.test"]')
+    assert status == 422, body
+    status, body = await post(b"a@ok.test", "text/plain")
+    assert status == 415, body
+    _error(body, "unsupported_media_type")
+    status, body = await post(b"name,address\nAnn,a@ok.test\n", "text/csv")
+    assert status == 422 and "no column 'email'" in body["error"]["message"], body
+    status, body = await post(b'{"email": "a@ok.test", "timeout": 0}', path="/v1/verify")
+    assert status == 422, body
+    status, body = await post(b"{", path="/v1/verify")
+    assert status == 400, body
+
+
+async def test_body_over_the_limit_is_413(api: Api) -> None:
+    big = json.dumps({"emails": [f"user{i}@ok.test" for i in range(MAX_BODY // 10)]}).encode()
+    assert len(big) > MAX_BODY
+    status, body, _ = await api.call("POST", "/v1/jobs", data=big,
+                                     headers={"Content-Type": "application/json"})
+    assert status == 413, body
+    _error(body, "payload_too_large")
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: caught while reading
+        for i in range(0, len(big), 8192):
+            yield big[i:i + 8192]
+
+    status, body, _ = await api.call("POST", "/v1/jobs", data=chunks(),
+                                     headers={"Content-Type": "application/json"})
+    assert status == 413, body
+    _error(body, "payload_too_large")
+
+
+async def test_rate_limit_is_429_with_retry_after(pipeline: Settings, api: Api) -> None:
+    app = create_app(pipeline, api_config(MAILSIFT_API_RATE="0.5", MAILSIFT_API_BURST="3"))
+    server = await _serve(app)
+    try:
+        statuses = []
+        for _ in range(4):
+            async with api.http.get(server.make_url("/v1/jobs/none"), headers=AUTH) as resp:
+                statuses.append(resp.status)
+                body = await resp.json()
+                retry_after = resp.headers.get("Retry-After")
+        assert statuses == [404, 404, 404, 429], statuses
+        _error(body, "rate_limited")
+        assert retry_after is not None and 1 <= int(retry_after) <= 2
+        # the bucket is per token: another token is not limited
+        async with api.http.get(server.make_url("/v1/jobs/none"),
+                                headers={"Authorization": "Bearer other-token"}) as resp:
+            assert resp.status == 404
+    finally:
+        await server.close()
+
+
+async def test_webhook_to_a_private_address_is_refused(api: Api) -> None:
+    for url in ("http://10.1.2.3/hook", "http://169.254.169.254/latest/meta-data",
+                "http://[::1]:8080/hook", "http://[::ffff:192.168.1.1]/x"):
+        status, body, _ = await api.call("POST", "/v1/jobs",
+                                         json={"emails": ["alice@ok.test"], "webhook": url})
+        assert status == 422, (url, body)
+        _error(body, "webhook_refused")
+        assert "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS" in body["error"]["message"]
+    status, body, _ = await api.call("POST", "/v1/jobs",
+                                     json={"emails": ["a@ok.test"], "webhook": "ftp://x.test/"})
+    assert status == 422, body
+    _error(body, "webhook_refused")
+
+
+# --------------------------------------------------------------------------- through the pipeline
+
+
+async def test_json_job_completes_with_results_and_a_signed_webhook(
+        api: Api, receiver: tuple[Receiver, str]) -> None:
+    rec, hook_url = receiver
+    status, body, resp = await api.call("POST", "/v1/jobs",
+                                        json={"emails": JOB, "webhook": hook_url})
+    assert status == 202, body
+    assert body["total"] == len(JOB)
+    job_id = body["job_id"]
+    assert resp.headers["Location"] == f"/v1/jobs/{job_id}"
+
+    job = await wait_completed(api, job_id)
+    assert job["total"] == len(JOB) and job["done"] == len(JOB)
+    assert job["duplicates"] == 1 and job["stored"] == len(JOB_VERDICTS)
+    assert job["counts"] == {"deliverable": 2, "undeliverable": 2}
+    assert job["submitted_at"]
+
+    # results: json pages, then csv and ndjson, all ordered the same way
+    status, page1, resp = await api.call("GET", f"/v1/jobs/{job_id}/results?limit=3")
+    assert status == 200 and resp.headers["Transfer-Encoding"] == "chunked"
+    assert resp.headers["X-Total-Count"] == "4" and resp.headers["X-Next-Offset"] == "3"
+    assert (page1["total"], page1["offset"], page1["limit"], page1["next_offset"]) == (4, 0, 3,
+                                                                                       3)
+    status, page2, resp = await api.call("GET",
+                                         f"/v1/jobs/{job_id}/results?format=json&offset=3")
+    assert status == 200 and page2["next_offset"] is None and "X-Next-Offset" not in resp.headers
+    rows = page1["results"] + page2["results"]
+    assert len(page1["results"]) == 3 and len(page2["results"]) == 1
+    assert {r["email"]: r["verdict"] for r in rows} == JOB_VERDICTS
+    assert all(set(r) == set(RESULT_COLUMNS) for r in rows)
+    alice = next(r for r in rows if r["email"] == "alice@ok.test")
+    assert alice["reason"] == "ok" and alice["smtp_code"] == 250 and alice["spf"]
+
+    status, text, resp = await api.call("GET", f"/v1/jobs/{job_id}/results?format=csv")
+    assert status == 200 and resp.content_type == "text/csv"
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert list(table[0]) == RESULT_COLUMNS
+    assert [r["email"] for r in table] == [r["email"] for r in rows]
+
+    status, text, resp = await api.call("GET",
+                                        f"/v1/jobs/{job_id}/results?format=ndjson&offset=1"
+                                        "&limit=2")
+    assert status == 200 and resp.content_type == "application/x-ndjson"
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines == rows[1:3]
+
+    for query in ("format=xml", "limit=0", "limit=10001", "offset=-1", "offset=x", "limt=5"):
+        status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}/results?{query}")
+        assert status == 422, (query, body)
+        _error(body, "invalid_parameter")
+
+    # the webhook: retried after a 503, then delivered, signed with the secret
+    await asyncio.wait_for(rec.got.wait(), 30)
+    assert len(rec.calls) == 2
+    headers, raw = rec.calls[-1]
+    expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Mailsift-Signature"], expected)
+    assert abs(int(headers["X-Mailsift-Timestamp"]) - time.time()) < 120
+    summary = json.loads(raw)
+    assert summary["job_id"] == job_id and summary["total"] == len(JOB)
+    assert summary["counts"] == {"deliverable": 2, "undeliverable": 2}
+    assert summary["completed_at"]
+    assert rec.calls[0][1] == raw  # the same body on every try
+
+
+async def test_csv_upload_completes(api: Api) -> None:
+    upload = (b"name,Email,notes\nAnn,alice@ok.test,x\nNone,,blank is skipped\n"
+              b"Full,full@ok.test,\nCat,someone@catchall.test,\n")
+    status, body, _ = await api.call("POST", "/v1/jobs?column=email", data=upload,
+                                     headers={"Content-Type": "text/csv; charset=utf-8"})
+    assert status == 202, body
+    assert body["total"] == 3
+    job = await wait_completed(api, body["job_id"])
+    assert job["counts"] == {"deliverable": 1, "risky": 2}
+    status, text, _ = await api.call("GET", f"/v1/jobs/{body['job_id']}/results?format=csv")
+    assert status == 200
+    got = {r["email"]: (r["verdict"], r["reason"]) for r in csv.DictReader(io.StringIO(text))}
+    assert got == {"alice@ok.test": ("deliverable", "ok"),
+                   "full@ok.test": ("risky", "mailbox_full"),
+                   "someone@catchall.test": ("risky", "catch_all")}
+
+
+async def test_verify_returns_the_verdict_or_504_with_the_job(api: Api) -> None:
+    status, body, _ = await api.call("POST", "/v1/verify",
+                                     json={"email": "bob@ok.test", "timeout": 60})
+    assert status == 200, body
+    assert (body["email"], body["verdict"], body["reason"]) == ("bob@ok.test", "deliverable",
+                                                                "ok")
+    assert body["temporary"] is False and body["evidence"]["smtp"]["reply"]["code"] == 250
+    assert body["job_id"]
+    # greylisted: the verdict comes only after a retry 1 s later, so 0.5 s is too short
+    status, body, _ = await api.call("POST", "/v1/verify",
+                                     json={"email": "carol@greylist.test", "timeout": 0.5})
+    assert status == 504, body
+    _error(body, "timeout")
+    job_id = body["error"]["job_id"]
+    job = await wait_completed(api, job_id)
+    assert job["counts"] == {"deliverable": 1}
+
+
+async def test_metrics(api: Api) -> None:
+    status, text, resp = await api.call("GET", "/metrics")
+    assert status == 200 and resp.content_type == "text/plain"
+    assert ('mailsift_api_requests_total{method="POST",route="/v1/jobs",status="202"}'
+            in text)
+    assert 'route="/v1/jobs/{job_id}",status="200"' in text
+    assert 'mailsift_api_request_duration_seconds_bucket{' in text
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    assert values["mailsift_api_jobs_submitted_total"] >= 4
+    assert values["mailsift_api_addresses_submitted_total"] >= len(JOB) + 3 + 2
+    assert values['mailsift_stored_verdicts{verdict="deliverable"}'] >= 4
+    assert values['mailsift_api_webhooks_total{outcome="delivered"}'] == 1
+    # the malformed submission of the fixture, counted by the background scan
+    deadline = time.monotonic() + 30
+    while values["mailsift_dead_letter_records"] != 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        _, text, _ = await api.call("GET", "/metrics")
+        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                  if line and not line.startswith("#")}
+    assert values["mailsift_dead_letter_records"] == 1
+
+
+async def test_healthz_and_errors_are_503_when_services_are_down(pipeline: Settings,
+                                                                 api: Api) -> None:
+    down = dataclasses.replace(pipeline, kafka_broker="kafka://127.0.0.1:9",
+                               redis_url="redis://127.0.0.1:9/0")
+    app = create_app(down, api_config())
+    server = await _serve(app)
+    try:
+        async with api.http.get(server.make_url("/healthz")) as resp:
+            assert resp.status == 503
+            body = await resp.json()
+        assert body["status"] == "unavailable"
+        services = body["services"]
+        assert services["postgres"] == "ok"
+        assert services["kafka"].startswith("error") and services["redis"].startswith("error")
+        async with api.http.get(server.make_url("/v1/jobs/x"), headers=AUTH) as resp:
+            assert resp.status == 503
+            _error(await resp.json(), "unavailable")
+        async with api.http.post(server.make_url("/v1/jobs"), headers=AUTH,
+                                 json={"emails": ["a@ok.test"]}) as resp:
+            assert resp.status == 503
+            _error(await resp.json(), "unavailable")
+    finally:
+        await server.close()
+
