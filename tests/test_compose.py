@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,14 @@ def _interpolate(value: str) -> str:
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
 
 
+def test_api_environment_passes_settings_validation() -> None:
+    api = load()["services"]["api"]
+    env = {k: _interpolate(str(v)) for k, v in api["environment"].items()
+           if not str(v).startswith("${MAILSIFT_API_TOKENS")}
+    env["MAILSIFT_API_TOKENS"] = "a-token"
+    assert load_settings(env, dotenv=False).api_tokens == ("a-token",)
+
+
 def load() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
     return data
@@ -27,7 +36,8 @@ def load() -> dict[str, Any]:
 
 def test_services_and_healthchecks() -> None:
     services = load()["services"]
-    assert {"kafka", "postgres", "redis", "rabbitmq", "worker", "migrate"} <= set(services)
+    assert {"kafka", "postgres", "redis", "rabbitmq", "worker", "migrate", "api"} <= set(services)
+    assert "healthcheck" in services["api"] and services["api"]["ports"]
     for name in ("kafka", "postgres", "redis", "rabbitmq"):
         assert "healthcheck" in services[name], name
         assert services[name].get("volumes"), name
@@ -51,7 +61,8 @@ def test_docker_compose_config_accepts_the_file() -> None:
         if shutil.which(cmd[0]) is None:
             continue
         result = subprocess.run([*cmd, "-f", str(COMPOSE), "config", "-q"],
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "MAILSIFT_API_TOKENS": "a-token"})
         if "unknown command" in result.stderr or "unknown shorthand" in result.stderr:
             continue  # a docker client without the compose plugin
         assert result.returncode == 0, result.stderr
