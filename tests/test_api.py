@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from mailsift.api.app import DISPATCHER, create_app
 from mailsift.api.config import ApiConfig, load_api_config
 from mailsift.api.openapi import openapi_document
-from mailsift.cli.jobs_cmd import RESULT_COLUMNS
+from mailsift.results import RESULT_COLUMNS
 from mailsift.settings import Settings
 from streams.topics import bootstrap_servers, ensure_topics
 from tests.pipeline_support import WorkerProcess, WorldProcess, pipeline_env, settings_for

@@ -18,7 +18,7 @@ from mailsift.api.inputs import check_emails, csv_rows
 from mailsift.api.state import STATE, ApiState
 from mailsift.api.webhooks import WebhookRefused, check_webhook_url
 from mailsift.cli.inputs import InputError
-from mailsift.cli.jobs_cmd import RESULT_COLUMNS, result_row, write_rows
+from mailsift.results import RESULT_COLUMNS, result_row, write_rows
 from schemas.base import utc_now_iso
 
 __all__ = ["submit_job", "job_status", "job_results", "verify", "FORMATS",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,11 +13,8 @@ from rich.table import Table
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import read_addresses
 from mailsift.cli.render import VERDICT_STYLE, console
+from mailsift.results import result_row, write_rows
 from mailsift.settings import load_settings
-
-RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "suggestion", "disposable", "role",
-                  "free", "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
-                  "smtp_message", "checked_at"]
 
 
 def submit(
@@ -67,28 +62,6 @@ def status(
         raise typer.Exit(1)
 
 
-def result_row(v: Any) -> dict[str, Any]:
-    """One flat row of results (the CSV/JSONL columns) from a verdict event."""
-    ev = v.evidence or {}
-    flags = ev.get("flags") or {}
-    mx = ev.get("mx") or {}
-    smtp = ev.get("smtp") or {}
-    reply = smtp.get("reply") or {}
-    return {
-        "email": v.email, "normalized": v.normalized or "", "verdict": v.verdict,
-        "reason": v.reason, "suggestion": flags.get("suggestion") or "",
-        "disposable": bool(flags.get("disposable")), "role": bool(flags.get("role")),
-        "free": bool(flags.get("free")),
-        "catch_all": "" if ev.get("catch_all") is None else bool(ev.get("catch_all")),
-        "mx": " ".join(h["host"] for h in mx.get("hosts") or []),
-        "spf": (ev.get("spf") or {}).get("status", ""),
-        "dmarc": (ev.get("dmarc") or {}).get("policy") or (ev.get("dmarc") or {}).get("status", ""),
-        "dkim": (ev.get("dkim") or {}).get("status", ""),
-        "smtp_code": reply.get("code", ""), "smtp_message": reply.get("message", ""),
-        "checked_at": v.checked_at,
-    }
-
-
 def results(
     job_id: str = typer.Argument(..., help="The job id."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or jsonl"),
@@ -98,6 +71,8 @@ def results(
     """Print a job's verdicts (the latest per address), read from the verdicts topic."""
     from streams.client import job_verdicts, kafka_calls
 
+    if fmt not in {"table", "csv", "jsonl"}:
+        fail(f"unknown format {fmt!r}: use table, csv or jsonl")
     settings = load_settings()
     with kafka_calls(settings):
         verdicts = asyncio.run(job_verdicts(settings, job_id, replay_id))
@@ -131,18 +106,6 @@ def show_rows(rows: list[dict[str, Any]]) -> None:
         table.add_row(r["email"], f"[{style}]{r['verdict']}[/]", r["reason"],
                       str(r["smtp_code"]), r["suggestion"])
     console().print(table)
-
-
-def write_rows(rows: list[dict[str, Any]], fmt: str, out: Any) -> None:
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    elif fmt == "jsonl":
-        for r in rows:
-            out.write(json.dumps(r, ensure_ascii=False) + "\n")
-    else:
-        fail(f"unknown format {fmt!r}: use table, csv or jsonl")
 
 
 def replay(

@@ -26,8 +26,9 @@ from checks.model import ParsedAddress
 from checks.syntax import parse_address
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import read_addresses
-from mailsift.cli.jobs_cmd import RESULT_COLUMNS, emit_rows, result_row
+from mailsift.cli.jobs_cmd import emit_rows
 from mailsift.cli.render import console
+from mailsift.results import RESULT_COLUMNS, result_row
 from mailsift.settings import Settings, load_settings
 from schemas import VerdictEvent
 

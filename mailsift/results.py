@@ -1,0 +1,48 @@
+"""Verdicts as flat result rows: the columns users get from ``validate``, ``results`` and
+the HTTP API, and their CSV / JSON-lines writers (one place, so they never drift apart)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any
+
+__all__ = ["RESULT_COLUMNS", "result_row", "write_rows"]
+
+RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "suggestion", "disposable", "role",
+                  "free", "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
+                  "smtp_message", "checked_at"]
+
+
+def result_row(v: Any) -> dict[str, Any]:
+    """One flat row of results (the CSV/JSONL columns) from a verdict event."""
+    ev = v.evidence or {}
+    flags = ev.get("flags") or {}
+    mx = ev.get("mx") or {}
+    smtp = ev.get("smtp") or {}
+    reply = smtp.get("reply") or {}
+    return {
+        "email": v.email, "normalized": v.normalized or "", "verdict": v.verdict,
+        "reason": v.reason, "suggestion": flags.get("suggestion") or "",
+        "disposable": bool(flags.get("disposable")), "role": bool(flags.get("role")),
+        "free": bool(flags.get("free")),
+        "catch_all": "" if ev.get("catch_all") is None else bool(ev.get("catch_all")),
+        "mx": " ".join(h["host"] for h in mx.get("hosts") or []),
+        "spf": (ev.get("spf") or {}).get("status", ""),
+        "dmarc": (ev.get("dmarc") or {}).get("policy") or (ev.get("dmarc") or {}).get("status", ""),
+        "dkim": (ev.get("dkim") or {}).get("status", ""),
+        "smtp_code": reply.get("code", ""), "smtp_message": reply.get("message", ""),
+        "checked_at": v.checked_at,
+    }
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, out: Any) -> None:
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    elif fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+    else:
+        raise ValueError(f"unknown format {fmt!r}: use csv or jsonl")
