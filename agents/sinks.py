@@ -21,12 +21,34 @@ __all__ = ["PostgresSinkHandler", "BridgeHandler"]
 
 def _batch_writer(what: str, write: Callable[[Sequence[VerdictEvent]], Awaitable[Any]],
                   also: tuple[type[BaseException], ...] = ()
-                  ) -> KeyedBatcher[VerdictEvent, None]:
-    async def run(batch: list[VerdictEvent]) -> list[None]:
-        await retry_transient(what, lambda: write(batch), also=also)
-        return [None] * len(batch)
+                  ) -> KeyedBatcher[VerdictEvent, Exception | None]:
+    """Batched writes; a batch that fails for a reason other than an outage is written again
+    one event at a time, so only the event that cannot be written is dead-lettered."""
+
+    async def run(batch: list[VerdictEvent]) -> list[Exception | None]:
+        try:
+            await retry_transient(what, lambda: write(batch), also=also)
+            return [None] * len(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+        return [await _write_one(item) for item in batch]
+
+    async def _write_one(item: VerdictEvent) -> Exception | None:
+        try:
+            await retry_transient(what, lambda: write([item]), also=also)
+            return None
+        except Exception as exc:
+            return exc
 
     return KeyedBatcher(run, window=0.2, max_batch=500, concurrency=2)
+
+
+async def _written(batcher: KeyedBatcher[VerdictEvent, Exception | None], key: str,
+                   verdict: VerdictEvent) -> None:
+    error = await batcher.submit(key, verdict)
+    if error is not None:
+        raise error  # the stage dead-letters this event, with the error
 
 
 class PostgresSinkHandler:
@@ -38,7 +60,7 @@ class PostgresSinkHandler:
     async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
                        value: bytes | None) -> None:
         if topic == self.s.topics.verdicts:
-            await self.batcher.submit(topic, VerdictEvent.decode(value))
+            await _written(self.batcher, topic, VerdictEvent.decode(value))
         else:
             await self.sink.write_job_event(JobEvent.decode(value))
 
@@ -54,4 +76,4 @@ class BridgeHandler:
 
     async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
                        value: bytes | None) -> None:
-        await self.batcher.submit(topic, VerdictEvent.decode(value))
+        await _written(self.batcher, topic, VerdictEvent.decode(value))

@@ -65,6 +65,8 @@ def field_str(data: Mapping[str, Any], name: str, *, max_len: int = 4096) -> str
         raise SchemaError(f"field {name!r} is empty")
     if len(value) > max_len:
         raise SchemaError(f"field {name!r} is longer than {max_len} characters")
+    if "\x00" in value:
+        raise SchemaError(f"field {name!r} contains a NUL character")
     return value
 
 

@@ -147,6 +147,7 @@ BAD_EVENTS = [
     (b"[1, 2, 3]", "expected a JSON object"),
     (b'{"job_id": "j-bad", "email": "' + b"x" * 70000 + b'"}', "exceeds"),
     (b"\xff\xfe\x00garbage", "not JSON"),
+    (b'{"job_id": "j-bad", "email": "a\\u0000@ok.test"}', "contains a NUL character"),
 ]
 
 

@@ -223,3 +223,24 @@ def test_postgres_down_for_20s_during_a_job_loses_nothing(
         assert "Traceback" not in worker.log_text()
     finally:
         worker.stop()
+
+
+def test_one_unwritable_verdict_does_not_sink_its_batch() -> None:
+    """A verdict Postgres refuses is dead-lettered alone; the rest of its batch is written."""
+    from agents.sinks import _batch_writer
+
+    written: list[str] = []
+
+    async def write(batch: list[VerdictEvent]) -> None:
+        if any(v.dedupe_key == "bad" for v in batch):
+            raise ValueError("invalid byte sequence")  # what a non-transient error looks like
+        written.extend(v.dedupe_key for v in batch)
+
+    async def run() -> list[Exception | None]:
+        batcher = _batch_writer("test", write)
+        events = [verdict("j", k, "2026-11-25T10:00:00Z") for k in ("a", "bad", "c")]
+        return await asyncio.gather(*(batcher.submit("v", e) for e in events))
+
+    results = asyncio.run(run())
+    assert [type(r).__name__ if r else None for r in results] == [None, "ValueError", None]
+    assert written == ["a", "c"]
