@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,17 @@ class WorldProcess:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def running_world(*args: str) -> Iterator[WorldProcess]:
+    """A world process for the block; on a clean exit it must have seen no DATA/BDAT."""
+    world = WorldProcess(*args)
+    try:
+        yield world
+        assert world.stats()["data_commands"] == 0, "a probe must never send DATA/BDAT"
+    finally:
+        world.stop()
 
 
 def pipeline_env(world: WorldProcess, **overrides: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from tests.pipeline_support import (
     WorldProcess,
     dedupe_key,
     pipeline_env,
+    running_world,
     settings_for,
     wait_for_job,
 )
@@ -33,13 +34,9 @@ def bulk_addresses(domains: int, per_domain: int) -> list[str]:
 
 @pytest.fixture
 def bulk_world() -> Iterator[WorldProcess]:
-    w = WorldProcess("--no-default", "--bulk", "500", "--bulk-mailboxes", "9",
-                     "--bulk-mx-hosts", "8")
-    yield w
-    try:
-        assert w.stats()["data_commands"] == 0
-    finally:
-        w.stop()
+    with running_world("--no-default", "--bulk", "500", "--bulk-mailboxes", "9",
+                     "--bulk-mx-hosts", "8") as w:
+        yield w
 
 
 def test_kill_worker_mid_job_loses_nothing(stack: Settings, bulk_world: WorldProcess,

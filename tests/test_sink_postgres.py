@@ -28,6 +28,7 @@ from tests.pipeline_support import (
     WorldProcess,
     dedupe_key,
     pipeline_env,
+    running_world,
     settings_for,
     wait_for_job,
 )
@@ -88,12 +89,8 @@ async def test_redelivered_verdicts_make_one_row_and_newer_wins(sink: PostgresSi
 
 @pytest.fixture
 def world() -> Iterator[WorldProcess]:
-    w = WorldProcess("--no-default", "--bulk", "20", "--bulk-mailboxes", "9")
-    yield w
-    try:
-        assert w.stats()["data_commands"] == 0
-    finally:
-        w.stop()
+    with running_world("--no-default", "--bulk", "20", "--bulk-mailboxes", "9") as w:
+        yield w
 
 
 EMAILS = [f"user{j}@bulk{i}.test" for i in range(20) for j in range(10)]

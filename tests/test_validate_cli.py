@@ -12,19 +12,16 @@ from pathlib import Path
 import pytest
 
 from mailsift.settings import Settings
-from tests.pipeline_support import REPO, WorkerProcess, WorldProcess, pipeline_env
+from tests.pipeline_support import REPO, WorkerProcess, WorldProcess, pipeline_env, running_world
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
 def world() -> Iterator[WorldProcess]:
-    w = WorldProcess("--bulk", "200", "--bulk-mailboxes", "40", "--bulk-mx-hosts", "8")
-    yield w
-    try:
-        assert w.stats()["data_commands"] == 0
-    finally:
-        w.stop()
+    with running_world("--bulk", "200", "--bulk-mailboxes", "40",
+                       "--bulk-mx-hosts", "8") as w:
+        yield w
 
 
 def expected(email: str) -> tuple[str, str]:
