@@ -24,6 +24,13 @@ __all__ = ["new_job_id", "submit_job", "follow", "Followed", "read_topic", "job_
            "job_verdicts", "kafka_calls"]
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    # stopped before its internal tasks ran, aiokafka's consumer raises CancelledError
+    # from stop() (NoGroupCoordinator.close): let them start first
+    await asyncio.sleep(0)
+    await consumer.stop()
+
+
 @contextlib.contextmanager
 def kafka_calls(settings: Settings) -> Iterator[None]:
     """Turn "the broker is not there" into :class:`~streams.worker.KafkaUnavailable`."""
@@ -57,8 +64,8 @@ async def submit_job(settings: Settings, emails: Sequence[str], *, job_id: str |
     job_id = job_id or new_job_id()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings), acks="all",
                                 linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
     try:
+        await producer.start()  # stop() below also cleans up a failed start
         key = job_id.encode()
         futures = []
         for i, email in enumerate(emails):
@@ -93,8 +100,8 @@ async def follow(settings: Settings, job_id: str | None = None, *,
         group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
-    await consumer.start()
     try:
+        await consumer.start()  # stop() below also cleans up a failed start
         async for msg in consumer:
             try:
                 if msg.topic == names.verdicts:
@@ -108,7 +115,7 @@ async def follow(settings: Settings, job_id: str | None = None, *,
             except SchemaError:
                 continue  # not ours to judge here; the workers dead-letter bad events
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
@@ -121,8 +128,8 @@ async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=200)
-    await consumer.start()
     try:
+        await consumer.start()  # stop() below also cleans up a failed start
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
@@ -139,7 +146,7 @@ async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
                     quiet_since = loop.time()
                     yield msg
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def read_topic(settings: Settings, topic: str, *, idle: float = 1.5

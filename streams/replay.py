@@ -66,8 +66,8 @@ async def replay(settings: Settings, *, job_id: str | None = None,
     summary = ReplaySummary(replay_id=uuid.uuid4().hex[:12])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings), acks="all",
                                 linger_ms=5)
-    await producer.start()
     try:
+        await producer.start()  # stop() below also cleans up a failed start
         pending = []
         async for msg in scan_topic(settings, names.submissions):
             summary.scanned += 1

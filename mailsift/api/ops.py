@@ -125,6 +125,7 @@ class DeadLetterCounter:
     async def _consume(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from streams.client import stop_consumer
         from streams.topics import TopicNames, bootstrap_servers
 
         settings = self.state.settings
@@ -149,10 +150,7 @@ class DeadLetterCounter:
                 self.state.metrics.dead_letters.set(self.count)
                 await asyncio.sleep(self.interval)
         finally:
-            # stopped before its internal tasks ran, aiokafka's consumer raises
-            # CancelledError from stop() (NoGroupCoordinator.close): let them start first
-            await asyncio.sleep(0)
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _drain(self, consumer: Any) -> None:
         loop = asyncio.get_running_loop()

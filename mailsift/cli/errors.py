@@ -28,9 +28,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def run_guarded(fn: Callable[[], T]) -> T:
     """Call ``fn``; a known error becomes one line on stderr (no traceback)."""
+    from streams.stage import TRANSIENT_ERRORS
+
     try:
         return fn()
     except USER_ERRORS as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except TRANSIENT_ERRORS as exc:  # a service that did not answer, whichever it was
+        fail(f"a service did not answer ({type(exc).__name__}: {exc}); is the stack "
+             "running? (`mailsift stack status`)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.table import Table
 
 from mailsift.cli.errors import fail
@@ -46,7 +47,7 @@ def status(
         fail("job status needs Redis: set MAILSIFT_REDIS_URL")
     try:
         progress = asyncio.run(job_progress(settings, job_id, replay_id))
-    except OSError as exc:
+    except (OSError, RedisConnectionError) as exc:
         fail(f"cannot reach Redis at {settings.redis_url}: {exc}")
     table = Table(show_header=False, box=None)
     state = "completed" if progress.completed else (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 
 from mailsift.cli import (
@@ -43,6 +46,10 @@ def config() -> None:
 
 
 def main() -> None:
+    if not {"worker", "api"} & set(sys.argv[1:2]):
+        # client commands: a connection failure is reported once, as one line (errors.py),
+        # not also as the Kafka client's own log lines
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     run_guarded(lambda: app(standalone_mode=True))
 
 
