@@ -23,8 +23,14 @@ def check_kafka(settings: Settings) -> None:
     """Create missing topics; raise :class:`KafkaUnavailable` when the broker is not there."""
     from streams.client import kafka_calls
 
-    with kafka_calls(settings):
-        asyncio.run(asyncio.wait_for(ensure_topics(settings), 30))
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)  # a failure is reported once, as KafkaUnavailable
+    try:
+        with kafka_calls(settings):
+            asyncio.run(asyncio.wait_for(ensure_topics(settings), 30))
+    finally:
+        kafka_log.setLevel(level)
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:

@@ -1,0 +1,52 @@
+"""Every command that needs a service says so in one line when the service is not there."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = str(REPO / "samples" / "demo-list.txt")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when we return
+
+
+PORT = closed_port()
+DOWN = {
+    "MAILSIFT_KAFKA_BROKER": f"kafka://127.0.0.1:{PORT}",
+    "MAILSIFT_REDIS_URL": f"redis://127.0.0.1:{PORT}/0",
+    "MAILSIFT_DATABASE_URL": f"postgresql://mailsift@127.0.0.1:{PORT}/mailsift",
+    "MAILSIFT_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{PORT}/%2F",
+}
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["validate", SAMPLE], "cannot reach Kafka"),
+    (["submit", SAMPLE], "cannot reach Kafka"),
+    (["results", "some-job"], "cannot reach Kafka"),
+    (["replay", "--job", "some-job"], "cannot reach Kafka"),
+    (["worker"], "cannot reach Kafka"),
+    (["status", "some-job"], "cannot reach Redis"),
+    (["db", "migrate"], "cannot reach Postgres"),
+    (["validate", "/no/such/file.txt"], "cannot read /no/such/file.txt"),
+    (["replay"], "say what to replay"),
+])
+def test_one_line_error_and_exit_code_2(args: list[str], says: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailsift.cli.main", *args], cwd=tmp_path,
+        env={**os.environ, **DOWN, "COLUMNS": "300"}, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
