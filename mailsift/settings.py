@@ -300,6 +300,9 @@ class Settings:
     domain_batch_size: int = _setting(
         "MAILSIFT_DOMAIN_BATCH_SIZE", "50", _int_range(1, 10000),
         "Most addresses checked together in one domain batch.")
+    web_host: str = _setting(
+        "MAILSIFT_WEB_HOST", "127.0.0.1", _str,
+        "Address the worker's web server (/metrics, /healthz) listens on.")
     web_port: int = _setting(
         "MAILSIFT_WEB_PORT", "6066", _int_range(0, 65535),
         "Port of the worker's web server (0 disables it).")
