@@ -7,6 +7,8 @@ one's verdict). Every other address goes to ``by-domain``, keyed by its ASCII do
 
 from __future__ import annotations
 
+import asyncio
+
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem
@@ -20,6 +22,10 @@ __all__ = ["IntakeHandler"]
 class IntakeHandler:
     def __init__(self, services: Services) -> None:
         self.s = services
+        # Claims of one partition are made in offset order, so the first submission of a
+        # repeated address is the one that wins (events are handled concurrently, and the
+        # handler reaches this lock before its first await: asyncio locks are FIFO).
+        self._claim_order: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
                        value: bytes | None) -> None:
@@ -31,7 +37,10 @@ class IntakeHandler:
                       else parsed.dedupe_key)
         topics, publish = self.s.topics, self.s.publisher.publish
         job_id_key = sub.job_id.encode()
-        if not await self.s.jobs.claim(jkey, dedupe_key, source):
+        lock = self._claim_order.setdefault((topic, partition), asyncio.Lock())
+        async with lock:
+            first = await self.s.jobs.claim(jkey, dedupe_key, source)
+        if not first:
             event = JobEvent.create(sub.job_id, "duplicate", source=source,
                                     replay_id=sub.replay_id)
             await publish(topics.jobs, job_id_key, event.dumps())

@@ -1,0 +1,59 @@
+"""Intake without Kafka: dedupe keeps the first submission even when work interleaves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from agents.intake import IntakeHandler
+from checks import Engine, EngineConfig
+from mailsift.settings import load_settings
+from streams.jobstore import MemoryJobStore
+from streams.services import Services
+from streams.topics import TopicNames
+
+pytestmark = pytest.mark.asyncio
+
+
+class SlowStore(MemoryJobStore):
+    """Claims that take a random while, as Redis round trips on many connections do."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+
+    async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
+        # on a pool of connections, commands sent in order can reach Redis in any order
+        await asyncio.sleep(self.rng.uniform(0, 0.02))
+        return await super().claim(key, dedupe_key, source)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, object]]] = []
+
+    async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.sent.append((topic, json.loads(value)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_first_spelling_of_a_repeated_address_wins(seed: int) -> None:
+    settings = load_settings({"MAILSIFT_ALLOW_TEST_TLD": "true"}, dotenv=False)
+    names = TopicNames.from_settings(settings)
+    recorder = Recorder()
+    services = Services(settings, names, Engine(EngineConfig(allow_test_tld=True)),
+                        SlowStore(seed), recorder)
+    handler = IntakeHandler(services)
+    emails = ["alice@ok.test", "Alice@OK.test", "bob@ok.test", "ALICE@ok.test", "x"]
+    values = [json.dumps({"job_id": "j", "email": e}).encode() for e in emails]
+    await asyncio.gather(*(handler(names.submissions, 0, offset, b"j", v)
+                           for offset, v in enumerate(values)))
+    forwarded = [m["email"] for t, m in recorder.sent if t == names.by_domain]
+    duplicates = [m["source"] for t, m in recorder.sent if t == names.jobs]
+    verdicts = [m["email"] for t, m in recorder.sent if t == names.verdicts]
+    assert sorted(forwarded) == ["alice@ok.test", "bob@ok.test"]
+    assert sorted(duplicates) == [f"{names.submissions}:0:1", f"{names.submissions}:0:3"]
+    assert verdicts == ["x"]  # a non-address gets its syntax verdict at once
