@@ -139,6 +139,22 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+async def produce_raw(settings: Settings, topic: str,
+                      records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    """Produce (key, value) records as they are: how tests inject malformed events."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.topics import bootstrap_servers
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
 def dedupe_key(email: str) -> str:
     p = parse_address(email, allow_test_tld=True)
     return p.dedupe_key if isinstance(p, ParsedAddress) else "raw:" + email.strip()

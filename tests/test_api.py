@@ -25,18 +25,18 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from aiokafka import AIOKafkaProducer
 
 from mailsift.api.app import DISPATCHER, create_app
 from mailsift.api.config import ApiConfig, load_api_config
 from mailsift.api.openapi import openapi_document
 from mailsift.results import RESULT_COLUMNS
 from mailsift.settings import Settings
-from streams.topics import bootstrap_servers, ensure_topics
+from streams.topics import ensure_topics
 from tests.pipeline_support import (
     WorkerProcess,
     WorldProcess,
     pipeline_env,
+    produce_raw,
     running_world,
     settings_for,
 )
@@ -120,12 +120,7 @@ async def api(pipeline: Settings) -> AsyncIterator[Api]:
         await asyncio.wait_for(app[DISPATCHER].ready.wait(), 30)
         # one malformed submission: the worker dead-letters it, /metrics must count it
         names = await ensure_topics(pipeline)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(pipeline))
-        await producer.start()
-        try:
-            await producer.send_and_wait(names.submissions, b"not json", key=b"bad")
-        finally:
-            await producer.stop()
+        await produce_raw(pipeline, names.submissions, [(b"bad", b"not json")])
         yield Api(app, server, http)
     finally:
         await http.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from checks.authrecords import (
@@ -15,36 +13,9 @@ from checks.authrecords import (
     parse_dmarc,
     parse_spf,
 )
-from checks.dns import DnsAnswer, DnsFailure, NoData, NxDomain
+from checks.dns import DnsFailure
 from checks.model import DkimInfo, DmarcInfo, SpfInfo
-
-
-class FakeResolver:
-    """``{(name, rdtype): records | exception}``; unknown names → NxDomain."""
-
-    def __init__(self, data: dict[tuple[str, str], list[str] | Exception]) -> None:
-        self.data = data
-        self.calls: list[tuple[str, str]] = []
-        self.inflight = 0
-        self.peak = 0
-
-    async def query(self, name: str, rdtype: str) -> DnsAnswer:
-        self.calls.append((name, rdtype))
-        self.inflight += 1
-        self.peak = max(self.peak, self.inflight)
-        try:
-            await asyncio.sleep(0.005)
-        finally:
-            self.inflight -= 1
-        value = self.data.get((name, rdtype))
-        if isinstance(value, Exception):
-            raise value
-        if value is not None:
-            return DnsAnswer(tuple(value), 300)
-        if any(n == name for n, _ in self.data):
-            raise NoData("no data")
-        raise NxDomain("nxdomain")
-
+from tests.fakes import FakeResolver
 
 # --------------------------------------------------------------------------- SPF
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from checks import Engine, EngineConfig
@@ -25,13 +24,14 @@ from streams.ackwindow import OrderedAckWindow
 from streams.client import submit_job
 from streams.metrics import NO_REPLY, WorkerMetrics
 from streams.stage import run_stage
-from streams.topics import TopicNames, bootstrap_servers, ensure_topics
+from streams.topics import TopicNames, ensure_topics
 from tests.pipeline_support import (
     WorkerProcess,
     WorldProcess,
     dedupe_key,
     eventually,
     pipeline_env,
+    produce_raw,
     settings_for,
     wait_for_job,
 )
@@ -247,12 +247,7 @@ def test_worker_serves_metrics_of_a_job(stack: Settings, world: WorldProcess,
 
         async def run() -> list[Any]:
             names = await ensure_topics(settings)
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
-            await producer.start()
-            try:
-                await producer.send_and_wait(names.submissions, b"{not json", key=b"j-bad")
-            finally:
-                await producer.stop()
+            await produce_raw(settings, names.submissions, [(b"j-bad", b"{not json")])
             verdicts: list[Any] = []
             # bob's domain comes in a later batch: its DNS answers come from the cache
             for emails in (first, ["bob@ok.test"]):

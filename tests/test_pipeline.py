@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from mailsift.settings import Settings
 from schemas import DeadLetter
 from streams.client import read_topic, submit_job
-from streams.topics import bootstrap_servers, ensure_topics
+from streams.topics import ensure_topics
 from tests.pipeline_support import (
     WorkerProcess,
     WorldProcess,
     dedupe_key,
     pipeline_env,
+    produce_raw,
     running_world,
     settings_for,
     wait_for_job,
@@ -156,15 +156,9 @@ def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
     try:
         async def run() -> None:
             names = await ensure_topics(settings)
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
-            await producer.start()
-            try:
-                for raw, _ in BAD_EVENTS:
-                    await producer.send_and_wait(names.submissions, raw, key=b"j-bad")
-                await producer.send_and_wait(names.by_domain, b'{"nonsense": true}',
-                                             key=b"ok.test")
-            finally:
-                await producer.stop()
+            await produce_raw(settings, names.submissions,
+                              [(b"j-bad", raw) for raw, _ in BAD_EVENTS])
+            await produce_raw(settings, names.by_domain, [(b"ok.test", b'{"nonsense": true}')])
             # a good job after the bad events still completes: the worker kept going
             job = await submit_job(settings, ["alice@ok.test"])
             await wait_for_job(settings, job, {dedupe_key("alice@ok.test")}, timeout=90)
