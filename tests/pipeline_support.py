@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,54 @@ def running_world(*args: str) -> Iterator[WorldProcess]:
         assert world.stats()["data_commands"] == 0, "a probe must never send DATA/BDAT"
     finally:
         world.stop()
+
+
+def private_stack_settings(stack_dir: Path, base_port: int, *, database: bool = True,
+                           amqp: bool = True) -> Settings:
+    """Settings of a stack of a test's own: Kafka on ``base_port``, then Postgres, Redis and
+    RabbitMQ on the next ports (so stopping one of its services disturbs nobody else)."""
+    p = base_port
+    return load_settings({
+        "MAILSIFT_STACK_DIR": str(stack_dir),
+        "MAILSIFT_KAFKA_BROKER": f"kafka://127.0.0.1:{p}",
+        "MAILSIFT_DATABASE_URL":
+            f"postgresql://mailsift@127.0.0.1:{p + 1}/mailsift" if database else "",
+        "MAILSIFT_REDIS_URL": f"redis://127.0.0.1:{p + 2}/0",
+        "MAILSIFT_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{p + 3}/%2F" if amqp else "",
+    }, dotenv=False)
+
+
+@contextlib.contextmanager
+def private_stack(stack_dir: Path, base_port: int, **services: bool) -> Iterator[Settings]:
+    """A private stack (see :func:`private_stack_settings`) for the block, then stopped."""
+    from mailsift.stack import stack_down, stack_up
+
+    settings = private_stack_settings(stack_dir, base_port, **services)
+    stack_up(settings)
+    try:
+        yield settings
+    finally:
+        stack_down(settings)
+        remove_service_data(stack_dir)
+
+
+def remove_service_data(stack_dir: Path) -> None:
+    """Delete the data a private stack kept outside ``stack_dir`` (/var/lib/mailsift/…)."""
+    for name in ("postgres", "rabbitmq"):
+        link = stack_dir / name
+        if link.is_symlink():
+            target = link.resolve()
+            if target.is_relative_to("/var/lib/mailsift"):
+                shutil.rmtree(target, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    target.parent.rmdir()
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """The ``MAILSIFT_*`` URLs that point a pipeline at ``settings``' services."""
+    return {"MAILSIFT_KAFKA_BROKER": settings.kafka_broker,
+            "MAILSIFT_DATABASE_URL": settings.database_url,
+            "MAILSIFT_REDIS_URL": settings.redis_url, "MAILSIFT_AMQP_URL": settings.amqp_url}
 
 
 def pipeline_env(world: WorldProcess, **overrides: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from mailsift.settings import Settings, load_settings
-from mailsift.stack import stack_down, stack_up
+from mailsift.settings import Settings
+from mailsift.stack import stack_up
 from mailsift.stack.manager import run_dir
 from mailsift.stack.process import load_record, stop
 from streams.client import submit_job
@@ -24,31 +24,22 @@ from tests.pipeline_support import (
     WorldProcess,
     dedupe_key,
     pipeline_env,
+    private_stack,
     running_world,
     settings_for,
+    stack_env,
     wait_for_job,
 )
 
 pytestmark = pytest.mark.stack
 
-PORTS = {"kafka": 29392, "postgres": 25732, "redis": 26679, "rabbitmq": 25973}
 EMAILS = [f"user{j}@bulk{i}.test" for i in range(20) for j in range(10)]
 
 
 @pytest.fixture
-def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = load_settings({
-        "MAILSIFT_STACK_DIR": str(tmp_path_factory.mktemp("stack")),
-        "MAILSIFT_KAFKA_BROKER": f"kafka://127.0.0.1:{PORTS['kafka']}",
-        "MAILSIFT_DATABASE_URL": "",
-        "MAILSIFT_REDIS_URL": f"redis://127.0.0.1:{PORTS['redis']}/0",
-        "MAILSIFT_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{PORTS['rabbitmq']}/%2F",
-    }, dotenv=False)
-    stack_up(settings)
-    try:
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with private_stack(tmp_path_factory.mktemp("stack"), 25120, database=False) as settings:
         yield settings
-    finally:
-        stack_down(settings)
 
 
 @pytest.fixture
@@ -93,12 +84,10 @@ def drain(url: str, name: str, job: str, want: int, timeout: float) -> set[str]:
     return seen
 
 
-def test_rabbitmq_down_mid_job_loses_no_verdict(private_stack: Settings, world: WorldProcess,
+def test_rabbitmq_down_mid_job_loses_no_verdict(own_stack: Settings, world: WorldProcess,
                                                 tmp_path: Path) -> None:
-    s = private_stack
-    env = pipeline_env(world, MAILSIFT_KAFKA_BROKER=s.kafka_broker, MAILSIFT_DATABASE_URL="",
-                       MAILSIFT_REDIS_URL=s.redis_url, MAILSIFT_AMQP_URL=s.amqp_url,
-                       MAILSIFT_MX_MAX_RCPT_PER_SECOND="40")
+    s = own_stack
+    env = pipeline_env(world, **stack_env(s), MAILSIFT_MX_MAX_RCPT_PER_SECOND="40")
     settings = settings_for(env)
     durable_queue(s.amqp_url, "legacy-crm")
     worker = WorkerProcess(env, tmp_path / "worker.log")

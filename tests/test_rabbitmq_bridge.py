@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 import threading
 import time
 import uuid
@@ -21,11 +20,12 @@ from typing import Any
 import pika
 import pytest
 
-from mailsift.settings import Settings, load_settings
+from mailsift.settings import Settings
 from mailsift.stack import stack_down, stack_up
 from mailsift.stack.process import load_record, stop
 from schemas import VerdictEvent
 from sinks.rabbitmq import THREAD_PREFIX, BridgeClosedError, BridgeConfigError, RabbitBridge
+from tests.pipeline_support import private_stack_settings, remove_service_data
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
 
@@ -199,39 +199,11 @@ async def test_cancelled_publish_leaves_the_bridge_usable(stack: Settings) -> No
 
 # --- outage, on a private stack ----------------------------------------------------------
 
-PRIVATE_PORTS = {"kafka": 29192, "postgres": 25532, "redis": 26479, "rabbitmq": 25773}
-
-
-def private_settings(stack_dir: Path) -> Settings:
-    p = PRIVATE_PORTS
-    return load_settings({
-        "MAILSIFT_STACK_DIR": str(stack_dir),
-        "MAILSIFT_KAFKA_BROKER": f"kafka://127.0.0.1:{p['kafka']}",
-        "MAILSIFT_DATABASE_URL": f"postgresql://mailsift@127.0.0.1:{p['postgres']}/mailsift",
-        "MAILSIFT_REDIS_URL": f"redis://127.0.0.1:{p['redis']}/0",
-        "MAILSIFT_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{p['rabbitmq']}/%2F",
-    }, dotenv=False)
-
-
-def remove_service_data(stack_dir: Path) -> None:
-    """Delete the data the private stack kept outside ``stack_dir`` (/var/lib/mailsift/…)."""
-    for name in ("postgres", "rabbitmq"):
-        link = stack_dir / name
-        if link.is_symlink():
-            target = link.resolve()
-            if target.is_relative_to("/var/lib/mailsift"):
-                shutil.rmtree(target, ignore_errors=True)
-                try:
-                    target.parent.rmdir()
-                except OSError:
-                    pass
-
-
 async def test_outage_publish_waits_and_nothing_is_lost(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     stack_dir = tmp_path / "stack"
-    settings = private_settings(stack_dir)
+    settings = private_stack_settings(stack_dir, 25100)
     run_dir = stack_dir / "run"
     job = uuid.uuid4().hex
     first = [verdict(job, i, "undeliverable", "mailbox_not_found") for i in range(10)]

@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
-from mailsift.settings import Settings, load_settings
-from mailsift.stack import stack_down, stack_up
+from mailsift.settings import Settings
+from mailsift.stack import stack_up
 from mailsift.stack.manager import run_dir
 from mailsift.stack.process import load_record, stop
 from schemas import VerdictEvent
@@ -28,8 +28,10 @@ from tests.pipeline_support import (
     WorldProcess,
     dedupe_key,
     pipeline_env,
+    private_stack,
     running_world,
     settings_for,
+    stack_env,
     wait_for_job,
 )
 
@@ -159,34 +161,17 @@ async def _eventually_rows(sink: PostgresSink, job: str, n: int, timeout: float 
         await asyncio.sleep(0.5)
 
 
-PRIVATE_PORTS = {"kafka": 29292, "postgres": 25632, "redis": 26579, "rabbitmq": 25873}
-
-
 @pytest.fixture
-def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A stack of our own, so stopping its Postgres disturbs nobody else."""
-    directory = tmp_path_factory.mktemp("stack")
-    settings = load_settings({
-        "MAILSIFT_STACK_DIR": str(directory),
-        "MAILSIFT_KAFKA_BROKER": f"kafka://127.0.0.1:{PRIVATE_PORTS['kafka']}",
-        "MAILSIFT_DATABASE_URL":
-            f"postgresql://mailsift@127.0.0.1:{PRIVATE_PORTS['postgres']}/mailsift",
-        "MAILSIFT_REDIS_URL": f"redis://127.0.0.1:{PRIVATE_PORTS['redis']}/0",
-        "MAILSIFT_AMQP_URL": "",
-    }, dotenv=False)
-    stack_up(settings)
-    try:
+    with private_stack(tmp_path_factory.mktemp("stack"), 25110, amqp=False) as settings:
         yield settings
-    finally:
-        stack_down(settings)
 
 
 def test_postgres_down_for_20s_during_a_job_loses_nothing(
-        private_stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
-    s = private_stack
-    env = pipeline_env(world, MAILSIFT_KAFKA_BROKER=s.kafka_broker,
-                       MAILSIFT_DATABASE_URL=s.database_url, MAILSIFT_REDIS_URL=s.redis_url,
-                       MAILSIFT_AMQP_URL="", MAILSIFT_MX_MAX_RCPT_PER_SECOND="40")
+        own_stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    s = own_stack
+    env = pipeline_env(world, **stack_env(s), MAILSIFT_MX_MAX_RCPT_PER_SECOND="40")
     settings = settings_for(env)
     worker = WorkerProcess(env, tmp_path / "worker.log")
     rdir = run_dir(s)
