@@ -14,6 +14,7 @@ import pytest
 
 from mailsift.settings import Settings
 from mailsift.stack.process import alive, load_record
+from tests.pipeline_support import remove_service_data
 
 pytestmark = pytest.mark.stack
 
@@ -129,6 +130,7 @@ def test_stack_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
         assert run("status").returncode == 0
     finally:
         down = run("down")
+        remove_service_data(tmp_path / "stack")
     assert down.returncode == 0, down.stderr
     assert not any(alive(r) for r in records.values())
     assert not any(_port_open(p) for p in ports.values())
