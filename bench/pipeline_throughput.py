@@ -1,5 +1,9 @@
 """End-to-end throughput of the pipeline (Kafka + workers) against the simulated world.
 
+The default world is the one issue #14 measured: 4,000 domains × 25 addresses (20
+existing) over 20 shared MX hosts, 20 ms per SMTP reply, hosts that answer ``421`` above
+2 simultaneous connections, the list shuffled (not grouped by domain).
+
 Starts a bulk world (``python -m tests.world --bulk N``) and ``mailsift worker`` processes
 on a fresh private pipeline (own topics and consumer group, see
 :func:`tests.pipeline_support.pipeline_env`) on the shared local stack, once per worker
@@ -11,6 +15,7 @@ each worker's peak RSS. Traffic goes only to 127.0.0.0/8.
 Needs the local stack (``mailsift stack up``).
 
     .venv/bin/python -m bench.pipeline_throughput --workers 1,2
+    .venv/bin/python -m bench.pipeline_throughput --rcpt-per-second 5 --domains 200
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -49,6 +58,8 @@ class WorkerReport:
     verdicts: int  # verdicts of the timed job this worker produced
     peak_rss_kib: int  # VmHWM
     cpu_seconds: float  # user + system during the timed job
+    rss_start_kib: int = 0  # VmRSS before the timed job
+    rss_end_kib: int = 0  # VmRSS after it
 
 
 @dataclass
@@ -71,6 +82,11 @@ class Run:
     data_commands: int
     world_cpu_seconds: float  # during the timed job
     worker_reports: list[WorkerReport] = field(default_factory=list)
+    starttls: int = 0
+    dns_queries: int = 0
+    domains: int = 0
+    #: CPU seconds of the other processes during the timed job (cli = this process)
+    other_cpu: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         ok = "ok" if self.counts == self.expected else f"MISMATCH, expected {self.expected}"
@@ -87,15 +103,74 @@ class Run:
             f"{self.max_rcpt_per_second}, rejected {self.rejected_connections}, "
             f"CPU {self.world_cpu_seconds:.1f} s",
         ]
+        out.append(
+            f"  RCPT/connection {self.rcpt / max(1, self.connections):.1f}, TLS handshakes "
+            f"{self.starttls}, DNS queries/domain {self.dns_queries / max(1, self.domains):.2f}")
         for w in self.worker_reports:
             out.append(f"  worker {w.pid}: {w.verdicts} verdicts, peak RSS "
-                       f"{w.peak_rss_kib / 1024:.0f} MiB, CPU {w.cpu_seconds:.1f} s")
+                       f"{w.peak_rss_kib / 1024:.0f} MiB (RSS {w.rss_start_kib / 1024:.0f} → "
+                       f"{w.rss_end_kib / 1024:.0f} MiB), CPU {w.cpu_seconds:.1f} s = "
+                       f"{1000 * w.cpu_seconds / self.addresses:.2f} ms/addr")
+        own = sum(w.cpu_seconds for w in self.worker_reports) + self.other_cpu.get("cli", 0.0)
+        parts = ", ".join(f"{name} {1000 * cpu / self.addresses:.2f}"
+                          for name, cpu in self.other_cpu.items())
+        out.append(f"  CPU ms/addr: workers+cli {1000 * own / self.addresses:.2f}; {parts}")
         return out
 
 
-def bulk_addresses(domains: int, per_domain: int) -> list[str]:
-    # the world accepts user0..user{per_domain-2}; the last one of each domain does not exist
-    return [f"user{j}@bulk{i}.test" for i in range(domains) for j in range(per_domain)]
+def bulk_addresses(domains: int, per_domain: int, *, shuffle: bool = True) -> list[str]:
+    """``user{j}@bulk{i}.test``; shuffled (seed 14) unless ``shuffle`` is false."""
+    emails = [f"user{j}@bulk{i}.test" for i in range(domains) for j in range(per_domain)]
+    if shuffle:
+        random.Random(14).shuffle(emails)
+    return emails
+
+
+def bulk_expected(emails: list[str], mailboxes: int) -> dict[str, str]:
+    """The world's verdict per address: ``user{j}`` exists when j < ``mailboxes``."""
+    return {e: "deliverable" if int(e.split("@")[0][4:]) < mailboxes else "undeliverable"
+            for e in emails}
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a live process, in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and all its live descendants (Postgres backends, beam…)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu_seconds(p)
+        todo.extend(children.get(p, []))
+    return total
+
+
+def stack_pids(settings: Settings) -> dict[str, int]:
+    """PIDs of the local stack's services (broker, Redis, Postgres, RabbitMQ)."""
+    from mailsift.stack.manager import stack_status
+
+    names = {"kafka": "broker", "redis": "redis", "postgres": "postgres",
+             "rabbitmq": "rabbitmq"}
+    return {names[s.name]: s.pid for s in stack_status(settings)
+            if s.name in names and s.pid is not None}
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -137,7 +212,7 @@ async def clear_caches(url: str) -> int:
 
     client = redis_client(url)
     try:
-        keys = [k async for k in client.scan_iter(match="mailsift:*", count=1000)]
+        keys = [k async for k in client.scan_iter(match="mailsift*", count=1000)]
         for i in range(0, len(keys), 1000):
             await client.delete(*keys[i:i + 1000])
         return len(keys)
@@ -231,6 +306,8 @@ def world_totals(stats: dict[str, Any]) -> dict[str, int]:
         "max_rcpt_per_second": max((int(h["max_rcpt_per_second"]) for h in hosts.values()),
                                    default=0),
         "data": int(stats["data_commands"]),
+        "starttls": sum(int(h.get("starttls", 0)) for h in hosts.values()),
+        "dns": int(stats.get("dns", {}).get("total", 0)),
     }
 
 
@@ -245,13 +322,44 @@ def stop_all(procs: list[WorkerProcess], world: WorldProcess) -> None:
         world.stop()
 
 
+def start_profiler(pid: int, out_dir: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` into ``out_dir/worker-PID.txt`` (collapsed stacks) until
+    SIGINT."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate",
+                             "200", "--output", str(out_dir / f"worker-{pid}.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def world_args(args: argparse.Namespace) -> list[str]:
+    out = ["--no-default", "--bulk", str(args.domains), "--bulk-mailboxes",
+           str(args.mailboxes), "--bulk-mx-hosts", str(args.mx_hosts),
+           "--latency-ms", str(args.latency_ms)]
+    if args.world_max_connections > 0:
+        out += ["--bulk-max-connections", str(args.world_max_connections)]
+    return out
+
+
+def run_peer(args: argparse.Namespace) -> str:
+    """The naive asyncio script on a fresh world of the same shape."""
+    from bench.naive_peer import naive_run
+
+    emails = bulk_addresses(args.domains, args.per_domain, shuffle=args.shuffle)
+    world = WorldProcess(*world_args(args))
+    try:
+        result = asyncio.run(naive_run(world.info["nameserver"], world.info["smtp_port"],
+                                       emails, bulk_expected(emails, args.mailboxes)))
+    finally:
+        world.stop()
+    return result.line()
+
+
 def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
-    emails = bulk_addresses(args.domains, args.per_domain)
-    expected = {"deliverable": args.domains * (args.per_domain - 1),
-                "undeliverable": args.domains}
-    world = WorldProcess("--no-default", "--bulk", str(args.domains), "--bulk-mailboxes",
-                         str(args.per_domain - 1), "--bulk-mx-hosts", str(args.mx_hosts),
-                         "--latency-ms", str(args.latency_ms))
+    emails = bulk_addresses(args.domains, args.per_domain, shuffle=args.shuffle)
+    expected = {"deliverable": args.domains * args.mailboxes,
+                "undeliverable": args.domains * (args.per_domain - args.mailboxes)}
+    world = WorldProcess(*world_args(args))
     procs: list[WorkerProcess] = []
     try:
         overrides = {} if args.sinks else {"MAILSIFT_DATABASE_URL": "", "MAILSIFT_AMQP_URL": ""}
@@ -268,9 +376,20 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
         if args.redis_db is not None:  # the warm-up filled caches for a few domains
             asyncio.run(clear_caches(env["MAILSIFT_REDIS_URL"]))
         reset_world_stats(world)
+        spies = [start_profiler(p.pid, args.profile) for p in procs] if args.profile else []
+        services = stack_pids(settings)
         cpu_before = {pid: cpu_seconds(pid) for pid in [*(p.pid for p in procs), world.proc.pid]}
+        rss_before = {p.pid: rss_kib(p.pid) for p in procs}
+        other_before = {name: tree_cpu_seconds(pid) for name, pid in services.items()}
+        cli_before = time.process_time()
         outcome, submit_s, first_s, last_s, completed_s = asyncio.run(
             watched(timed_job(settings, emails, timeout=args.timeout), procs))
+        other_cpu = {"cli": time.process_time() - cli_before}
+        other_cpu.update({name: tree_cpu_seconds(pid) - other_before[name]
+                          for name, pid in services.items()})
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         totals = world_totals(world.stats())
         world_cpu = cpu_seconds(world.proc.pid) - cpu_before[world.proc.pid]
         final = outcome.final_by_key()
@@ -286,13 +405,14 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
                 raise RuntimeError(f"worker {p.pid} died; see {p.log_path}")
             verdicts = sum(n for w, n in by_worker.items() if w.endswith(f":{p.pid}"))
             reports.append(WorkerReport(p.pid, verdicts, peak_rss_kib(p.pid),
-                                        cpu_seconds(p.pid) - cpu_before[p.pid]))
+                                        cpu_seconds(p.pid) - cpu_before[p.pid],
+                                        rss_before[p.pid], rss_kib(p.pid)))
         return Run(
             workers, args.latency_ms, len(emails), submit_s, first_s, last_s, completed_s,
             counts, expected, sum(v.attempt > 1 for v in final.values()),
             totals["connections"], totals["rcpt"], totals["max_simultaneous"],
             totals["max_rcpt_per_second"], totals["rejected"], totals["data"], world_cpu,
-            reports,
+            reports, totals["starttls"], totals["dns"], args.domains, other_cpu,
         )
     finally:
         stop_all(procs, world)
@@ -300,15 +420,20 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--domains", type=int, default=250)
-    parser.add_argument("--per-domain", type=int, default=40,
-                        help="addresses per domain; all but the last one exist")
-    parser.add_argument("--mx-hosts", type=int, default=8)
+    parser.add_argument("--domains", type=int, default=4000)
+    parser.add_argument("--per-domain", type=int, default=25, help="addresses per domain")
+    parser.add_argument("--mailboxes", type=int, default=20,
+                        help="of those, how many exist (user0.. ; the rest get 550 5.1.1)")
+    parser.add_argument("--mx-hosts", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--world-max-connections", type=int, default=2,
+                        help="hosts answer 421 above this many connections (0 = no limit)")
+    parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                        help="shuffle the list (default) instead of grouping it by domain")
     parser.add_argument("--workers", default="1,2", help="comma list of worker counts")
-    parser.add_argument("--max-connections", type=int, default=8,
+    parser.add_argument("--max-connections", type=int, default=2,
                         help="MAILSIFT_MX_MAX_CONNECTIONS (production default 2)")
-    parser.add_argument("--rcpt-per-second", type=float, default=1000.0,
+    parser.add_argument("--rcpt-per-second", type=float, default=200.0,
                         help="MAILSIFT_MX_MAX_RCPT_PER_SECOND (production default 5)")
     parser.add_argument("--sinks", action=argparse.BooleanOptionalAction, default=True,
                         help="run the Postgres sink and RabbitMQ bridge stages in the workers "
@@ -319,17 +444,27 @@ def main() -> None:
                              "leases not shared with other pipelines on the stack, whose bulk "
                              "worlds use the same MX addresses); -1 = the configured one, "
                              "as is")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="record each worker with py-spy during the timed job "
+                             "(collapsed stacks in DIR)")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the naive asyncio peer (bench.naive_peer) on the same "
+                             "world shape first")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds to wait for the timed job")
     args = parser.parse_args()
     if args.redis_db < 0:
         args.redis_db = None
-    print(f"{args.domains} domains × {args.per_domain} addresses over {args.mx_hosts} MX "
-          f"hosts, politeness {args.max_connections} connections and "
+    print(f"{args.domains} domains × {args.per_domain} addresses ({args.mailboxes} exist) over "
+          f"{args.mx_hosts} MX hosts (421 above {args.world_max_connections} connections), "
+          f"{'shuffled' if args.shuffle else 'grouped by domain'}, politeness "
+          f"{args.max_connections} connections and "
           f"{args.rcpt_per_second:g} RCPT/s per MX, sinks {'on' if args.sinks else 'off'}, "
           + ("shared Redis caches" if args.redis_db is None
              else f"cold caches in Redis db {args.redis_db}"),
           flush=True)
+    if args.peer:
+        print(run_peer(args), flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="mailsift-bench-"))
     for workers in (int(x) for x in args.workers.split(",")):
         try:

@@ -37,6 +37,10 @@ class EngineConfig:
     connect_timeout: float = 10.0
     command_timeout: float = 15.0
     session_timeout: float = 120.0
+    smtp_idle_seconds: float = 5.0
+    smtp_pipelining: bool = True
+    mx_backoff_min: float = 30.0
+    mx_backoff_max: float = 900.0
     rcpt_per_transaction: int = 20
     mx_max_connections: int = 2
     mx_rcpt_per_second: float = 5.0
@@ -60,6 +64,10 @@ class EngineConfig:
             connect_timeout=settings.smtp_connect_timeout,
             command_timeout=settings.smtp_command_timeout,
             session_timeout=settings.smtp_session_timeout,
+            smtp_idle_seconds=settings.smtp_idle_seconds,
+            smtp_pipelining=settings.smtp_pipelining,
+            mx_backoff_min=settings.mx_backoff_seconds,
+            mx_backoff_max=max(settings.mx_backoff_seconds, settings.mx_backoff_max_seconds),
             mx_max_connections=settings.mx_max_connections,
             mx_rcpt_per_second=settings.mx_max_rcpt_per_second,
             allow_test_tld=settings.allow_test_tld,

@@ -17,6 +17,7 @@ one of :class:`NxDomain`, :class:`NoData` or :class:`DnsFailure`. Two implementa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -359,6 +360,11 @@ class CachingResolver(Resolver):
     Entries are JSON bytes; a cached answer comes back with its remaining TTL (computed from
     the wall clock, so a shared cache works across processes). ``hits``/``misses`` count
     lookups served from / not found in the cache (an unreadable entry counts as a miss).
+
+    In front of the shared cache sits a small in-process one (decoded answers, for the
+    same remaining TTL, at most ``local_entries``), so a hot name costs no round trip to a
+    shared cache; and concurrent misses of one question wait for a single lookup (single
+    flight) instead of each asking the nameservers.
     """
 
     def __init__(
@@ -371,6 +377,7 @@ class CachingResolver(Resolver):
         negative_ttl: float = 300.0,
         key_prefix: str = "dns:",
         clock: Callable[[], float] = time.time,
+        local_entries: int = 50_000,
     ) -> None:
         if not 0 <= min_ttl <= max_ttl:
             raise ValueError("need 0 <= min_ttl <= max_ttl")
@@ -385,6 +392,10 @@ class CachingResolver(Resolver):
         self._clock = clock
         self.hits = 0
         self.misses = 0
+        self.local_entries = local_entries
+        #: key -> (expiry on ``clock``, answer or negative answer)
+        self._local: dict[str, tuple[float, DnsAnswer | DnsError]] = {}
+        self._inflight: dict[str, asyncio.Future[DnsAnswer]] = {}
 
     def positive_ttl(self, ttl: float) -> float:
         """How long a positive answer with this TTL is cached.
@@ -409,11 +420,58 @@ class CachingResolver(Resolver):
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         key = cache_key(name, rdtype, self.key_prefix)
+        local = self._local.get(key)
+        if local is not None:
+            expires, value = local
+            remaining = expires - self._clock()
+            if remaining > 0:
+                self.hits += 1
+                if isinstance(value, NxDomain):
+                    raise NxDomain(str(value), ttl=int(remaining))
+                if isinstance(value, NoData):
+                    raise NoData(str(value), ttl=int(remaining))
+                if isinstance(value, DnsError):
+                    raise value
+                return DnsAnswer(value.records, int(remaining))
+            del self._local[key]
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[DnsAnswer] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            answer = await self._lookup(key, name, rdtype)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # retrieved: nobody else may be waiting
+            else:
+                future.cancel()
+            raise
+        else:
+            future.set_result(answer)
+            return answer
+        finally:
+            del self._inflight[key]
+
+    def _remember(self, key: str, value: DnsAnswer | DnsError, ttl: float) -> None:
+        if ttl <= 0 or self.local_entries <= 0:
+            return
+        if len(self._local) >= self.local_entries:
+            now = self._clock()
+            for k in [k for k, (exp, _) in self._local.items() if exp <= now]:
+                del self._local[k]
+            while len(self._local) >= self.local_entries:
+                del self._local[next(iter(self._local))]
+        self._local[key] = (self._clock() + ttl, value)
+
+    async def _lookup(self, key: str, name: str, rdtype: str) -> DnsAnswer:
         raw = await self.cache.get(key)
         if raw is not None:
             cached = self._decode(raw)
             if cached is not None:
                 self.hits += 1
+                self._remember(key, cached, float(getattr(cached, "ttl", 0) or 0))
                 if isinstance(cached, DnsError):
                     raise cached
                 return cached
@@ -425,10 +483,12 @@ class CachingResolver(Resolver):
             ttl = self.negative_cache_ttl(exc.ttl)
             if ttl > 0:
                 await self._store(key, {"kind": kind, "message": str(exc)}, ttl)
+                self._remember(key, exc, ttl)
             raise
         ttl = self.positive_ttl(answer.ttl)
         if ttl > 0:
             await self._store(key, {"kind": "answer", "records": list(answer.records)}, ttl)
+            self._remember(key, answer, ttl)
         return answer
 
     async def _store(self, key: str, entry: dict[str, Any], ttl: float) -> None:

@@ -40,8 +40,9 @@ from checks.model import (
 from checks.mx import resolve_mx
 from checks.policy import policy_flags
 from checks.politeness import LocalPoliteness, Politeness
+from checks.pool import MxPool, PoolConfig
 from checks.probe import ProbeConfig, SmtpProber
-from checks.smtp import AioSmtpConnector, SmtpConnector
+from checks.smtp import SmtpConnector, StreamSmtpConnector
 from checks.syntax import parse_address
 from checks.verdict import decide
 
@@ -106,21 +107,34 @@ class Engine:
             max_connections=config.mx_max_connections,
             rcpt_per_second=config.mx_rcpt_per_second,
         )
+        connector = connector or StreamSmtpConnector(
+            helo_name=config.helo_name, connect_timeout=config.connect_timeout,
+            command_timeout=config.command_timeout,
+        )
+        #: sessions per MX address, shared by every domain the address serves
+        self.pool = MxPool(connector, self.politeness, PoolConfig(
+            port=config.smtp_port, helo_name=config.helo_name,
+            max_connections=config.mx_max_connections, idle_seconds=config.smtp_idle_seconds,
+            backoff_min=config.mx_backoff_min, backoff_max=config.mx_backoff_max,
+        ))
         self.prober = SmtpProber(
-            connector or AioSmtpConnector(
-                helo_name=config.helo_name, connect_timeout=config.connect_timeout,
-                command_timeout=config.command_timeout,
-            ),
+            connector,
             self.politeness,
             ProbeConfig(
                 port=config.smtp_port, helo_name=config.helo_name,
                 mail_from=config.mail_from, session_timeout=config.session_timeout,
                 allowed_networks=config.allowed_networks,
                 rcpt_per_transaction=config.rcpt_per_transaction,
+                pipelining=config.smtp_pipelining,
             ),
+            pool=self.pool,
         )
 
     # --- public API --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the pooled SMTP sessions (QUIT); the engine stays usable."""
+        await self.pool.aclose()
 
     def parse(self, raw: str) -> ParsedAddress | AddressProblem:
         return parse_address(raw, allow_test_tld=self.config.allow_test_tld)

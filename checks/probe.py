@@ -1,14 +1,20 @@
 """The polite SMTP probe: ask an MX whether mailboxes exist, without ever sending mail.
 
-One :meth:`SmtpProber.probe` call checks many addresses of one domain: it connects to the
-MX addresses in preference order (moving on when one cannot be reached), says EHLO (HELO
-as fallback), upgrades with STARTTLS when offered, then sends ``MAIL FROM`` and one
-``RCPT TO`` per address, ``RSET`` between groups of recipients, reconnects when the
-server refuses more recipients (452 4.5.3) or closes with 421, and ends with ``QUIT``.
-It never sends ``DATA`` or ``BDAT`` — the transport cannot even express them.
+One :meth:`SmtpProber.probe` call checks many addresses of one domain. It borrows a
+session to the MX addresses in preference order from the :class:`~checks.pool.MxPool`
+(moving on when one cannot be reached or is backing off), opens a MAIL transaction
+(``RSET`` first when the session carried an earlier group), sends the ``RCPT TO``
+commands and gives the session back for the next group, whatever domain that is.
 
-Every connection holds a slot of :class:`~checks.politeness.Politeness` for its MX
-address, and every ``RCPT TO`` waits for the host's rate limit.
+* With RFC 2920 ``PIPELINING`` advertised, the RCPTs whose permits are due together go in
+  one write and their replies are matched in order; without it, lock-step.
+* RCPT permits are reserved in bulk (:meth:`~checks.politeness.Politeness.reserve_rcpts`)
+  and each command waits for its own permit time.
+* At most ``rcpt_per_transaction`` recipients per transaction, then ``RSET``.
+* A server that refuses more recipients (452 4.5.3) or closes with 421 is asked again on
+  a new connection; a session that an idle server closed meanwhile is replaced quietly.
+
+It never sends ``DATA`` or ``BDAT`` — the transport cannot even express them.
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ from dataclasses import dataclass, field
 from checks.model import MxResult, RcptResult, Reason, ReplyClass, SmtpReply
 from checks.netpolicy import is_contactable
 from checks.politeness import Politeness
+from checks.pool import HostBackoff, MxPool, PoolConfig, PooledSession, SessionRefused
 from checks.replies import classify
-from checks.smtp import SmtpConnector, SmtpSession, SmtpTransportError
+from checks.smtp import SmtpConnector, SmtpTransportError
 
 __all__ = ["ProbeConfig", "ProbeReport", "SmtpProber"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: permits due within this many seconds of each other go out in one pipelined write
+_SAME_GROUP = 0.002
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class ProbeConfig:
     allowed_networks: tuple[Network, ...] = ()
     rcpt_per_transaction: int = 20
     max_reconnects: int = 3
+    pipelining: bool = True
 
 
 @dataclass
@@ -49,23 +60,28 @@ class ProbeReport:
     """Per-recipient outcomes of one probe, keyed by the recipient string given."""
 
     results: dict[str, RcptResult] = field(default_factory=dict)
+    #: new connections this probe opened (sessions borrowed from the pool do not count)
     connections: int = 0
 
 
 class _Next(enum.Enum):
     DONE = "done"
     RECONNECT = "reconnect"  # same host again (452 too many recipients, 421 mid-session)
+    STALE = "stale"  # a pooled session was closed by the server meanwhile: quietly again
     NEXT_HOST = "next_host"  # this address failed: try the next MX address
+    ABORT = "abort"  # the probe's time is up
 
 
 class SmtpProber:
-    """Runs probes through a :class:`SmtpConnector` under a :class:`Politeness` policy."""
+    """Runs probes through an :class:`~checks.pool.MxPool` under a politeness policy."""
 
     def __init__(self, connector: SmtpConnector, politeness: Politeness,
-                 config: ProbeConfig) -> None:
-        self.connector = connector
+                 config: ProbeConfig, *, pool: MxPool | None = None,
+                 max_connections: int = 2) -> None:
         self.politeness = politeness
         self.config = config
+        self.pool = pool or MxPool(connector, politeness, PoolConfig(
+            port=config.port, helo_name=config.helo_name, max_connections=max_connections))
 
     async def probe(self, mx: MxResult, recipients: Sequence[str]) -> ProbeReport:
         """Ask the domain's MX about every recipient (``local@ascii-domain`` strings)."""
@@ -81,21 +97,22 @@ class SmtpProber:
             return self._finish(report, pending, failure)
 
         failure = RcptResult(None, None, Reason.CONNECTION_FAILED, error="no MX answered")
-        try:
-            async with asyncio.timeout(self.config.session_timeout):
-                index, reconnects = 0, 0
-                while pending and index < len(allowed):
-                    host, ip = allowed[index]
-                    step, failure = await self._session(host, ip, pending, report, failure)
-                    if step is _Next.NEXT_HOST:
-                        index += 1
-                    elif step is _Next.RECONNECT:
-                        reconnects += 1
-                        if reconnects > self.config.max_reconnects:
-                            break
-        except TimeoutError:
-            failure = RcptResult(None, None, Reason.TIMEOUT,
-                                 error=f"SMTP session exceeded {self.config.session_timeout}s")
+        index, reconnects, stale = 0, 0, 0
+        while pending and index < len(allowed):
+            host, ip = allowed[index]
+            step, failure = await self._session(host, ip, pending, report, failure)
+            if step is _Next.NEXT_HOST:
+                index += 1
+            elif step is _Next.RECONNECT:
+                reconnects += 1
+                if reconnects > self.config.max_reconnects:
+                    break
+            elif step is _Next.STALE:
+                stale += 1
+                if stale > self.pool.config.max_connections:
+                    index += 1
+            elif step is _Next.ABORT:
+                break
         return self._finish(report, pending, failure)
 
     @staticmethod
@@ -109,36 +126,46 @@ class SmtpProber:
         self, host: str, ip: str, pending: deque[str], report: ProbeReport,
         failure: RcptResult,
     ) -> tuple[_Next, RcptResult]:
-        """One SMTP session to ``ip``; consumes ``pending`` as answers arrive."""
-        async with self.politeness.connection(ip):
+        """One borrowed session to ``ip``; consumes ``pending`` as answers arrive."""
+        try:
+            ps = await self.pool.acquire(host, ip)
+        except HostBackoff as exc:
+            return _Next.NEXT_HOST, self._open_failure(exc.cause, host, ip, note=str(exc))
+        except (SmtpTransportError, SessionRefused) as exc:
             report.connections += 1
-            try:
-                session = await self.connector.open(ip, self.config.port)
-            except SmtpTransportError as exc:
-                return _Next.NEXT_HOST, self._transport_failure(exc, host, ip)
-            try:
-                return await self._converse(session, host, ip, pending, report)
-            except SmtpTransportError as exc:
-                return _Next.NEXT_HOST, self._transport_failure(exc, host, ip)
-            finally:
-                await session.quit()
+            return _Next.NEXT_HOST, self._open_failure(exc, host, ip)
+        if not ps.reused:
+            report.connections += 1
+        reuse = False
+        answered = ps.rcpts
+        try:
+            async with asyncio.timeout(self.config.session_timeout):
+                step, outcome = await self._converse(ps, host, ip, pending, report)
+            reuse = step is _Next.DONE
+            return step, outcome
+        except TimeoutError:
+            expired = SmtpTransportError(
+                Reason.TIMEOUT, f"SMTP session exceeded {self.config.session_timeout:g}s")
+            self.pool.failed(ip, expired)
+            return _Next.ABORT, RcptResult(None, None, Reason.TIMEOUT, mx_host=host,
+                                           mx_address=ip, error=str(expired))
+        except SmtpTransportError as exc:
+            if ps.reused and ps.rcpts == answered and exc.reason is not Reason.TIMEOUT:
+                return _Next.STALE, failure  # closed by the server while idle in the pool
+            if exc.reason is Reason.TIMEOUT:
+                self.pool.failed(ip, exc)
+            return _Next.NEXT_HOST, self._transport_failure(exc, host, ip)
+        finally:
+            await self.pool.release(ps, reuse=reuse)
 
     async def _converse(
-        self, session: SmtpSession, host: str, ip: str, pending: deque[str],
+        self, ps: PooledSession, host: str, ip: str, pending: deque[str],
         report: ProbeReport,
     ) -> tuple[_Next, RcptResult]:
+        session = ps.session
+
         def result(reply: SmtpReply, cls: ReplyClass | None = None) -> RcptResult:
             return RcptResult(reply, cls or classify(reply), mx_host=host, mx_address=ip)
-
-        hello = await session.hello(self.config.helo_name)
-        if hello.code >= 400:
-            return _Next.NEXT_HOST, result(hello)
-        if session.supports("starttls") and not session.tls_active:
-            tls = await session.starttls(host)
-            if tls.code == 220:
-                hello = await session.hello(self.config.helo_name)
-                if hello.code >= 400:
-                    return _Next.NEXT_HOST, result(hello)
 
         smtputf8 = any(not r.isascii() for r in pending)
         if smtputf8 and not session.supports("smtputf8"):
@@ -150,9 +177,14 @@ class SmtpProber:
                     ReplyClass.PERMANENT)
             smtputf8 = False
 
+        pipelining = self.config.pipelining and session.supports("pipelining")
+        loop = asyncio.get_running_loop()
         in_transaction, sent = False, 0
         while pending:
             if not in_transaction:
+                if ps.dirty:
+                    await session.rset()
+                    ps.dirty = False
                 mail = await session.mail_from(self.config.mail_from, smtputf8=smtputf8)
                 if mail.code >= 400:
                     cls = classify(mail)
@@ -164,21 +196,48 @@ class SmtpProber:
                         return _Next.DONE, result(mail, cls)
                     return _Next.NEXT_HOST, result(mail, cls)
                 in_transaction, sent = True, 0
-            rcpt = pending[0]
-            await self.politeness.before_rcpt(ip)
-            reply = await session.rcpt_to(rcpt)
-            cls = classify(reply)
-            if cls is ReplyClass.TOO_MANY_RECIPIENTS and sent > 0:
-                return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
-            if reply.code == 421:  # the server is closing: ask again on a new connection
-                return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
-            report.results[rcpt] = result(reply, cls)
-            pending.popleft()
-            sent += 1
+                ps.dirty = True
+                ps.transactions += 1
+            chunk = [pending[i] for i in range(min(len(pending),
+                                                   self.config.rcpt_per_transaction - sent))]
+            reserved_at = loop.time()
+            waits = await self.politeness.reserve_rcpts(ip, len(chunk))
+            i = 0
+            while i < len(chunk):
+                j = i + 1
+                if pipelining:
+                    while j < len(chunk) and waits[j] <= waits[i] + _SAME_GROUP:
+                        j += 1
+                delay = reserved_at + waits[i] - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                group = chunk[i:j]
+                replies = (await session.rcpt_many(group) if len(group) > 1
+                           else [await session.rcpt_to(group[0])])
+                for rcpt, reply in zip(group, replies, strict=True):
+                    ps.rcpts += 1
+                    cls = classify(reply)
+                    if cls is ReplyClass.TOO_MANY_RECIPIENTS and ps.rcpts > 1:
+                        return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
+                    if reply.code == 421:  # the server is closing: ask again on a new one
+                        return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
+                    report.results[rcpt] = result(reply, cls)
+                    pending.popleft()
+                    sent += 1
+                i = j
             if sent >= self.config.rcpt_per_transaction and pending:
-                await session.rset()
                 in_transaction = False
         return _Next.DONE, RcptResult(None, None, None)
+
+    def _open_failure(self, exc: SmtpTransportError | SessionRefused, host: str, ip: str,
+                      note: str | None = None) -> RcptResult:
+        if isinstance(exc, SessionRefused):
+            return RcptResult(exc.reply, classify(exc.reply), mx_host=host, mx_address=ip,
+                              error=note)
+        outcome = self._transport_failure(exc, host, ip)
+        if note is None:
+            return outcome
+        return RcptResult(outcome.reply, outcome.reply_class, outcome.reason, host, ip, note)
 
     @staticmethod
     def _transport_failure(exc: SmtpTransportError, host: str, ip: str) -> RcptResult:

@@ -1,25 +1,44 @@
-"""The SMTP transport: a small protocol for one client session, and its aiosmtplib implementation.
+"""The SMTP transport: a small protocol for one client session, and an asyncio implementation.
 
 The probe logic (:mod:`checks.probe`) only talks to :class:`SmtpConnector` and
 :class:`SmtpSession`, so tests can swap the network the way httpx swaps transports.
 Sessions connect to an IP address we resolved ourselves (never a host name), and the
 protocol offers no way to send ``DATA`` or ``BDAT``: a probe can never send mail.
+
+:class:`StreamSmtpConnector` speaks SMTP over :mod:`asyncio` streams itself. It exists
+because a verifier needs RFC 2920 PIPELINING (many ``RCPT TO`` in one write, replies read
+in order), which aiosmtplib's protocol cannot do: it drops reply bytes that arrive while
+an earlier reply waits to be read. The reply grammar lives in :func:`read_reply` (pure
+but for the reader it is given).
+
+>>> import asyncio
+>>> async def demo() -> SmtpReply:
+...     reader = asyncio.StreamReader()
+...     reader.feed_data(b"250-mx.example Hello\\r\\n250-PIPELINING\\r\\n250 SIZE 100\\r\\n")
+...     return await read_reply(reader)
+>>> asyncio.run(demo()).message
+'mx.example Hello PIPELINING SIZE 100'
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
+from collections.abc import Sequence
 from typing import Protocol
-
-import aiosmtplib
 
 from checks.model import Reason, SmtpReply
 from checks.replies import parse_reply
 
 __all__ = [
-    "SmtpTransportError", "SmtpConnector", "SmtpSession", "AioSmtpConnector",
+    "SmtpTransportError", "SmtpConnector", "SmtpSession", "StreamSmtpConnector",
+    "read_reply", "read_reply_lines", "MAX_REPLY_LINES",
 ]
+
+#: a reply of more lines than this is not an SMTP server talking
+MAX_REPLY_LINES = 200
+_FORBIDDEN = frozenset("\r\n\0<>")
 
 
 class SmtpTransportError(Exception):
@@ -51,6 +70,13 @@ class SmtpSession(Protocol):
 
     async def rcpt_to(self, recipient: str) -> SmtpReply: ...
 
+    async def rcpt_many(self, recipients: Sequence[str]) -> list[SmtpReply]:
+        """RFC 2920: send every ``RCPT TO`` in one write, return the replies in order.
+
+        Only for a server that advertised ``PIPELINING``.
+        """
+        ...
+
     async def rset(self) -> SmtpReply: ...
 
     async def quit(self) -> None:
@@ -74,85 +100,152 @@ def _tls_context() -> ssl.SSLContext:
     return ctx
 
 
-class _AioSession:
-    def __init__(self, client: aiosmtplib.SMTP, banner: SmtpReply) -> None:
-        self._client = client
-        self.banner = banner
+async def read_reply(reader: asyncio.StreamReader) -> SmtpReply:
+    """Read one (possibly multi-line) reply: ``250-a`` … ``250 z`` (lines folded, as
+    :func:`~checks.replies.parse_reply` does).
 
-    async def _execute(self, *args: bytes) -> SmtpReply:
+    Raises :class:`SmtpTransportError` when the connection ends or the server talks
+    nonsense (a line without a three-digit code).
+    """
+    code, lines = await read_reply_lines(reader)
+    return parse_reply(code, "\n".join(lines))
+
+
+async def read_reply_lines(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
+    """Like :func:`read_reply`, but the code and the text of each line as sent."""
+    lines: list[str] = []
+    code = 0
+    while True:
         try:
-            response = await self._client.execute_command(*args)
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise SmtpTransportError(Reason.TIMEOUT, f"timed out: {exc}") from None
-        except aiosmtplib.SMTPServerDisconnected as exc:
-            raise SmtpTransportError(Reason.CONNECTION_FAILED, f"disconnected: {exc}") from None
-        return parse_reply(response.code, response.message)
+            raw = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            raise SmtpTransportError(Reason.CONNECTION_FAILED,
+                                     "disconnected: the server closed the connection") from None
+        except asyncio.LimitOverrunError:
+            raise SmtpTransportError(Reason.CONNECTION_FAILED,
+                                     "reply line too long") from None
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if len(line) < 3 or not line[:3].isdigit():
+            raise SmtpTransportError(Reason.CONNECTION_FAILED, f"not an SMTP reply: {line!r}")
+        code = int(line[:3])
+        lines.append(line[4:])
+        if len(line) == 3 or line[3] != "-" or len(lines) >= MAX_REPLY_LINES:
+            return code, lines
+
+
+class _StreamSession:
+    """An SMTP client session over an asyncio stream pair (see :class:`SmtpSession`)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 banner: SmtpReply, timeout: float) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.banner = banner
+        self._timeout = timeout
+        self._extensions: set[str] = set()
+        self._tls = False
+        self._closed = False
+
+    async def _exchange(self, data: bytes, count: int) -> list[tuple[int, list[str]]]:
+        """Write ``data`` (one or more commands), read ``count`` replies in order."""
+        if self._closed:
+            raise SmtpTransportError(Reason.CONNECTION_FAILED, "disconnected: session closed")
+        try:
+            async with asyncio.timeout(self._timeout):
+                self._writer.write(data)
+                await self._writer.drain()
+                return [await read_reply_lines(self._reader) for _ in range(count)]
+        except TimeoutError:
+            self._abort()
+            raise SmtpTransportError(Reason.TIMEOUT,
+                                     f"timed out: no reply within {self._timeout:g}s") from None
+        except SmtpTransportError:
+            self._abort()
+            raise
+        except (OSError, ssl.SSLError) as exc:
+            self._abort()
+            raise SmtpTransportError(Reason.CONNECTION_FAILED,
+                                     f"disconnected: {exc or type(exc).__name__}") from None
+
+    async def _replies(self, data: bytes, count: int) -> list[SmtpReply]:
+        return [parse_reply(code, "\n".join(lines))
+                for code, lines in await self._exchange(data, count)]
+
+    async def _command(self, line: str) -> SmtpReply:
+        return (await self._replies(line.encode("utf-8") + b"\r\n", 1))[0]
 
     async def hello(self, name: str) -> SmtpReply:
-        try:
-            response = await self._client.ehlo(hostname=name)
-        except aiosmtplib.SMTPHeloError:
-            try:
-                response = await self._client.helo(hostname=name)
-            except aiosmtplib.SMTPHeloError as exc:
-                return parse_reply(exc.code, exc.message)
-            except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected) as exc:
-                raise _transport(exc) from None
-        except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected) as exc:
-            raise _transport(exc) from None
-        return parse_reply(response.code, response.message)
+        ((code, lines),) = await self._exchange(f"EHLO {name}\r\n".encode(), 1)
+        reply = parse_reply(code, "\n".join(lines))
+        if reply.code == 250:
+            self._extensions = {ln.split(" ", 1)[0].lower() for ln in lines[1:] if ln}
+            return reply
+        if reply.code == 421:  # the server is closing
+            return reply
+        self._extensions = set()
+        return await self._command(f"HELO {name}")
 
     def supports(self, extension: str) -> bool:
-        return self._client.supports_extension(extension)
+        return extension.lower() in self._extensions
 
     @property
     def tls_active(self) -> bool:
-        return self._client.get_transport_info("sslcontext") is not None
+        return self._tls
 
     async def starttls(self, server_hostname: str) -> SmtpReply:
+        reply = await self._command("STARTTLS")
+        if reply.code != 220:
+            return reply
         try:
-            response = await self._client.starttls(
-                server_hostname=server_hostname, tls_context=_tls_context()
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            return parse_reply(exc.code, exc.message)
-        except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected) as exc:
-            raise _transport(exc) from None
-        except (ssl.SSLError, OSError, aiosmtplib.SMTPException) as exc:
-            raise SmtpTransportError(Reason.CONNECTION_FAILED, f"STARTTLS failed: {exc}") \
-                from None
-        return parse_reply(response.code, response.message)
+            async with asyncio.timeout(self._timeout):
+                await self._writer.start_tls(_tls_context(), server_hostname=server_hostname)
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
+            self._abort()
+            raise SmtpTransportError(Reason.CONNECTION_FAILED,
+                                     f"STARTTLS failed: {exc or type(exc).__name__}") from None
+        self._tls = True
+        self._extensions = set()
+        return reply
 
     async def mail_from(self, sender: str, *, smtputf8: bool = False) -> SmtpReply:
-        arg = f"FROM:<{sender}>" + (" SMTPUTF8" if smtputf8 else "")
-        return await self._execute(b"MAIL", arg.encode("utf-8"))
+        if any(c in _FORBIDDEN for c in sender):
+            raise ValueError("sender contains characters that cannot appear in MAIL FROM")
+        return await self._command(f"MAIL FROM:<{sender}>" + (" SMTPUTF8" if smtputf8 else ""))
 
     async def rcpt_to(self, recipient: str) -> SmtpReply:
-        if any(c in recipient for c in "\r\n\0<>"):
-            raise ValueError("recipient contains characters that cannot appear in RCPT TO")
-        return await self._execute(b"RCPT", f"TO:<{recipient}>".encode())
+        return (await self.rcpt_many([recipient]))[0]
+
+    async def rcpt_many(self, recipients: Sequence[str]) -> list[SmtpReply]:
+        for r in recipients:
+            if any(c in _FORBIDDEN for c in r):
+                raise ValueError("recipient contains characters that cannot appear in RCPT TO")
+        data = b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in recipients)
+        return await self._replies(data, len(recipients))
 
     async def rset(self) -> SmtpReply:
-        return await self._execute(b"RSET")
+        return await self._command("RSET")
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._writer.transport.abort()
 
     async def quit(self) -> None:
+        if self._closed:
+            return
         try:
-            if self._client.is_connected:
-                await self._client.execute_command(b"QUIT", timeout=2)
+            async with asyncio.timeout(2):
+                self._writer.write(b"QUIT\r\n")
+                await self._writer.drain()
+                await read_reply(self._reader)
         except Exception:  # noqa: BLE001 - QUIT is a courtesy
             pass
         finally:
-            self._client.close()
+            self._closed = True
+            self._writer.close()
 
 
-def _transport(exc: Exception) -> SmtpTransportError:
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
-        return SmtpTransportError(Reason.TIMEOUT, f"timed out: {exc}")
-    return SmtpTransportError(Reason.CONNECTION_FAILED, str(exc) or type(exc).__name__)
-
-
-class AioSmtpConnector:
-    """:class:`SmtpConnector` over aiosmtplib (connects to IP literals only)."""
+class StreamSmtpConnector:
+    """:class:`SmtpConnector` over asyncio streams (connects to IP literals only)."""
 
     def __init__(self, *, helo_name: str, connect_timeout: float, command_timeout: float) -> None:
         self.helo_name = helo_name
@@ -160,22 +253,29 @@ class AioSmtpConnector:
         self.command_timeout = command_timeout
 
     async def open(self, ip: str, port: int) -> SmtpSession:
-        client = aiosmtplib.SMTP(
-            hostname=ip, port=port, timeout=self.command_timeout, start_tls=False,
-            use_tls=False, local_hostname=self.helo_name, validate_certs=False,
-        )
+        writer: asyncio.StreamWriter | None = None
         try:
-            response = await client.connect(timeout=self.connect_timeout)
-        except aiosmtplib.SMTPConnectResponseError as exc:
-            client.close()
-            reply = parse_reply(exc.code, exc.message)
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(ip, port, limit=64 * 1024)
+                banner = await read_reply(reader)
+        except TimeoutError:
+            if writer is not None:
+                writer.transport.abort()
+            raise SmtpTransportError(
+                Reason.TIMEOUT, f"timed out connecting to {ip}:{port} "
+                f"(no greeting within {self.connect_timeout:g}s)") from None
+        except SmtpTransportError:
+            if writer is not None:
+                writer.transport.abort()
+            raise
+        except OSError as exc:
+            if writer is not None:
+                writer.transport.abort()
             raise SmtpTransportError(Reason.CONNECTION_FAILED,
-                                     f"greeting refused: {exc.code} {exc.message}",
-                                     reply) from None
-        except aiosmtplib.SMTPConnectTimeoutError as exc:
-            client.close()
-            raise SmtpTransportError(Reason.TIMEOUT, str(exc)) from None
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
-            client.close()
-            raise SmtpTransportError(Reason.CONNECTION_FAILED, str(exc)) from None
-        return _AioSession(client, parse_reply(response.code, response.message))
+                                     f"{ip}:{port}: {exc.strerror or exc}") from None
+        if banner.code != 220:
+            writer.transport.abort()
+            raise SmtpTransportError(Reason.CONNECTION_FAILED,
+                                     f"greeting refused: {banner.code} {banner.message}",
+                                     banner)
+        return _StreamSession(reader, writer, banner, self.command_timeout)

@@ -267,6 +267,18 @@ class Settings:
     smtp_session_timeout: float = _setting(
         "MAILSIFT_SMTP_SESSION_TIMEOUT", "120", _seconds,
         "Seconds for one whole SMTP session.")
+    smtp_idle_seconds: float = _setting(
+        "MAILSIFT_SMTP_IDLE_SECONDS", "5", _seconds,
+        "Seconds a pooled SMTP session may sit without work before it is closed (QUIT).")
+    smtp_pipelining: bool = _setting(
+        "MAILSIFT_SMTP_PIPELINING", "true", _bool,
+        "Send RCPT TO commands in pipelined groups (RFC 2920) to servers that offer it.")
+    mx_backoff_seconds: float = _setting(
+        "MAILSIFT_MX_BACKOFF_SECONDS", "30", _seconds,
+        "First back-off of an MX host that refused or timed out (doubles per failure).")
+    mx_backoff_max_seconds: float = _setting(
+        "MAILSIFT_MX_BACKOFF_MAX_SECONDS", "900", _seconds,
+        "Longest back-off of a failing MX host.")
     mx_max_connections: int = _setting(
         "MAILSIFT_MX_MAX_CONNECTIONS", "2", _int_range(1, 100),
         "Simultaneous SMTP connections per MX host.")

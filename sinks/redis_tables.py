@@ -16,7 +16,8 @@ Key layout (``prefix`` defaults to ``"mailsift:"``)::
     {prefix}{dns cache key}            string  cached DNS entry (CachingResolver's key,
                                                 e.g. mailsift:dns:example.com/MX), PX = ttl
     {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
-    {prefix}mx:{ip}:rcpt               string  next allowed RCPT time (µs, Redis time)
+    {prefix}mx:{ip}:rcpts              list    times of the last RCPT permits (µs, Redis
+                                                time), oldest first: the sliding window
     {prefix}job:{key}:claims           hash    dedupe key -> source of first submission
     {prefix}job:{key}:dups             set     sources counted as duplicates
     {prefix}job:{key}:total            string  number of submissions
@@ -44,7 +45,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from checks.politeness import rcpt_interval
+from checks.politeness import window_shape
 from streams.jobstore import JobProgress
 
 __all__ = [
@@ -224,19 +225,45 @@ redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
 return 1
 """
 
-# KEYS[1] = next-allowed-time string; ARGV = interval_us.
-# Returns {slot_us, wait_us}: the RCPT may go at slot_us (Redis time), wait_us from now.
+# KEYS[1] = lease zset; ARGV = token, lease_ms. Extends a held lease (1), or 0 if gone.
+_RENEW_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
+return 1
+"""
+
+# The sliding window of checks.politeness.window_slots, in Redis time.
+# KEYS[1] = permit-times list; ARGV = capacity, window_us, count.
+# Returns {now_us, slot_us - now_us for each permit} (strings), waits non-decreasing.
 _RCPT_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local slot = math.max(now, nxt)
-local after = slot + interval
-local ttl_ms = math.ceil((after - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
-return {string.format('%.0f', slot), string.format('%.0f', slot - now)}
+local cap = tonumber(ARGV[1])
+local win = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local hist = {}
+for i, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do hist[i] = tonumber(v) end
+local last = hist[#hist] or now
+local out = {string.format('%.0f', now)}
+for i = 1, count do
+  local slot = math.max(now, last)
+  if #hist >= cap then slot = math.max(slot, hist[#hist - cap + 1] + win) end
+  hist[#hist + 1] = slot
+  last = slot
+  out[i + 1] = string.format('%.0f', slot - now)
+end
+local keep = {}
+for i = math.max(1, #hist - cap + 1), #hist do keep[#keep + 1] = string.format('%.0f', hist[i]) end
+redis.call('DEL', KEYS[1])
+redis.call('RPUSH', KEYS[1], unpack(keep))
+redis.call('PEXPIRE', KEYS[1], math.ceil((last - now + win) / 1000) + 1000)
+return out
 """
 
 
@@ -256,10 +283,14 @@ class _Lease:
         self._mx_ip = mx_ip
         self._token: str | None = None
 
+        self._renewal: asyncio.Task[None] | None = None
+
     async def __aenter__(self) -> None:
         if self._token is not None:
             raise RuntimeError("this connection lease is already held")
         self._token = await self._owner._acquire(self._mx_ip)
+        # pooled sessions live as long as their host has work: keep the lease alive
+        self._renewal = asyncio.ensure_future(self._owner._renew(self._mx_ip, self._token))
 
     async def __aexit__(
         self,
@@ -268,6 +299,9 @@ class _Lease:
         tb: TracebackType | None,
     ) -> None:
         token, self._token = self._token, None
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None:
+            renewal.cancel()
         if token is not None:
             await self._owner._release(self._mx_ip, token)
 
@@ -282,10 +316,13 @@ class RedisPoliteness:
     cancellation) removes the lease. A lease lasts ``lease_seconds`` at most, so a
     crashed worker frees its slots by itself: pass more than the SMTP session timeout.
 
-    *RCPT rate*: a "next allowed time" per MX IP; each call takes the slot
-    ``max(now, next)`` and moves ``next`` one interval (``1 / rcpt_per_second``) further,
-    then sleeps until the slot. Slots are at least one interval apart across all workers,
-    so no rolling second holds more than ``rcpt_per_second`` of them.
+    A held lease is renewed every third of ``lease_seconds`` while its ``async with``
+    block runs, so a pooled session may live longer than one lease.
+
+    *RCPT rate*: the sliding window of :func:`checks.politeness.window_slots` per MX IP,
+    in Redis time, shared by all workers: at most ``capacity`` permits in any window
+    (:func:`checks.politeness.window_shape`). :meth:`reserve_rcpts` takes many permits
+    in one round trip.
 
     When Redis does not answer, both wait and retry with backoff (warning at most once a
     minute): the limits are never bypassed.
@@ -311,11 +348,13 @@ class RedisPoliteness:
         self.rcpt_per_second = rcpt_per_second
         self.lease_seconds = lease_seconds
         self.prefix = prefix
-        # ceil: rounding the spacing down could let one RCPT too many into a second
-        self.interval_us = math.ceil(1_000_000 * rcpt_interval(rcpt_per_second))
+        self.capacity, window = window_shape(rcpt_per_second)
+        # ceil: rounding the window down could let one RCPT too many into it
+        self.window_us = math.ceil(1_000_000 * window)
         self._lease_ms = max(1, math.ceil(lease_seconds * 1000))
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
+        self._renew_script = redis.register_script(_RENEW_LUA)
         self._warn = _ThrottledWarning()
         self._background: set[asyncio.Task[None]] = set()
         #: poll delay bounds while all slots are held (seconds)
@@ -330,8 +369,8 @@ class RedisPoliteness:
         return f"{self.prefix}mx:{mx_ip}:conn"
 
     def rcpt_key(self, mx_ip: str) -> str:
-        """The next-allowed-RCPT-time key of ``mx_ip``."""
-        return f"{self.prefix}mx:{mx_ip}:rcpt"
+        """The RCPT permit-times key (sliding window) of ``mx_ip``."""
+        return f"{self.prefix}mx:{mx_ip}:rcpts"
 
     def connection(self, mx_ip: str) -> _Lease:
         """Hold one of ``mx_ip``'s global connection slots for the ``async with`` block."""
@@ -351,17 +390,37 @@ class RedisPoliteness:
             await asyncio.sleep(reservation.wait)
 
     async def reserve_rcpt(self, mx_ip: str) -> RcptReservation:
-        """Take the next RCPT slot of ``mx_ip`` without sleeping; see :meth:`before_rcpt`."""
+        """Take the next RCPT permit of ``mx_ip`` without sleeping; see :meth:`before_rcpt`."""
+        now, (wait,) = await self._reserve(mx_ip, 1)
+        return RcptReservation(now + wait, wait)
+
+    async def reserve_rcpts(self, mx_ip: str, count: int) -> list[float]:
+        """Reserve ``count`` permits of ``mx_ip`` in one round trip; seconds to wait for each."""
+        if count <= 0:
+            return []
+        return (await self._reserve(mx_ip, count))[1]
+
+    async def _reserve(self, mx_ip: str, count: int) -> tuple[float, list[float]]:
+        """(Redis time of the reservation, seconds to wait for each permit)."""
         backoff = self.retry_min
         while True:
             try:
-                reply = await _guarded(
-                    self._rcpt_script(keys=[self.rcpt_key(mx_ip)], args=[self.interval_us])
-                )
-                slot_us, wait_us = _int(reply[0]), _int(reply[1])
-                return RcptReservation(slot_us / 1_000_000, max(0, wait_us) / 1_000_000)
+                reply = await _guarded(self._rcpt_script(
+                    keys=[self.rcpt_key(mx_ip)], args=[self.capacity, self.window_us, count]))
+                return (_int(reply[0]) / 1_000_000,
+                        [max(0, _int(w)) / 1_000_000 for w in reply[1:]])
             except _UNAVAILABLE as exc:
                 backoff = await self._unavailable("RCPT rate", mx_ip, exc, backoff)
+
+    async def _renew(self, mx_ip: str, token: str) -> None:
+        """Extend the lease ``token`` every third of its life until cancelled."""
+        key = self.conn_key(mx_ip)
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await _guarded(self._renew_script(keys=[key], args=[token, self._lease_ms]))
+            except _UNAVAILABLE as exc:
+                self._warn("politeness: could not renew lease on %s: %s", key, exc)
 
     async def _acquire(self, mx_ip: str) -> str:
         """Take a connection slot of ``mx_ip``; returns the lease token."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -60,6 +60,9 @@ class FakeSession:
         self.count += 1
         return self.server.rcpt(recipient, self.count)
 
+    async def rcpt_many(self, recipients: Sequence[str]) -> list[SmtpReply]:
+        return [await self.rcpt_to(r) for r in recipients]
+
     async def rset(self) -> SmtpReply:
         self.server.log.append("RSET")
         return SmtpReply(250, "OK")
@@ -106,6 +109,8 @@ async def test_many_recipients_share_one_session_with_rset_between_groups() -> N
     assert report.results["a1@x.test"].reply_class is ReplyClass.ACCEPTED
     assert report.results["b@x.test"].reply_class is ReplyClass.MAILBOX_NOT_FOUND
     assert server.log.count("RSET") == 1 and server.log.count("MAIL verify@mailsift.invalid") == 2
+    assert server.log[-1] != "QUIT"  # the session stays in the pool for the next group
+    await p.pool.aclose()
     assert server.log[-1] == "QUIT"
     assert not any(c.startswith(("DATA", "BDAT")) for c in server.log)
 

@@ -154,8 +154,8 @@ async def test_dns_cache_survives_unreachable_redis() -> None:
         await cache.set("dns:x.test/MX", b"v", ttl=10)  # swallowed
         answer = await resolver.query("x.test.", "MX")  # the resolver keeps working
         assert answer.records == ("10 mx.example.test.",)
-        await resolver.query("x.test.", "MX")
-        assert base.calls[("x.test.", "MX")] == 2
+        await resolver.query("x.test.", "MX")  # from the in-process cache
+        assert base.calls[("x.test.", "MX")] == 1
         assert time.monotonic() - started < 3.0
     finally:
         await client.aclose()
@@ -213,6 +213,7 @@ async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: s
         lease = crashed.connection(MX)
         started = time.monotonic()
         await lease.__aenter__()  # ... and this holder "crashes": never released
+        lease._renewal.cancel()  # type: ignore[union-attr]  # a dead process renews nothing
         assert await other.active(MX) == 2
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(other.connection(MX).__aenter__(), 0.25)
@@ -232,7 +233,9 @@ async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: s
 async def test_idle_lease_key_expires(clients: ClientFactory, prefix: str) -> None:
     p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
                         lease_seconds=0.3, prefix=prefix)
-    await p.connection(MX).__aenter__()  # never released
+    lease = p.connection(MX)
+    await lease.__aenter__()  # never released
+    lease._renewal.cancel()  # type: ignore[union-attr]  # its process died: no renewal
     assert 0 < await p.redis.pttl(p.conn_key(MX)) <= 300
     await asyncio.sleep(0.4)
     assert await p.redis.exists(p.conn_key(MX)) == 0
@@ -326,20 +329,18 @@ async def test_rcpt_rate_is_global_across_workers(
     await asyncio.wait_for(asyncio.gather(*(rcpt(workers[i % 2]) for i in range(30))), 20)
     elapsed = time.monotonic() - started
     assert len(done) == 30
-    assert elapsed >= 1.4  # 29 intervals of 50 ms
+    assert elapsed >= 1.0  # 20 permits at once, the next 10 one window (1.05 s) later
 
-    # the slots, in Redis time, are at least one interval apart ...
+    # the slots, in Redis time: no window of 1.05 s holds more than 20 of them ...
     slots = sorted(round(slot * 1_000_000) for slot, _ in done)
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
-    assert min(gaps) >= 50_000
-    # ... so no rolling second [t, t + 1 s) holds more than 20 of them
     window = max(
-        sum(1 for s in slots if start <= s < start + 1_000_000) for start in slots
+        sum(1 for s in slots if start <= s < start + 1_050_000) for start in slots
     )
     assert window == 20
+    assert slots[20] - slots[0] >= 1_050_000
     # and no caller went before its slot (2 ms for clock reads and loop granularity)
     assert all(returned >= slot - 0.002 for slot, returned in done)
-    # the two workers really shared the spacing
+    # the two workers really shared the window
     assert all(len(p.granted) == 15 for p in workers)
 
 

@@ -59,6 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bulk MX hosts mx{j}.bulk.test at 127.0.3.X (default 4)",
     )
     p.add_argument(
+        "--bulk-max-connections",
+        type=int,
+        default=None,
+        metavar="C",
+        help="bulk hosts answer 421 to a connection arriving while C are open",
+    )
+    p.add_argument(
         "--no-default",
         action="store_true",
         help="serve only the bulk domains, not the default world",
@@ -105,6 +112,7 @@ def build_spec(args: argparse.Namespace) -> WorldSpec:
                 args.bulk_mx_hosts,
                 latency,
                 dns_latency=dns_latency,
+                max_connections=args.bulk_max_connections,
             )
         )
     if not specs:

@@ -196,19 +196,23 @@ def bulk_world(
     *,
     dns_latency: float = 0.0,
     ttl: int = DEFAULT_TTL,
+    max_connections: int | None = None,
 ) -> WorldSpec:
     """A benchmark world: ``bulk{i}.test`` (i = 0..n-1) spread round-robin over hosts.
 
     MX host ``j`` is ``mx{j}.bulk.test`` at :func:`bulk_address` ``(j)``. Every domain
     has ``MX 10 mx{i % mx_hosts}.bulk.test`` and an SPF TXT record. On every host,
     ``user0`` .. ``user{mailboxes_per_domain-1}`` are accepted, every other local part
-    gets 550 5.1.1. ``latency`` is added to every SMTP reply (seconds).
+    gets 550 5.1.1. ``latency`` is added to every SMTP reply (seconds). With
+    ``max_connections`` (K), every host answers ``421`` to a connection arriving while K
+    of them are open (as large providers do per client).
     """
     if mx_hosts < 1 or mx_hosts > 254 * 50:
         raise ValueError("mx_hosts must be between 1 and 12700")
     boxes = mailboxes([f"user{k}" for k in range(mailboxes_per_domain)])
     hosts = [
-        MxHost(address=bulk_address(j), hostname=f"mx{j}.bulk.test", mailboxes=boxes)
+        MxHost(address=bulk_address(j), hostname=f"mx{j}.bulk.test", mailboxes=boxes,
+               max_connections=max_connections)
         for j in range(mx_hosts)
     ]
     records: list[Record] = []

@@ -183,9 +183,16 @@ class SmtpServer:
 
     # --- connection handling -------------------------------------------------------
 
-    async def _send(self, writer: asyncio.StreamWriter, text: str, delay: float) -> None:
-        """Write a reply (``text`` may hold several ``\\n``-separated lines)."""
-        total = self.latency + delay
+    async def _send(
+        self, writer: asyncio.StreamWriter, text: str, delay: float, due: float | None = None
+    ) -> None:
+        """Write a reply (``text`` may hold several ``\\n``-separated lines).
+
+        ``due`` (monotonic) is when the world latency has passed for the command this
+        answers; without it the whole latency is waited now (the banner).
+        """
+        latency = self.latency if due is None else max(0.0, due - time.monotonic())
+        total = latency + delay
         if total > 0:
             await asyncio.sleep(total)
         writer.write(text.replace("\n", "\r\n").encode() + b"\r\n")
@@ -237,7 +244,12 @@ class SmtpServer:
             await self._send(writer, self._blocked_text(peer), host.banner_delay)
         else:
             await self._send(writer, f"220 {host.hostname} ESMTP mailsift-world", host.banner_delay)
+        arrived = time.monotonic()
         while True:
+            # The world's latency is network round-trip time: a command that was already
+            # buffered (pipelined with the one before, RFC 2920) arrived with it, so its
+            # reply is due at the same time, not one more latency later.
+            buffered = b"\n" in getattr(reader, "_buffer", b"")
             try:
                 line = await asyncio.wait_for(reader.readline(), host.idle_timeout)
             except TimeoutError:
@@ -248,6 +260,9 @@ class SmtpServer:
                 return
             if not line:
                 return
+            if not buffered:
+                arrived = time.monotonic()
+            due = arrived + self.latency
             if len(line) > MAX_LINE:
                 await self._send(writer, "500 5.5.2 Line too long", host.reply_delay)
                 continue
@@ -256,10 +271,10 @@ class SmtpServer:
             try:
                 reply = await self._command(verb.upper(), arg.strip(), session, reader, writer)
             except _Close as close:
-                await self._send(writer, str(close), host.reply_delay)
+                await self._send(writer, str(close), host.reply_delay, due)
                 raise
             if reply is not None:
-                await self._send(writer, reply, host.reply_delay)
+                await self._send(writer, reply, host.reply_delay, due)
 
     def _blocked_text(self, peer: str) -> str:
         return f"554 5.7.1 Service unavailable; client host [{peer}] blocked using zen.spamhaus.org"

@@ -188,7 +188,8 @@ class WorldSpec:
             that have no record get NXDOMAIN; names outside get REFUSED.
         records: DNS records (``A`` records of :class:`MxHost` hostnames are implicit).
         mx_hosts: SMTP listeners, one per distinct address.
-        latency: seconds added before *every* SMTP reply, banner included (benchmarks).
+        latency: seconds added before *every* SMTP reply, banner included (benchmarks):
+            a network round trip, so commands pipelined in one write (RFC 2920) share it.
         dns_latency: seconds added before every DNS answer.
     """
 

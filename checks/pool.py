@@ -1,0 +1,296 @@
+"""Connection pools per MX host, shared by every domain the host serves.
+
+Many domains share a few MX hosts (a provider serves thousands of domains from the same
+servers), and a list is rarely grouped by domain. So sessions belong to the *MX address*,
+not to a domain: :meth:`MxPool.acquire` hands out an open, greeted session (EHLO, and
+STARTTLS when offered, already done) to whichever domain group needs that host next, and
+:meth:`MxPool.release` takes it back for the next group (a new MAIL transaction after
+``RSET``). A session idle for ``idle_seconds`` is closed with ``QUIT``.
+
+Limits:
+
+* a host has at most ``max_connections`` sessions of this process, and each one holds a
+  connection slot of the :class:`~checks.politeness.Politeness` policy (global across
+  workers with the Redis implementation) for its whole life;
+* a server that answers ``421`` to a new connection while we hold others lowers the
+  pool's limit for it to what it accepted (learned, never raised again in this process);
+* a host that refused, timed out or tarpitted is not dialled again at once: it backs off
+  ``backoff_min`` × 2^(failures-1) seconds (at most ``backoff_max``, with jitter of up to
+  half), and meanwhile :meth:`MxPool.acquire` raises :class:`HostBackoff` at once. A
+  server that still holds our earlier, timed-out connection so never sees more than the
+  limit from us.
+
+>>> cfg = PoolConfig(max_connections=2)
+>>> cfg.backoff_delay(1, jitter=1.0), cfg.backoff_delay(3, jitter=1.0)
+(30.0, 120.0)
+>>> cfg.backoff_delay(50, jitter=0.5)
+450.0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+from checks.model import SmtpReply
+from checks.politeness import Politeness
+from checks.smtp import SmtpConnector, SmtpSession, SmtpTransportError
+
+__all__ = ["PoolConfig", "MxPool", "PooledSession", "HostBackoff", "SessionRefused",
+           "PoolStats"]
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How pools behave (see :class:`checks.config.EngineConfig` for where it comes from)."""
+
+    port: int = 25
+    helo_name: str = "verify.mailsift.invalid"
+    max_connections: int = 2
+    #: QUIT a session after this many seconds without work
+    idle_seconds: float = 5.0
+    #: QUIT a session after this many MAIL transactions (servers limit them too)
+    max_transactions: int = 100
+    backoff_min: float = 30.0
+    backoff_max: float = 900.0
+
+    def backoff_delay(self, failures: int, *, jitter: float) -> float:
+        """Seconds a host is left alone after ``failures`` consecutive failures;
+        ``jitter`` in [0.5, 1] scales it."""
+        base = min(self.backoff_max, self.backoff_min * 2.0 ** max(0, failures - 1))
+        return float(round(base * jitter, 3))
+
+
+class SessionRefused(Exception):
+    """The server refused EHLO/HELO after its greeting; ``reply`` is what it said."""
+
+    def __init__(self, reply: SmtpReply) -> None:
+        super().__init__(f"{reply.code} {reply.message}")
+        self.reply = reply
+
+
+class HostBackoff(Exception):
+    """The host failed recently and is left alone for ``seconds`` more; ``cause`` is the
+    failure that started the back-off (a :class:`SmtpTransportError` or
+    :class:`SessionRefused`)."""
+
+    def __init__(self, ip: str, seconds: float, cause: SmtpTransportError | SessionRefused
+                 ) -> None:
+        super().__init__(f"{ip} is backing off for {seconds:.0f}s after: {cause}")
+        self.ip = ip
+        self.seconds = seconds
+        self.cause = cause
+
+
+class PooledSession:
+    """A session lent by the pool: use :attr:`session`, then give it back with
+    :meth:`MxPool.release`."""
+
+    def __init__(self, host: str, ip: str, session: SmtpSession,
+                 lease: AbstractAsyncContextManager[None]) -> None:
+        self.host = host
+        self.ip = ip
+        self.session = session
+        self.lease = lease
+        #: lent before (an idle server may have closed it since: not the host's fault)
+        self.reused = False
+        #: a MAIL transaction is open and needs RSET before the next one
+        self.dirty = False
+        self.transactions = 0
+        #: RCPT replies received on this connection
+        self.rcpts = 0
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class PoolStats:
+    opened: int = 0
+    reused: int = 0
+    closed: int = 0
+    backoffs: int = 0
+
+
+@dataclass
+class _Host:
+    limit: int
+    idle: list[PooledSession] = field(default_factory=list)
+    count: int = 0  # sessions open or being opened
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    failures: int = 0
+    down_until: float = 0.0
+    cause: SmtpTransportError | SessionRefused | None = None
+
+
+def _too_many_connections(exc: BaseException) -> bool:
+    reply = getattr(exc, "reply", None)
+    return isinstance(reply, SmtpReply) and reply.code == 421
+
+
+class MxPool:
+    """Sessions per MX address; see the module docstring."""
+
+    def __init__(self, connector: SmtpConnector, politeness: Politeness, config: PoolConfig,
+                 *, clock: Callable[[], float] = time.monotonic,
+                 jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.0)) -> None:
+        self.connector = connector
+        self.politeness = politeness
+        self.config = config
+        self.stats = PoolStats()
+        self._clock = clock
+        self._jitter = jitter
+        self._hosts: dict[str, _Host] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _host(self, ip: str) -> _Host:
+        state = self._hosts.get(ip)
+        if state is None:
+            state = self._hosts[ip] = _Host(limit=self.config.max_connections)
+        return state
+
+    def open_sessions(self, ip: str) -> int:
+        """Sessions of this process to ``ip`` (open or being opened)."""
+        state = self._hosts.get(ip)
+        return state.count if state else 0
+
+    async def acquire(self, host: str, ip: str) -> PooledSession:
+        """An open, greeted session to ``ip`` (``host`` is its MX name, for STARTTLS).
+
+        Waits while the host's sessions are all lent. Raises :class:`HostBackoff` while the
+        host is backing off, or the failure of opening a new session
+        (:class:`SmtpTransportError`, :class:`SessionRefused`), which starts a back-off.
+        """
+        state = self._host(ip)
+        while True:
+            now = self._clock()
+            if state.down_until > now and state.cause is not None:
+                raise HostBackoff(ip, state.down_until - now, state.cause)
+            if state.idle:
+                ps = state.idle.pop()
+                if ps.idle_timer is not None:
+                    ps.idle_timer.cancel()
+                    ps.idle_timer = None
+                ps.reused = True
+                self.stats.reused += 1
+                return ps
+            if state.count < state.limit:
+                state.count += 1
+                try:
+                    ps = await self._open(host, ip)
+                except (SmtpTransportError, SessionRefused) as exc:
+                    state.count -= 1
+                    self._wake(state)
+                    if _too_many_connections(exc) and state.count > 0:
+                        state.limit = max(1, state.count)  # it takes no more from us
+                        continue
+                    self._failed(ip, exc)
+                    raise
+                except BaseException:
+                    state.count -= 1
+                    self._wake(state)
+                    raise
+                state.failures = 0
+                self.stats.opened += 1
+                return ps
+            waiter = asyncio.get_running_loop().create_future()
+            state.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in state.waiters:
+                    state.waiters.remove(waiter)
+
+    def failed(self, ip: str, exc: SmtpTransportError | SessionRefused) -> None:
+        """Report that a session to ``ip`` timed out or broke: the host backs off."""
+        self._failed(ip, exc)
+
+    def _failed(self, ip: str, exc: SmtpTransportError | SessionRefused) -> None:
+        state = self._host(ip)
+        state.failures += 1
+        state.cause = exc
+        state.down_until = self._clock() + self.config.backoff_delay(
+            state.failures, jitter=self._jitter())
+        self.stats.backoffs += 1
+
+    async def release(self, ps: PooledSession, *, reuse: bool) -> None:
+        """Give a session back: kept for the next group when ``reuse``, else closed."""
+        state = self._host(ps.ip)
+        if reuse and ps.transactions < self.config.max_transactions:
+            state.idle.append(ps)
+            ps.idle_timer = asyncio.get_running_loop().call_later(
+                self.config.idle_seconds, self._expire, ps)
+            self._wake(state)
+            return
+        await self._close(ps)
+
+    async def aclose(self) -> None:
+        """QUIT every idle session (lent ones close when they are released)."""
+        for state in self._hosts.values():
+            idle, state.idle = state.idle, []
+            for ps in idle:
+                if ps.idle_timer is not None:
+                    ps.idle_timer.cancel()
+                await self._close(ps)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # --- internals ---------------------------------------------------------------------
+
+    async def _open(self, host: str, ip: str) -> PooledSession:
+        lease = self.politeness.connection(ip)
+        await lease.__aenter__()
+        try:
+            session = await self.connector.open(ip, self.config.port)
+            try:
+                await self._greet(session, host)
+            except BaseException:
+                await session.quit()
+                raise
+        except BaseException as exc:
+            await lease.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return PooledSession(host, ip, session, lease)
+
+    async def _greet(self, session: SmtpSession, host: str) -> None:
+        hello = await session.hello(self.config.helo_name)
+        if hello.code >= 400:
+            raise SessionRefused(hello)
+        if session.supports("starttls") and not session.tls_active:
+            tls = await session.starttls(host)
+            if tls.code == 220:
+                hello = await session.hello(self.config.helo_name)
+                if hello.code >= 400:
+                    raise SessionRefused(hello)
+
+    def _expire(self, ps: PooledSession) -> None:
+        state = self._host(ps.ip)
+        if ps in state.idle:
+            state.idle.remove(ps)
+            task = asyncio.ensure_future(self._close(ps))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close(self, ps: PooledSession) -> None:
+        state = self._host(ps.ip)
+        try:
+            await ps.session.quit()
+        finally:
+            try:
+                await ps.lease.__aexit__(None, None, None)
+            finally:
+                state.count -= 1
+                self.stats.closed += 1
+                self._wake(state)
+
+    @staticmethod
+    def _wake(state: _Host) -> None:
+        while state.waiters:
+            waiter = state.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
