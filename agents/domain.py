@@ -13,7 +13,7 @@ from agents.batching import KeyedBatcher
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress, VerificationResult
-from schemas import AddressTask
+from schemas import AddressTask, verdict_key
 from streams.services import Services
 
 __all__ = ["DomainHandler"]
@@ -50,5 +50,6 @@ class DomainHandler:
             return
         verdict = verdict_event(task, result, dedupe_key=task.dedupe_key,
                                 attempt=task.attempt, source=task.source)
-        await self.s.publisher.publish(self.s.topics.verdicts, task.job_id.encode(),
+        await self.s.publisher.publish(self.s.topics.verdicts,
+                                       verdict_key(task.job_id, task.dedupe_key),
                                        verdict.dumps())

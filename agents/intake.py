@@ -7,12 +7,11 @@ one's verdict). Every other address goes to ``by-domain``, keyed by its ASCII do
 
 from __future__ import annotations
 
-import asyncio
-
+from agents.batching import KeyedBatcher
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem
-from schemas import AddressTask, JobEvent, Submission
+from schemas import AddressTask, JobEvent, Submission, verdict_key
 from streams.jobstore import job_key
 from streams.services import Services
 
@@ -23,9 +22,15 @@ class IntakeHandler:
     def __init__(self, services: Services) -> None:
         self.s = services
         # Claims of one partition are made in offset order, so the first submission of a
-        # repeated address is the one that wins (events are handled concurrently, and the
-        # handler reaches this lock before its first await: asyncio locks are FIFO).
-        self._claim_order: dict[tuple[str, int], asyncio.Lock] = {}
+        # repeated address is the one that wins: events are handled concurrently, but each
+        # handler queues its claim before its first await, a batch keeps that order and a
+        # partition's batches run one at a time. One Redis script claims a whole batch.
+        self.claims: KeyedBatcher[tuple[str, str, str], bool] = KeyedBatcher(
+            self._claim, window=0.02, max_batch=1000, serial_per_key=True)
+
+    async def _claim(self, batch: list[tuple[str, str, str]]) -> list[bool]:
+        """``(job key, dedupe key, source)`` items, all of one job run."""
+        return await self.s.jobs.claim_many(batch[0][0], [(d, src) for _, d, src in batch])
 
     async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
                        value: bytes | None) -> None:
@@ -37,9 +42,7 @@ class IntakeHandler:
                       else parsed.dedupe_key)
         topics, publish = self.s.topics, self.s.publisher.publish
         job_id_key = sub.job_id.encode()
-        lock = self._claim_order.setdefault((topic, partition), asyncio.Lock())
-        async with lock:
-            first = await self.s.jobs.claim(jkey, dedupe_key, source)
+        first = await self.claims.submit((topic, partition, jkey), (jkey, dedupe_key, source))
         if not first:
             event = JobEvent.create(sub.job_id, "duplicate", source=source,
                                     replay_id=sub.replay_id)
@@ -48,7 +51,7 @@ class IntakeHandler:
         if isinstance(parsed, AddressProblem):
             verdict = verdict_event(sub, syntax_result(parsed), dedupe_key=dedupe_key,
                                     attempt=1, source=source)
-            await publish(topics.verdicts, job_id_key, verdict.dumps())
+            await publish(topics.verdicts, verdict_key(sub.job_id, dedupe_key), verdict.dumps())
             return
         task = AddressTask(
             job_id=sub.job_id, email=sub.email, domain=parsed.ascii_domain,

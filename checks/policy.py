@@ -124,6 +124,7 @@ def is_free_domain(domain: str) -> bool:
     return domain.lower().rstrip(".") in _free_providers()
 
 
+@functools.lru_cache(maxsize=65536)  # a list repeats its domains: decide each one once
 def suggest_domain(domain: str) -> str | None:
     """A likely intended domain for a mistyped one, or ``None``.
 

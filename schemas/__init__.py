@@ -8,9 +8,9 @@ agent. ``Record.dumps()`` gives the JSON bytes to produce.
 from schemas.base import SCHEMA_VERSION, SchemaError
 from schemas.deadletter import DeadLetter
 from schemas.jobs import JobEvent
-from schemas.submission import Submission
+from schemas.submission import Submission, submission_key
 from schemas.task import AddressTask
-from schemas.verdict import VerdictEvent
+from schemas.verdict import VerdictEvent, verdict_key
 
 __all__ = ["SCHEMA_VERSION", "SchemaError", "Submission", "AddressTask", "VerdictEvent",
-           "JobEvent", "DeadLetter"]
+           "JobEvent", "DeadLetter", "submission_key", "verdict_key"]

@@ -6,7 +6,9 @@ Upstream systems produce JSON like::
      "request_id": "row-17", "metadata": {"crm_id": 42},
      "submitted_at": "2026-11-25T14:00:00Z"}
 
-keyed by ``job_id`` (so one job's submissions share a partition and keep their order).
+keyed by :func:`submission_key` (``job_id/address``), so a big job spreads over every
+partition and so over every worker; any key works (``job_id`` alone keeps a job on one
+partition).
 
 >>> s = Submission.decode(b'{"job_id": "j1", "email": "a@b.com"}')
 >>> (s.job_id, s.email, s.schema_version)
@@ -32,7 +34,19 @@ from schemas.base import (
     utc_now_iso,
 )
 
-__all__ = ["Submission"]
+__all__ = ["Submission", "submission_key"]
+
+
+def submission_key(job_id: str, email: str) -> bytes:
+    """The Kafka key mailsift's own producers give a submission: ``job_id/address``.
+
+    Repeats of an address (in any letter case) share a partition, so the first one in the
+    list is the one verified; different addresses spread over all partitions.
+
+    >>> submission_key("j1", " Ann@Example.com ")
+    b'j1/ann@example.com'
+    """
+    return f"{job_id}/{email.strip().lower()}".encode()
 
 
 class Submission(faust.Record, serializer="json", include_metadata=False):

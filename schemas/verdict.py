@@ -1,6 +1,7 @@
 """``VerdictEvent``: the final verdict for one address of a job, on the ``verdicts`` topic.
 
-Keyed by ``job_id``. ``attempt`` and ``checked_at`` tell a re-verification (retry or replay)
+Keyed by :func:`verdict_key` (``job_id/dedupe_key``), so a big job's verdicts spread over
+every partition (and so over every worker's progress and sink stages). ``attempt`` and ``checked_at`` tell a re-verification (retry or replay)
 from an earlier verdict for the same address.
 """
 
@@ -20,7 +21,16 @@ from schemas.base import (
     load_object,
 )
 
-__all__ = ["VerdictEvent"]
+__all__ = ["VerdictEvent", "verdict_key"]
+
+
+def verdict_key(job_id: str, dedupe_key: str) -> bytes:
+    """The Kafka key of a verdict.
+
+    >>> verdict_key("j1", "ann@example.com")
+    b'j1/ann@example.com'
+    """
+    return f"{job_id}/{dedupe_key}".encode()
 
 
 class VerdictEvent(faust.Record, serializer="json", include_metadata=False):

@@ -36,7 +36,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -502,6 +502,17 @@ if first == ARGV[2] then return 1 end
 return 0
 """
 
+# ARGV = ttl_ms, then dedupe_key, source pairs. Returns 1/0 per pair (first or not).
+_CLAIM_MANY_LUA = _TOUCH + """
+local out = {}
+for i = 2, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  out[#out + 1] = (redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1]) and 1 or 0
+end
+touch(ARGV[1])
+return out
+"""
+
 # ARGV = source, ttl_ms
 _DUPLICATE_LUA = _TOUCH + """
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -524,6 +535,19 @@ touch(ARGV[3])
 return new
 """
 
+# ARGV = ttl_ms, then dedupe_key, verdict pairs.
+# Returns {total or false, finals, duplicates, completed, {verdict, count, ...}}.
+_FINALS_LUA = _TOUCH + """
+for i = 2, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('HINCRBY', KEYS[5], ARGV[i + 1], 1)
+  end
+end
+touch(ARGV[1])
+return {redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4]), redis.call('SCARD', KEYS[2]),
+        redis.call('EXISTS', KEYS[6]), redis.call('HGETALL', KEYS[5])}
+"""
+
 # ARGV = ttl_ms
 _COMPLETED_LUA = _TOUCH + """
 local ok = redis.call('SET', KEYS[6], '1', 'NX')
@@ -531,6 +555,23 @@ touch(ARGV[1])
 if ok then return 1 end
 return 0
 """
+
+
+def _progress(raw_total: Any, n_final: Any, n_dups: Any, raw_by: dict[Any, Any],
+              n_completed: Any) -> JobProgress:
+    """A :class:`JobProgress` from the Redis replies (a missing total is None/False)."""
+    by: dict[str, int] = {}
+    for verdict, count in raw_by.items():
+        name = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+        if _int(count) > 0:
+            by[name] = _int(count)
+    return JobProgress(
+        None if raw_total is None or raw_total is False else _int(raw_total),
+        _int(n_final),
+        _int(n_dups),
+        by,
+        _int(n_completed) > 0,
+    )
 
 
 class RedisJobStore:
@@ -556,6 +597,8 @@ class RedisJobStore:
         self.ttl_seconds = ttl_seconds
         self._ttl_ms = max(1, math.ceil(ttl_seconds * 1000))
         self._claim = redis.register_script(_CLAIM_LUA)
+        self._claim_many = redis.register_script(_CLAIM_MANY_LUA)
+        self._finals = redis.register_script(_FINALS_LUA)
         self._duplicate = redis.register_script(_DUPLICATE_LUA)
         self._total = redis.register_script(_TOTAL_LUA)
         self._final = redis.register_script(_FINAL_LUA)
@@ -572,6 +615,27 @@ class RedisJobStore:
             self._claim(keys=self.keys(key), args=[dedupe_key, source, self._ttl_ms])
         )
         return _int(got) == 1
+
+    async def claim_many(self, key: str, claims: Sequence[tuple[str, str]]) -> list[bool]:
+        """:meth:`claim` for many ``(dedupe_key, source)`` in order, in one script."""
+        if not claims:
+            return []
+        args: list[Any] = [self._ttl_ms]
+        for dedupe_key, source in claims:
+            args += [dedupe_key, source]
+        got = await _guarded(self._claim_many(keys=self.keys(key), args=args))
+        return [_int(g) == 1 for g in got]
+
+    async def record_finals(self, key: str, finals: Sequence[tuple[str, str]]) -> JobProgress:
+        """Count many final verdicts (once per dedupe key) and read the progress: one script."""
+        args: list[Any] = [self._ttl_ms]
+        for dedupe_key, verdict in finals:
+            args += [dedupe_key, verdict]
+        raw_total, n_final, n_dups, n_completed, raw_by = await _guarded(
+            self._finals(keys=self.keys(key), args=args))
+        flat = list(raw_by or [])
+        return _progress(raw_total, n_final, n_dups, dict(zip(flat[::2], flat[1::2],
+                                                              strict=True)), n_completed)
 
     async def record_duplicate(self, key: str, source: str) -> None:
         """Count ``source`` as a duplicate submission (idempotent per source)."""
@@ -598,18 +662,7 @@ class RedisJobStore:
             pipe.hgetall(by_verdict)
             pipe.exists(completed)
             raw_total, n_final, n_dups, raw_by, n_completed = await _guarded(pipe.execute())
-        by: dict[str, int] = {}
-        for verdict, count in dict(raw_by or {}).items():
-            name = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
-            if _int(count) > 0:
-                by[name] = _int(count)
-        return JobProgress(
-            None if raw_total is None else _int(raw_total),
-            _int(n_final),
-            _int(n_dups),
-            by,
-            _int(n_completed) > 0,
-        )
+        return _progress(raw_total, n_final, n_dups, dict(raw_by or {}), n_completed)
 
     async def mark_completed(self, key: str) -> bool:
         """True exactly once per job run (until its keys expire)."""

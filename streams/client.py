@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mailsift.settings import Settings
-from schemas import JobEvent, SchemaError, Submission, VerdictEvent
+from schemas import JobEvent, SchemaError, Submission, VerdictEvent, submission_key
 from streams.jobstore import JobProgress
 from streams.topics import TopicNames, bootstrap_servers, ensure_topics
 
@@ -71,7 +71,8 @@ async def submit_job(settings: Settings, emails: Sequence[str], *, job_id: str |
         for i, email in enumerate(emails):
             sub = Submission.create(job_id, email, metadata=metadata,
                                     request_id=request_ids[i] if request_ids else None)
-            futures.append(await producer.send(names.submissions, sub.dumps(), key=key))
+            futures.append(await producer.send(names.submissions, sub.dumps(),
+                                               key=submission_key(job_id, email)))
         await asyncio.gather(*futures)
         created = JobEvent.create(job_id, "created", total=len(emails))
         await producer.send_and_wait(names.jobs, created.dumps(), key=key)

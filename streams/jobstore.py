@@ -17,6 +17,7 @@ deduplicated and tracked on its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -57,6 +58,11 @@ class JobStore(Protocol):
         """True when ``source`` is the first submission of ``dedupe_key`` in the job run."""
         ...
 
+    async def claim_many(self, key: str, claims: Sequence[tuple[str, str]]) -> list[bool]:
+        """:meth:`claim` for many ``(dedupe_key, source)`` at once, in order (one round trip).
+        """
+        ...
+
     async def record_duplicate(self, key: str, source: str) -> None:
         """Count ``source`` as a duplicate submission (idempotent per source)."""
         ...
@@ -67,6 +73,11 @@ class JobStore(Protocol):
 
     async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
         """Count a final verdict once per dedupe key; True when it was new."""
+        ...
+
+    async def record_finals(self, key: str, finals: Sequence[tuple[str, str]]) -> JobProgress:
+        """:meth:`record_final` for many ``(dedupe_key, verdict)``, then :meth:`progress`,
+        in one round trip."""
         ...
 
     async def progress(self, key: str) -> JobProgress: ...
@@ -90,6 +101,9 @@ class MemoryJobStore:
         first = self._claims.setdefault(key, {}).setdefault(dedupe_key, source)
         return first == source
 
+    async def claim_many(self, key: str, claims: Sequence[tuple[str, str]]) -> list[bool]:
+        return [await self.claim(key, d, s) for d, s in claims]
+
     async def record_duplicate(self, key: str, source: str) -> None:
         self._dups.setdefault(key, set()).add(source)
 
@@ -102,6 +116,11 @@ class MemoryJobStore:
             return False
         finals[dedupe_key] = verdict
         return True
+
+    async def record_finals(self, key: str, finals: Sequence[tuple[str, str]]) -> JobProgress:
+        for dedupe_key, verdict in finals:
+            await self.record_final(key, dedupe_key, verdict)
+        return await self.progress(key)
 
     async def progress(self, key: str) -> JobProgress:
         finals = self._final.get(key, {})

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from mailsift.settings import Settings
-from schemas import JobEvent, SchemaError, Submission
+from schemas import JobEvent, SchemaError, Submission, submission_key
 from streams.client import scan_topic
 from streams.topics import bootstrap_servers, ensure_topics
 
@@ -82,7 +82,7 @@ async def replay(settings: Settings, *, job_id: str | None = None,
                 continue
             copy = Submission(**{**sub.asdict(), "replay_id": summary.replay_id})
             pending.append(await producer.send(names.replays, copy.dumps(),
-                                               key=sub.job_id.encode()))
+                                               key=submission_key(sub.job_id, sub.email)))
             summary.jobs[sub.job_id] += 1
         for fut in pending:
             await fut
