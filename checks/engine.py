@@ -13,6 +13,7 @@ them. :meth:`Engine.verify_many` groups any list by domain and runs domains conc
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections.abc import Sequence
@@ -94,6 +95,9 @@ class Engine:
         observer: EngineObserver | None = None,
     ) -> None:
         self.config = config
+        self._parse = functools.lru_cache(maxsize=20_000)(self._parse_uncached)
+        #: domain -> (monotonic expiry, catch-all?) in front of the shared cache
+        self._catch_all: dict[str, tuple[float, bool]] = {}
         self.observer: EngineObserver = observer or NullObserver()
         self.cache: DnsCache = cache or MemoryDnsCache()
         base = resolver or DnspythonResolver(
@@ -137,6 +141,11 @@ class Engine:
         await self.pool.aclose()
 
     def parse(self, raw: str) -> ParsedAddress | AddressProblem:
+        """Syntax check and normalization (memoized: intake and the domain stage of one
+        worker both parse an address, and a list repeats some)."""
+        return self._parse(raw)
+
+    def _parse_uncached(self, raw: str) -> ParsedAddress | AddressProblem:
         return parse_address(raw, allow_test_tld=self.config.allow_test_tld)
 
     async def verify(self, raw: str) -> VerificationResult:
@@ -205,8 +214,7 @@ class Engine:
 
     async def _probe(self, mx: MxResult, domain: str, addresses: Sequence[ParsedAddress]
                      ) -> tuple[bool | None, dict[str, RcptResult]]:
-        known = await self.cache.get(_CATCH_ALL_KEY + domain)
-        catch_all: bool | None = None if known is None else known == b"1"
+        catch_all = await self._known_catch_all(domain)
         recipients = [a.ascii_address for a in addresses]
         probe_address = None
         if catch_all is None:
@@ -223,9 +231,27 @@ class Engine:
             elif cls in {ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.MAILBOX_DISABLED}:
                 catch_all = False
             if catch_all is not None:
+                self._remember_catch_all(domain, catch_all)
                 await self.cache.set(_CATCH_ALL_KEY + domain, b"1" if catch_all else b"0",
                                      self.config.catch_all_ttl)
         return catch_all, report.results
+
+    async def _known_catch_all(self, domain: str) -> bool | None:
+        local = self._catch_all.get(domain)
+        if local is not None:
+            if time.monotonic() < local[0]:
+                return local[1]
+            del self._catch_all[domain]
+        known = await self.cache.get(_CATCH_ALL_KEY + domain)
+        if known is None:
+            return None
+        self._remember_catch_all(domain, known == b"1")
+        return known == b"1"
+
+    def _remember_catch_all(self, domain: str, catch_all: bool) -> None:
+        if len(self._catch_all) >= 100_000:
+            self._catch_all.clear()
+        self._catch_all[domain] = (time.monotonic() + self.config.catch_all_ttl, catch_all)
 
     def _result(self, address: ParsedAddress, facts: DomainFacts, rcpt: RcptResult | None,
                 catch_all: bool | None, smtp_seconds: float) -> VerificationResult:

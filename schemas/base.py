@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 __all__ = ["SCHEMA_VERSION", "SchemaError", "load_object", "field_str", "field_opt_str",
            "field_int", "field_dict", "utc_now_iso", "MAX_EVENT_BYTES"]
@@ -43,8 +44,8 @@ def load_object(raw: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> dict[
     if len(raw) > max_bytes:
         raise SchemaError(f"event of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise SchemaError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SchemaError(f"expected a JSON object, got {type(data).__name__}")
