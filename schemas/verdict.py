@@ -1,8 +1,9 @@
 """``VerdictEvent``: the final verdict for one address of a job, on the ``verdicts`` topic.
 
 Keyed by :func:`verdict_key` (``job_id/dedupe_key``), so a big job's verdicts spread over
-every partition (and so over every worker's progress and sink stages). ``attempt`` and ``checked_at`` tell a re-verification (retry or replay)
-from an earlier verdict for the same address.
+every partition (and so over every worker's progress and sink stages). ``attempt`` and
+``checked_at`` tell a re-verification (retry or replay) from an earlier verdict for the
+same address.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ exchange ``mailsift.verdicts`` with routing key ``verdict.<verdict>.<reason>`` (
 
 :meth:`RabbitBridge.publish` returns only once RabbitMQ took every message of the batch:
 they go in one AMQP transaction (``tx_select``), and ``tx_commit`` returns when the broker
-has them all, one round trip per batch instead of one confirm per message. While the broker is away it reconnects with exponential backoff
-(0.2 s doubling up to ``max_backoff``, a warning logged once per distinct error) and
-re-publishes what was not confirmed, so the Kafka event that carried the verdicts is not
+has them all, one round trip per batch instead of one confirm per message. While the
+broker is away it reconnects with exponential backoff (0.2 s doubling up to
+``max_backoff``, a warning logged once per distinct error) and re-publishes what was not
+committed, so the Kafka event that carried the verdicts is not
 acked before RabbitMQ has them. It raises only when cancelled, when the bridge is closed
 under it (:class:`BridgeClosedError`), or for a clearly permanent error such as refused
 credentials, an unknown vhost or an exchange declared with another type

@@ -23,13 +23,13 @@ one process never clash). What it counts, and where from:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -174,7 +174,7 @@ class MeteredPublisher:
         await self.inner.publish(topic, key, value)
         if topic == self.verdicts:
             try:
-                event = json.loads(value)
+                event = orjson.loads(value)
                 self.metrics.verdict(str(event["verdict"]), str(event["reason"]))
             except (ValueError, KeyError, TypeError):  # not ours to judge; never fail here
                 pass

@@ -55,5 +55,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     use_uvloop()
     app = build_app(settings)
     logging.getLogger("faust").setLevel(loglevel.upper())
+    # aiokafka logs every produce and fetch at DEBUG: unless asked for, never build those
+    # records (they cost a few % of a busy worker's CPU)
+    if loglevel.lower() != "debug":
+        logging.getLogger("aiokafka").setLevel(logging.INFO)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
