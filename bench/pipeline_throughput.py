@@ -355,7 +355,8 @@ def run_peer(args: argparse.Namespace) -> str:
     return result.line()
 
 
-def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
+def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
+             tree: Path | None = None) -> Run:
     emails = bulk_addresses(args.domains, args.per_domain, shuffle=args.shuffle)
     expected = {"deliverable": args.domains * args.mailboxes,
                 "undeliverable": args.domains * (args.per_domain - args.mailboxes)}
@@ -371,7 +372,8 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path) -> Run:
                            **overrides)
         settings = settings_for(env)
         for i in range(workers):
-            procs.append(WorkerProcess(env, log_dir / f"w{workers}-{i}.log"))
+            procs.append(WorkerProcess(env, log_dir / f"w{workers}-{i}.log",
+                                       **({"tree": tree} if tree else {})))
         asyncio.run(watched(warm_up(settings, args.domains, workers, timeout=180), procs))
         if args.redis_db is not None:  # the warm-up filled caches for a few domains
             asyncio.run(clear_caches(env["MAILSIFT_REDIS_URL"]))
@@ -444,6 +446,10 @@ def main() -> None:
                              "leases not shared with other pipelines on the stack, whose bulk "
                              "worlds use the same MX addresses); -1 = the configured one, "
                              "as is")
+    parser.add_argument("--before", type=Path, default=None, metavar="TREE",
+                        help="first run the workers from TREE (a checkout of an earlier "
+                             "commit, e.g. `git worktree add /tmp/before b19c56d`) for a "
+                             "before/after comparison in the same run")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record each worker with py-spy during the timed job "
                              "(collapsed stacks in DIR)")
@@ -466,13 +472,17 @@ def main() -> None:
     if args.peer:
         print(run_peer(args), flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="mailsift-bench-"))
-    for workers in (int(x) for x in args.workers.split(",")):
-        try:
-            run = run_once(args, workers, log_dir)
-        except BaseException:
-            print(f"worker logs kept in {log_dir}", flush=True)
-            raise
-        print("\n".join(run.lines()), flush=True)
+    trees: list[tuple[str, Path | None]] = [("after", None)]
+    if args.before is not None:
+        trees.insert(0, (f"before ({args.before})", args.before.resolve()))
+    for label, tree in trees:
+        for workers in (int(x) for x in args.workers.split(",")):
+            try:
+                run = run_once(args, workers, log_dir, tree)
+            except BaseException:
+                print(f"worker logs kept in {log_dir}", flush=True)
+                raise
+            print(f"[{label}] " + "\n".join(run.lines()), flush=True)
     shutil.rmtree(log_dir, ignore_errors=True)
 
 

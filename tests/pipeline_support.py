@@ -151,14 +151,17 @@ class WorkerProcess:
 
     env: dict[str, str]
     log_path: Path
+    #: the source tree the worker runs from (``python -m`` imports from its cwd first); the
+    #: benchmark points it at a checkout of an earlier commit to compare before and after
+    tree: Path = REPO
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailsift.cli.main", "worker", "-l", "warn"],
-            cwd=REPO, env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cwd=self.tree, env={**os.environ, **self.env}, stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     @property
