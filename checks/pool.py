@@ -13,7 +13,9 @@ Limits:
   connection slot of the :class:`~checks.politeness.Politeness` policy (global across
   workers with the Redis implementation) for its whole life;
 * a server that answers ``421`` to a new connection while we hold others lowers the
-  pool's limit for it to what it accepted (learned, never raised again in this process);
+  pool's limit for it to what it accepted, for ``backoff_min`` seconds;
+* a ``421`` to a new connection while we hold none (busy with other clients) is asked
+  again after a short pause, up to three times, before it counts as a failure;
 * a host that refused, timed out or tarpitted is not dialled again at once: it backs off
   ``backoff_min`` × 2^(failures-1) seconds (at most ``backoff_max``, with jitter of up to
   half), and meanwhile :meth:`MxPool.acquire` raises :class:`HostBackoff` at once. A
@@ -58,6 +60,9 @@ class PoolConfig:
     max_transactions: int = 100
     backoff_min: float = 30.0
     backoff_max: float = 900.0
+    #: pause before asking a host again that answered 421 to a new connection of ours
+    #: while we held none (times a jitter in [0.5, 1])
+    busy_pause: float = 2.0
 
     def backoff_delay(self, failures: int, *, jitter: float) -> float:
         """Seconds a host is left alone after ``failures`` consecutive failures;
@@ -124,6 +129,13 @@ class _Host:
     failures: int = 0
     down_until: float = 0.0
     cause: SmtpTransportError | SessionRefused | None = None
+    limit_until: float = 0.0  # a lowered limit holds until then
+
+
+#: a waiter for a session looks at the host again at least this often
+_RECHECK_SECONDS = 1.0
+#: how often a host busy with others (421 to a new connection) is asked again at once
+_BUSY_RETRIES = 3
 
 
 def _too_many_connections(exc: BaseException) -> bool:
@@ -165,10 +177,14 @@ class MxPool:
         (:class:`SmtpTransportError`, :class:`SessionRefused`), which starts a back-off.
         """
         state = self._host(ip)
+        busy_replies = 0
         while True:
             now = self._clock()
             if state.down_until > now and state.cause is not None:
+                self._wake(state)  # pass the turn on: the next waiter learns it too
                 raise HostBackoff(ip, state.down_until - now, state.cause)
+            if state.limit < self.config.max_connections and now >= state.limit_until:
+                state.limit = self.config.max_connections
             if state.idle:
                 ps = state.idle.pop()
                 if ps.idle_timer is not None:
@@ -184,9 +200,17 @@ class MxPool:
                 except (SmtpTransportError, SessionRefused) as exc:
                     state.count -= 1
                     self._wake(state)
-                    if _too_many_connections(exc) and state.count > 0:
-                        state.limit = max(1, state.count)  # it takes no more from us
-                        continue
+                    if _too_many_connections(exc):
+                        if state.count > 0:  # it takes no more from us: wait for ours
+                            state.limit = max(1, state.count)
+                            state.limit_until = now + self.config.backoff_min
+                            continue
+                        busy_replies += 1
+                        if busy_replies <= _BUSY_RETRIES:
+                            # busy with other clients (or with a connection another worker
+                            # just closed): not a failure of the host, ask again shortly
+                            await asyncio.sleep(self.config.busy_pause * self._jitter())
+                            continue
                     self._failed(ip, exc)
                     raise
                 except BaseException:
@@ -199,7 +223,11 @@ class MxPool:
             waiter = asyncio.get_running_loop().create_future()
             state.waiters.append(waiter)
             try:
-                await waiter
+                # a wake-up is a hint, the loop re-checks: a lost one costs a second, never
+                # a stalled domain
+                await asyncio.wait_for(asyncio.shield(waiter), _RECHECK_SECONDS)
+            except TimeoutError:
+                pass
             finally:
                 if waiter in state.waiters:
                     state.waiters.remove(waiter)
@@ -215,6 +243,10 @@ class MxPool:
         state.down_until = self._clock() + self.config.backoff_delay(
             state.failures, jitter=self._jitter())
         self.stats.backoffs += 1
+        while state.waiters:  # everyone waiting for this host learns it at once
+            waiter = state.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def release(self, ps: PooledSession, *, reuse: bool) -> None:
         """Give a session back: kept for the next group when ``reuse``, else closed."""

@@ -45,6 +45,25 @@ def use_uvloop() -> None:
     mode.loop.use("uvloop")
 
 
+def dump_tasks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` writes every asyncio task's stack to the worker's stderr: what a
+    stalled worker is waiting for, without stopping it."""
+    import signal
+    import sys
+
+    def dump(signum: int, frame: object) -> None:
+        loop = asyncio.events._get_running_loop()
+        if loop is None:
+            return
+        tasks = asyncio.all_tasks(loop)
+        print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
+        for task in tasks:
+            task.print_stack(limit=12, file=sys.stderr)
+        sys.stderr.flush()
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Blocks until the worker is stopped (SIGTERM/SIGINT)."""
     import faust
@@ -53,6 +72,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
 
     check_kafka(settings)
     use_uvloop()
+    dump_tasks_on_sigusr1()
     app = build_app(settings)
     logging.getLogger("faust").setLevel(loglevel.upper())
     # aiokafka logs every produce and fetch at DEBUG: unless asked for, never build those

@@ -3,89 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
 
 import pytest
 
 from checks.model import MxHost, MxResult, MxStatus, Reason, ReplyClass, SmtpReply
 from checks.politeness import LocalPoliteness
 from checks.probe import ProbeConfig, SmtpProber
-from checks.smtp import SmtpSession, SmtpTransportError
+from tests.fakes import FakeConnector, FakeServer
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 OK = SmtpReply(250, "OK", "2.1.5")
 
-
-class FakeServer:
-    """Scripted MX: ``rcpt`` decides each RCPT reply; records every command."""
-
-    def __init__(self, rcpt: Callable[[str, int], SmtpReply] = lambda r, n: OK, *,
-                 refuse: bool = False, banner: SmtpReply | None = None,
-                 starttls: bool = False, mail: SmtpReply | None = None) -> None:
-        self.rcpt, self.refuse, self.banner = rcpt, refuse, banner
-        self.starttls_offered, self.mail = starttls, mail
-        self.log: list[str] = []
-        self.sessions = 0
-
-
-class FakeSession:
-    def __init__(self, server: FakeServer) -> None:
-        self.server = server
-        self.banner = SmtpReply(220, "ready")
-        self.tls = False
-        self.count = 0
-
-    async def hello(self, name: str) -> SmtpReply:
-        self.server.log.append(f"EHLO {name}")
-        return SmtpReply(250, "hi")
-
-    def supports(self, extension: str) -> bool:
-        return extension == "starttls" and self.server.starttls_offered and not self.tls
-
-    @property
-    def tls_active(self) -> bool:
-        return self.tls
-
-    async def starttls(self, server_hostname: str) -> SmtpReply:
-        self.server.log.append("STARTTLS")
-        self.tls = True
-        return SmtpReply(220, "go ahead")
-
-    async def mail_from(self, sender: str, *, smtputf8: bool = False) -> SmtpReply:
-        self.server.log.append(f"MAIL {sender}")
-        return self.server.mail or SmtpReply(250, "OK")
-
-    async def rcpt_to(self, recipient: str) -> SmtpReply:
-        self.server.log.append(f"RCPT {recipient}")
-        self.count += 1
-        return self.server.rcpt(recipient, self.count)
-
-    async def rcpt_many(self, recipients: Sequence[str]) -> list[SmtpReply]:
-        return [await self.rcpt_to(r) for r in recipients]
-
-    async def rset(self) -> SmtpReply:
-        self.server.log.append("RSET")
-        return SmtpReply(250, "OK")
-
-    async def quit(self) -> None:
-        self.server.log.append("QUIT")
-
-
-class FakeConnector:
-    def __init__(self, servers: dict[str, FakeServer]) -> None:
-        self.servers = servers
-        self.opened: list[str] = []
-
-    async def open(self, ip: str, port: int) -> SmtpSession:
-        self.opened.append(ip)
-        server = self.servers[ip]
-        if server.refuse:
-            raise SmtpTransportError(Reason.CONNECTION_FAILED, "connection refused")
-        if server.banner is not None:
-            raise SmtpTransportError(Reason.CONNECTION_FAILED, "greeting refused",
-                                     server.banner)
-        server.sessions += 1
-        return FakeSession(server)
 
 
 def mx(*ips: str) -> MxResult:

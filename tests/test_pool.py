@@ -1,0 +1,170 @@
+"""Per-MX session pools and pipelining, against scripted in-memory servers (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import pytest
+
+from checks.model import MxHost, MxResult, MxStatus, Reason, ReplyClass, SmtpReply
+from checks.politeness import LocalPoliteness
+from checks.pool import HostBackoff, MxPool, PoolConfig
+from checks.probe import ProbeConfig, SmtpProber
+from tests.fakes import FakeConnector, FakeServer
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+UNKNOWN = SmtpReply(550, "user unknown", "5.1.1")
+
+
+def mx(*ips: str) -> MxResult:
+    return MxResult(MxStatus.OK, tuple(MxHost(10 * i, f"mx{i}.x.test", (ip,))
+                                       for i, ip in enumerate(ips)))
+
+
+def prober(servers: dict[str, FakeServer], *, max_connections: int = 2,
+           rcpt_per_second: float = 1000, idle: float = 5.0,
+           **cfg: object) -> tuple[SmtpProber, FakeConnector]:
+    conn = FakeConnector(servers)
+    politeness = LocalPoliteness(max_connections=max_connections,
+                                 rcpt_per_second=rcpt_per_second)
+    pool = MxPool(conn, politeness, PoolConfig(max_connections=max_connections,
+                                               idle_seconds=idle, busy_pause=0.01),
+                  jitter=lambda: 1.0)
+    config = ProbeConfig(allowed_networks=LOOPBACK, **cfg)  # type: ignore[arg-type]
+    return SmtpProber(conn, politeness, config, pool=pool), conn
+
+
+@pytest.mark.asyncio
+async def test_domains_of_one_mx_share_its_session_with_rset_between_them() -> None:
+    server = FakeServer()
+    p, conn = prober({"127.0.0.1": server})
+    for domain in ("a.test", "b.test", "c.test"):
+        report = await p.probe(mx("127.0.0.1"), [f"u@{domain}"])
+        assert report.results[f"u@{domain}"].reply_class is ReplyClass.ACCEPTED
+    assert conn.opened == ["127.0.0.1"] and server.sessions == 1
+    assert server.log.count("RSET") == 2 and server.log.count("EHLO verify.mailsift.invalid") == 1
+    assert p.pool.stats.reused == 2
+    await p.pool.aclose()
+    assert server.log[-1] == "QUIT" and server.open == 0
+
+
+@pytest.mark.asyncio
+async def test_idle_session_is_closed_after_idle_seconds() -> None:
+    server = FakeServer()
+    p, _ = prober({"127.0.0.1": server}, idle=0.05)
+    await p.probe(mx("127.0.0.1"), ["u@a.test"])
+    assert server.open == 1
+    await asyncio.sleep(0.15)
+    assert server.open == 0 and server.log[-1] == "QUIT"
+    assert p.pool.open_sessions("127.0.0.1") == 0
+
+
+@pytest.mark.asyncio
+async def test_pool_never_opens_more_than_the_limit_and_groups_wait_their_turn() -> None:
+    server = FakeServer()
+    p, _ = prober({"127.0.0.1": server}, max_connections=2)
+    peak = 0
+
+    async def one(i: int) -> None:
+        nonlocal peak
+        report = await p.probe(mx("127.0.0.1"), [f"u{i}@d{i}.test"])
+        peak = max(peak, server.open)
+        assert report.results[f"u{i}@d{i}.test"].reply_class is ReplyClass.ACCEPTED
+
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(20))), 5)
+    assert server.sessions <= 2 and peak <= 2
+    await p.pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_pipelined_rcpts_go_in_one_group_and_replies_match_in_order() -> None:
+    def reply(rcpt: str, n: int) -> SmtpReply:
+        return UNKNOWN if rcpt.startswith("no") else SmtpReply(250, "OK", "2.1.5")
+
+    server = FakeServer(reply, pipelining=True)
+    p, _ = prober({"127.0.0.1": server})
+    rcpts = ["a@x.test", "no1@x.test", "b@x.test", "no2@x.test"]
+    report = await p.probe(mx("127.0.0.1"), rcpts)
+    assert "GROUP 4" in server.log
+    assert [report.results[r].reply_class for r in rcpts] == [
+        ReplyClass.ACCEPTED, ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.ACCEPTED,
+        ReplyClass.MAILBOX_NOT_FOUND]
+    await p.pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_lock_step_without_pipelining_and_groups_follow_the_rcpt_budget() -> None:
+    plain = FakeServer()
+    p, _ = prober({"127.0.0.1": plain})
+    await p.probe(mx("127.0.0.1"), [f"u{i}@x.test" for i in range(3)])
+    assert not any(c.startswith("GROUP") for c in plain.log)
+
+    # 2 RCPT/s: two permits now, the third one window later, so two groups
+    piped = FakeServer(pipelining=True)
+    p, _ = prober({"127.0.0.2": piped}, rcpt_per_second=2)
+    started = asyncio.get_running_loop().time()
+    await p.probe(mx("127.0.0.2"), [f"u{i}@x.test" for i in range(3)])
+    assert asyncio.get_running_loop().time() - started >= 1.0
+    assert [c for c in piped.log if c.startswith(("GROUP", "RCPT"))][:3] == [
+        "GROUP 2", "RCPT u0@x.test", "RCPT u1@x.test"]
+    await p.pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_refusing_host_backs_off_and_is_not_dialled_again() -> None:
+    servers = {"127.0.0.1": FakeServer(refuse=True), "127.0.0.2": FakeServer()}
+    p, conn = prober(servers)
+    first = await p.probe(mx("127.0.0.1"), ["u@a.test"])
+    assert first.results["u@a.test"].reason is Reason.CONNECTION_FAILED
+    second = await p.probe(mx("127.0.0.1"), ["u@b.test"])
+    assert second.results["u@b.test"].reason is Reason.CONNECTION_FAILED
+    assert "backing off" in (second.results["u@b.test"].error or "")
+    assert conn.opened == ["127.0.0.1"]  # not dialled again
+    # a domain with a backup MX goes straight to it
+    third = await p.probe(mx("127.0.0.1", "127.0.0.2"), ["u@c.test"])
+    assert third.results["u@c.test"].mx_address == "127.0.0.2"
+    assert conn.opened == ["127.0.0.1", "127.0.0.2"]
+    with pytest.raises(HostBackoff):
+        await p.pool.acquire("mx0.x.test", "127.0.0.1")
+    await p.pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_groups_waiting_for_a_host_that_fails_are_told_at_once() -> None:
+    # the bug this guards against: waiters of a host that went into back-off were never
+    # woken, and their domains stalled the whole partition
+    server = FakeServer(refuse=True)
+    p, _ = prober({"127.0.0.1": server}, max_connections=1)
+    reports = await asyncio.wait_for(asyncio.gather(
+        *(p.probe(mx("127.0.0.1"), [f"u@d{i}.test"]) for i in range(5))), 3)
+    assert all(r.results[f"u@d{i}.test"].reason is Reason.CONNECTION_FAILED
+               for i, r in enumerate(reports))
+
+
+@pytest.mark.asyncio
+async def test_421_while_we_hold_a_session_lowers_the_limit_instead_of_failing() -> None:
+    server = FakeServer(max_sessions=1)
+    p, _ = prober({"127.0.0.1": server}, max_connections=2)
+    reports = await asyncio.wait_for(asyncio.gather(
+        *(p.probe(mx("127.0.0.1"), [f"u@d{i}.test"]) for i in range(6))), 5)
+    assert all(r.results[f"u@d{i}.test"].reply_class is ReplyClass.ACCEPTED
+               for i, r in enumerate(reports))
+    assert server.sessions == 1 and p.pool.stats.backoffs == 0
+    await p.pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_too_many_recipients_on_a_reused_session_reconnects() -> None:
+    # 452 from the 3rd RCPT of a connection, whatever the transaction (RSET resets nothing)
+    def limit(rcpt: str, n: int) -> SmtpReply:
+        return SmtpReply(250, "OK", "2.1.5") if n <= 2 else SmtpReply(
+            452, "Too many recipients", "4.5.3")
+
+    server = FakeServer(limit)
+    p, _ = prober({"127.0.0.1": server})
+    for domain in ("a.test", "b.test", "c.test"):
+        report = await p.probe(mx("127.0.0.1"), [f"u@{domain}"])
+        assert report.results[f"u@{domain}"].reply_class is ReplyClass.ACCEPTED
+    assert server.sessions == 2
+    await p.pool.aclose()
