@@ -206,13 +206,21 @@ def private_redis_url(db: int) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
-async def clear_caches(url: str) -> int:
-    """Delete every mailsift key (DNS and catch-all cache, leases, job records) in ``url``."""
+async def clear_caches(url: str, *, everything: bool = False) -> int:
+    """Delete the shared DNS and catch-all cache entries of every mailsift prefix in ``url``
+    (with ``everything``, every mailsift key: leases and job records too).
+
+    Between the warm-up and the timed job the leases stay: the warm-up's pooled sessions
+    are still open, and deleting their leases would let another worker open more
+    connections than the limit.
+    """
     from sinks.redis_tables import redis_client
 
     client = redis_client(url)
+    patterns = ("mailsift*",) if everything else ("mailsift*dns:*", "mailsift*catchall:*")
     try:
-        keys = [k async for k in client.scan_iter(match="mailsift*", count=1000)]
+        keys = [k for pattern in patterns
+                async for k in client.scan_iter(match=pattern, count=1000)]
         for i in range(0, len(keys), 1000):
             await client.delete(*keys[i:i + 1000])
         return len(keys)
@@ -366,7 +374,7 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
         overrides = {} if args.sinks else {"MAILSIFT_DATABASE_URL": "", "MAILSIFT_AMQP_URL": ""}
         if args.redis_db is not None:
             overrides["MAILSIFT_REDIS_URL"] = private_redis_url(args.redis_db)
-            asyncio.run(clear_caches(overrides["MAILSIFT_REDIS_URL"]))
+            asyncio.run(clear_caches(overrides["MAILSIFT_REDIS_URL"], everything=True))
         env = pipeline_env(world, MAILSIFT_MX_MAX_CONNECTIONS=str(args.max_connections),
                            MAILSIFT_MX_MAX_RCPT_PER_SECOND=str(args.rcpt_per_second),
                            **overrides)
@@ -441,7 +449,7 @@ def main() -> None:
                         help="run the Postgres sink and RabbitMQ bridge stages in the workers "
                              "(as configured; --no-sinks disables both)")
     parser.add_argument("--redis-db", type=int, default=14,
-                        help="private Redis logical database, emptied of mailsift:* keys "
+                        help="private Redis logical database, emptied of mailsift* keys "
                              "before each run (cold DNS/catch-all caches, and politeness "
                              "leases not shared with other pipelines on the stack, whose bulk "
                              "worlds use the same MX addresses); -1 = the configured one, "

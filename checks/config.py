@@ -37,7 +37,7 @@ class EngineConfig:
     connect_timeout: float = 10.0
     command_timeout: float = 15.0
     session_timeout: float = 120.0
-    smtp_idle_seconds: float = 5.0
+    smtp_idle_seconds: float = 1.0
     smtp_pipelining: bool = True
     mx_backoff_min: float = 30.0
     mx_backoff_max: float = 900.0

@@ -55,7 +55,7 @@ class PoolConfig:
     helo_name: str = "verify.mailsift.invalid"
     max_connections: int = 2
     #: QUIT a session after this many seconds without work
-    idle_seconds: float = 5.0
+    idle_seconds: float = 1.0
     #: QUIT a session after this many MAIL transactions (servers limit them too)
     max_transactions: int = 100
     backoff_min: float = 30.0

@@ -268,7 +268,7 @@ class Settings:
         "MAILSIFT_SMTP_SESSION_TIMEOUT", "120", _seconds,
         "Seconds for one whole SMTP session.")
     smtp_idle_seconds: float = _setting(
-        "MAILSIFT_SMTP_IDLE_SECONDS", "5", _seconds,
+        "MAILSIFT_SMTP_IDLE_SECONDS", "1", _seconds,
         "Seconds a pooled SMTP session may sit without work before it is closed (QUIT).")
     smtp_pipelining: bool = _setting(
         "MAILSIFT_SMTP_PIPELINING", "true", _bool,
