@@ -21,6 +21,7 @@ import pytest_asyncio
 import redis.asyncio
 
 from checks.dns import CachingResolver, DnsAnswer, NxDomain
+from checks.politeness import window_shape
 from mailsift.settings import Settings
 from sinks.redis_tables import (
     RcptReservation,
@@ -329,15 +330,15 @@ async def test_rcpt_rate_is_global_across_workers(
     await asyncio.wait_for(asyncio.gather(*(rcpt(workers[i % 2]) for i in range(30))), 20)
     elapsed = time.monotonic() - started
     assert len(done) == 30
-    assert elapsed >= 1.0  # 20 permits at once, the next 10 one window (1.05 s) later
+    capacity, seconds = window_shape(20)
+    width = round(seconds * 1_000_000)
+    assert elapsed >= 1.0  # 20 permits at once, the next 10 one window (1.02 s) later
 
-    # the slots, in Redis time: no window of 1.05 s holds more than 20 of them ...
+    # the slots, in Redis time: no window holds more than 20 of them ...
     slots = sorted(round(slot * 1_000_000) for slot, _ in done)
-    window = max(
-        sum(1 for s in slots if start <= s < start + 1_050_000) for start in slots
-    )
-    assert window == 20
-    assert slots[20] - slots[0] >= 1_050_000
+    window = max(sum(1 for s in slots if start <= s < start + width) for start in slots)
+    assert window == capacity == 20
+    assert slots[20] - slots[0] >= width
     # and no caller went before its slot (2 ms for clock reads and loop granularity)
     assert all(returned >= slot - 0.002 for slot, returned in done)
     # the two workers really shared the window
