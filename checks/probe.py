@@ -8,8 +8,9 @@ commands and gives the session back for the next group, whatever domain that is.
 
 * With RFC 2920 ``PIPELINING`` advertised, the RCPTs whose permits are due together go in
   one write and their replies are matched in order; without it, lock-step.
-* RCPT permits are reserved in bulk (:meth:`~checks.politeness.Politeness.reserve_rcpts`)
-  and each command waits for its own permit time.
+* RCPT permits are reserved a group at a time
+  (:meth:`~checks.politeness.Politeness.reserve_rcpts`, one Redis round trip) and each
+  group waits for its permit time.
 * At most ``rcpt_per_transaction`` recipients per transaction, then ``RSET``.
 * A server that refuses more recipients (452 4.5.3) or closes with 421 is asked again on
   a new connection; a session that an idle server closed meanwhile is replaced quietly.
@@ -37,8 +38,9 @@ __all__ = ["ProbeConfig", "ProbeReport", "SmtpProber"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: permits due within this many seconds of each other go out in one pipelined write
-_SAME_GROUP = 0.002
+#: permits due within this many seconds of each other go out in one pipelined write (the
+#: politeness policy gives the permits of one group the same time)
+_SAME_GROUP = 0.001
 
 
 @dataclass(frozen=True)
@@ -199,9 +201,12 @@ class SmtpProber:
                 ps.dirty = True
                 ps.transactions += 1
             chunk = [pending[i] for i in range(min(len(pending),
-                                                   self.config.rcpt_per_transaction - sent))]
-            reserved_at = loop.time()
+                                                   self.config.rcpt_per_transaction - sent,
+                                                   self.politeness.rcpt_group_size))]
             waits = await self.politeness.reserve_rcpts(ip, len(chunk))
+            # measured from the answer, not from the request: a slow round trip must make
+            # a command late, never early
+            reserved_at = loop.time()
             i = 0
             while i < len(chunk):
                 j = i + 1

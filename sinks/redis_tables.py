@@ -16,8 +16,7 @@ Key layout (``prefix`` defaults to ``"mailsift:"``)::
     {prefix}{dns cache key}            string  cached DNS entry (CachingResolver's key,
                                                 e.g. mailsift:dns:example.com/MX), PX = ttl
     {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
-    {prefix}mx:{ip}:rcpts              list    times of the last RCPT permits (µs, Redis
-                                                time), oldest first: the sliding window
+    {prefix}mx:{ip}:rcpt               string  next free RCPT permit time (µs, Redis time)
     {prefix}job:{key}:claims           hash    dedupe key -> source of first submission
     {prefix}job:{key}:dups             set     sources counted as duplicates
     {prefix}job:{key}:total            string  number of submissions
@@ -45,7 +44,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from checks.politeness import window_shape
+from checks.politeness import RcptPacing
 from streams.jobstore import JobProgress
 
 __all__ = [
@@ -237,33 +236,21 @@ redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
 return 1
 """
 
-# The sliding window of checks.politeness.window_slots, in Redis time.
-# KEYS[1] = permit-times list; ARGV = capacity, window_us, count.
-# Returns {now_us, slot_us - now_us for each permit} (strings), waits non-decreasing.
+# The permit grid of checks.politeness.RcptPacing, in Redis time.
+# KEYS[1] = next-free-permit time; ARGV = interval_us, count.
+# Returns {now_us, start_us}: the permits are start, start + interval, ... (the caller groups
+# them with RcptPacing.slots); the next free one is start + count * interval.
 _RCPT_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cap = tonumber(ARGV[1])
-local win = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-local hist = {}
-for i, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do hist[i] = tonumber(v) end
-local last = hist[#hist] or now
-local out = {string.format('%.0f', now)}
-for i = 1, count do
-  local slot = math.max(now, last)
-  if #hist >= cap then slot = math.max(slot, hist[#hist - cap + 1] + win) end
-  hist[#hist + 1] = slot
-  last = slot
-  out[i + 1] = string.format('%.0f', slot - now)
-end
-local keep = {}
-for i = math.max(1, #hist - cap + 1), #hist do keep[#keep + 1] = string.format('%.0f', hist[i]) end
-redis.call('DEL', KEYS[1])
-redis.call('RPUSH', KEYS[1], unpack(keep))
-redis.call('PEXPIRE', KEYS[1], math.ceil((last - now + win) / 1000) + 1000)
-return out
+local interval = tonumber(ARGV[1])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local start = math.max(now, nxt)
+local after = start + interval * tonumber(ARGV[2])
+local ttl_ms = math.ceil((after - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
+return {string.format('%.0f', now), string.format('%.0f', start)}
 """
 
 
@@ -319,10 +306,10 @@ class RedisPoliteness:
     A held lease is renewed every third of ``lease_seconds`` while its ``async with``
     block runs, so a pooled session may live longer than one lease.
 
-    *RCPT rate*: the sliding window of :func:`checks.politeness.window_slots` per MX IP,
-    in Redis time, shared by all workers: at most ``capacity`` permits in any window
-    (:func:`checks.politeness.window_shape`). :meth:`reserve_rcpts` takes many permits
-    in one round trip.
+    *RCPT rate*: the evenly spaced permits of :class:`checks.politeness.RcptPacing` per
+    MX IP, in Redis time, shared by all workers: a "next free permit" time that each
+    reservation moves ``count`` intervals on. :meth:`reserve_rcpts` takes many permits in
+    one round trip.
 
     When Redis does not answer, both wait and retry with backoff (warning at most once a
     minute): the limits are never bypassed.
@@ -348,9 +335,9 @@ class RedisPoliteness:
         self.rcpt_per_second = rcpt_per_second
         self.lease_seconds = lease_seconds
         self.prefix = prefix
-        self.capacity, window = window_shape(rcpt_per_second)
-        # ceil: rounding the window down could let one RCPT too many into it
-        self.window_us = math.ceil(1_000_000 * window)
+        self.pacing = RcptPacing.for_rate(rcpt_per_second)
+        # ceil: rounding the spacing down could let one RCPT too many into a second
+        self.interval_us = math.ceil(1_000_000 * self.pacing.interval)
         self._lease_ms = max(1, math.ceil(lease_seconds * 1000))
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
@@ -369,8 +356,13 @@ class RedisPoliteness:
         return f"{self.prefix}mx:{mx_ip}:conn"
 
     def rcpt_key(self, mx_ip: str) -> str:
-        """The RCPT permit-times key (sliding window) of ``mx_ip``."""
-        return f"{self.prefix}mx:{mx_ip}:rcpts"
+        """The next-free-RCPT-permit key of ``mx_ip``."""
+        return f"{self.prefix}mx:{mx_ip}:rcpt"
+
+    @property
+    def rcpt_group_size(self) -> int:
+        """How many permits one pipelined group can get."""
+        return self.pacing.group_size
 
     def connection(self, mx_ip: str) -> _Lease:
         """Hold one of ``mx_ip``'s global connection slots for the ``async with`` block."""
@@ -406,9 +398,11 @@ class RedisPoliteness:
         while True:
             try:
                 reply = await _guarded(self._rcpt_script(
-                    keys=[self.rcpt_key(mx_ip)], args=[self.capacity, self.window_us, count]))
-                return (_int(reply[0]) / 1_000_000,
-                        [max(0, _int(w)) / 1_000_000 for w in reply[1:]])
+                    keys=[self.rcpt_key(mx_ip)], args=[self.interval_us, count]))
+                now, start = _int(reply[0]) / 1_000_000, _int(reply[1]) / 1_000_000
+                pacing = RcptPacing(self.interval_us / 1_000_000, self.pacing.horizon)
+                sends, _ = pacing.slots(start, start, count)
+                return now, [max(0.0, s - now) for s in sends]
             except _UNAVAILABLE as exc:
                 backoff = await self._unavailable("RCPT rate", mx_ip, exc, backoff)
 
