@@ -85,6 +85,7 @@ class Run:
     starttls: int = 0
     dns_queries: int = 0
     domains: int = 0
+    max_rcpt_per_5s: int = 0
     #: CPU seconds of the other processes during the timed job (cli = this process)
     other_cpu: dict[str, float] = field(default_factory=dict)
 
@@ -100,7 +101,8 @@ class Run:
             f"  world: DATA {self.data_commands}, connections/addr "
             f"{self.connections / self.addresses:.3f} ({self.connections} conn, {self.rcpt} RCPT), "
             f"max simultaneous per MX {self.max_simultaneous}, max RCPT/s per MX "
-            f"{self.max_rcpt_per_second}, rejected {self.rejected_connections}, "
+            f"{self.max_rcpt_per_second} (per 5 s {self.max_rcpt_per_5s}), rejected "
+            f"{self.rejected_connections}, "
             f"CPU {self.world_cpu_seconds:.1f} s",
         ]
         out.append(
@@ -304,8 +306,12 @@ async def timed_job(settings: Settings, emails: list[str], timeout: float
 
 
 def world_totals(stats: dict[str, Any]) -> dict[str, int]:
+    from tests.world.smtp_server import max_rate
+
     hosts: dict[str, dict[str, Any]] = stats["mx"]
     return {
+        "max_rcpt_per_5s": max((max_rate(list(h.get("rcpt_times", [])), 5.0)
+                                for h in hosts.values()), default=0),
         "connections": sum(int(h["connections"]) for h in hosts.values()),
         "rcpt": sum(int(h["rcpt"]) for h in hosts.values()),
         "rejected": sum(int(h["rejected_connections"]) for h in hosts.values()),
@@ -400,7 +406,7 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
         for spy in spies:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
-        totals = world_totals(world.stats())
+        totals = world_totals(world.stats(times=True))
         world_cpu = cpu_seconds(world.proc.pid) - cpu_before[world.proc.pid]
         final = outcome.final_by_key()
         counts: dict[str, int] = {}
@@ -422,7 +428,8 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
             counts, expected, sum(v.attempt > 1 for v in final.values()),
             totals["connections"], totals["rcpt"], totals["max_simultaneous"],
             totals["max_rcpt_per_second"], totals["rejected"], totals["data"], world_cpu,
-            reports, totals["starttls"], totals["dns"], args.domains, other_cpu,
+            reports, totals["starttls"], totals["dns"], args.domains,
+            max_rcpt_per_5s=totals["max_rcpt_per_5s"], other_cpu=other_cpu,
         )
     finally:
         stop_all(procs, world)
