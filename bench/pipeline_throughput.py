@@ -134,15 +134,20 @@ def bulk_expected(emails: list[str], mailboxes: int) -> dict[str, str]:
             for e in emails}
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of a live process, in KiB (0 if it is gone)."""
+def status_kib(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` memory field (``VmRSS``, ``VmHWM``) in KiB, 0 if gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a live process, in KiB (0 if it is gone)."""
+    return status_kib(pid, "VmRSS")
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -177,13 +182,7 @@ def stack_pids(settings: Settings) -> dict[str, int]:
 
 def peak_rss_kib(pid: int) -> int:
     """VmHWM of a live process, in KiB (0 if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return status_kib(pid, "VmHWM")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -32,6 +32,8 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from checks.ttlmap import TtlMap
+
 __all__ = [
     "DnsAnswer",
     "DnsError",
@@ -392,9 +394,8 @@ class CachingResolver(Resolver):
         self._clock = clock
         self.hits = 0
         self.misses = 0
-        self.local_entries = local_entries
-        #: key -> (expiry on ``clock``, answer or negative answer)
-        self._local: dict[str, tuple[float, DnsAnswer | DnsError]] = {}
+        #: decoded answers (and negative answers) in front of the shared cache
+        self._local: TtlMap[DnsAnswer | DnsError] = TtlMap(local_entries, clock=clock)
         self._inflight: dict[str, asyncio.Future[DnsAnswer]] = {}
 
     def positive_ttl(self, ttl: float) -> float:
@@ -422,18 +423,15 @@ class CachingResolver(Resolver):
         key = cache_key(name, rdtype, self.key_prefix)
         local = self._local.get(key)
         if local is not None:
-            expires, value = local
-            remaining = expires - self._clock()
-            if remaining > 0:
-                self.hits += 1
-                if isinstance(value, NxDomain):
-                    raise NxDomain(str(value), ttl=int(remaining))
-                if isinstance(value, NoData):
-                    raise NoData(str(value), ttl=int(remaining))
-                if isinstance(value, DnsError):
-                    raise value
-                return DnsAnswer(value.records, int(remaining))
-            del self._local[key]
+            value, remaining = local
+            self.hits += 1
+            if isinstance(value, NxDomain):
+                raise NxDomain(str(value), ttl=int(remaining))
+            if isinstance(value, NoData):
+                raise NoData(str(value), ttl=int(remaining))
+            if isinstance(value, DnsError):
+                raise value
+            return DnsAnswer(value.records, int(remaining))
         running = self._inflight.get(key)
         if running is not None:
             return await asyncio.shield(running)
@@ -454,24 +452,13 @@ class CachingResolver(Resolver):
         finally:
             del self._inflight[key]
 
-    def _remember(self, key: str, value: DnsAnswer | DnsError, ttl: float) -> None:
-        if ttl <= 0 or self.local_entries <= 0:
-            return
-        if len(self._local) >= self.local_entries:
-            now = self._clock()
-            for k in [k for k, (exp, _) in self._local.items() if exp <= now]:
-                del self._local[k]
-            while len(self._local) >= self.local_entries:
-                del self._local[next(iter(self._local))]
-        self._local[key] = (self._clock() + ttl, value)
-
     async def _lookup(self, key: str, name: str, rdtype: str) -> DnsAnswer:
         raw = await self.cache.get(key)
         if raw is not None:
             cached = self._decode(raw)
             if cached is not None:
                 self.hits += 1
-                self._remember(key, cached, float(getattr(cached, "ttl", 0) or 0))
+                self._local.put(key, cached, float(getattr(cached, "ttl", 0) or 0))
                 if isinstance(cached, DnsError):
                     raise cached
                 return cached
@@ -483,12 +470,12 @@ class CachingResolver(Resolver):
             ttl = self.negative_cache_ttl(exc.ttl)
             if ttl > 0:
                 await self._store(key, {"kind": kind, "message": str(exc)}, ttl)
-                self._remember(key, exc, ttl)
+                self._local.put(key, exc, ttl)
             raise
         ttl = self.positive_ttl(answer.ttl)
         if ttl > 0:
             await self._store(key, {"kind": "answer", "records": list(answer.records)}, ttl)
-            self._remember(key, answer, ttl)
+            self._local.put(key, answer, ttl)
         return answer
 
     async def _store(self, key: str, entry: dict[str, Any], ttl: float) -> None:

@@ -45,6 +45,7 @@ from checks.pool import MxPool, PoolConfig
 from checks.probe import ProbeConfig, SmtpProber
 from checks.smtp import SmtpConnector, StreamSmtpConnector
 from checks.syntax import parse_address
+from checks.ttlmap import TtlMap
 from checks.verdict import decide
 
 __all__ = ["Engine", "EngineObserver", "NullObserver", "DomainFacts", "syntax_result"]
@@ -96,8 +97,8 @@ class Engine:
     ) -> None:
         self.config = config
         self._parse = functools.lru_cache(maxsize=20_000)(self._parse_uncached)
-        #: domain -> (monotonic expiry, catch-all?) in front of the shared cache
-        self._catch_all: dict[str, tuple[float, bool]] = {}
+        #: domain -> catch-all?, in front of the shared cache
+        self._catch_all: TtlMap[bool] = TtlMap(100_000)
         self.observer: EngineObserver = observer or NullObserver()
         self.cache: DnsCache = cache or MemoryDnsCache()
         base = resolver or DnspythonResolver(
@@ -231,7 +232,7 @@ class Engine:
             elif cls in {ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.MAILBOX_DISABLED}:
                 catch_all = False
             if catch_all is not None:
-                self._remember_catch_all(domain, catch_all)
+                self._catch_all.put(domain, catch_all, self.config.catch_all_ttl)
                 await self.cache.set(_CATCH_ALL_KEY + domain, b"1" if catch_all else b"0",
                                      self.config.catch_all_ttl)
         return catch_all, report.results
@@ -239,19 +240,12 @@ class Engine:
     async def _known_catch_all(self, domain: str) -> bool | None:
         local = self._catch_all.get(domain)
         if local is not None:
-            if time.monotonic() < local[0]:
-                return local[1]
-            del self._catch_all[domain]
+            return local[0]
         known = await self.cache.get(_CATCH_ALL_KEY + domain)
         if known is None:
             return None
-        self._remember_catch_all(domain, known == b"1")
+        self._catch_all.put(domain, known == b"1", self.config.catch_all_ttl)
         return known == b"1"
-
-    def _remember_catch_all(self, domain: str, catch_all: bool) -> None:
-        if len(self._catch_all) >= 100_000:
-            self._catch_all.clear()
-        self._catch_all[domain] = (time.monotonic() + self.config.catch_all_ttl, catch_all)
 
     def _result(self, address: ParsedAddress, facts: DomainFacts, rcpt: RcptResult | None,
                 catch_all: bool | None, smtp_seconds: float) -> VerificationResult:

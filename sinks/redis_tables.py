@@ -300,8 +300,8 @@ class RedisPoliteness:
     (Redis ``TIME``). Taking a slot drops expired leases and adds one only while fewer
     than ``max_connections`` are held (one Lua script); otherwise the caller polls again
     after 20-100 ms. Leaving the ``connection`` block (normally, on error or on
-    cancellation) removes the lease. A lease lasts ``lease_seconds`` at most, so a
-    crashed worker frees its slots by itself: pass more than the SMTP session timeout.
+    cancellation) removes the lease. A lease lasts ``lease_seconds`` unless renewed, so
+    a crashed worker frees its slots by itself.
 
     A held lease is renewed every third of ``lease_seconds`` while its ``async with``
     block runs, so a pooled session may live longer than one lease.

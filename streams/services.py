@@ -51,7 +51,9 @@ def build_services(settings: Settings, publisher: Any) -> Services:
             politeness=RedisPoliteness(
                 client, max_connections=settings.mx_max_connections,
                 rcpt_per_second=settings.mx_max_rcpt_per_second,
-                lease_seconds=settings.smtp_session_timeout + 5,
+                # renewed every 10 s while a session is open: a crashed worker's slots
+                # are free again within 30 s
+                lease_seconds=30.0,
                 prefix=settings.redis_prefix,
             ),
         )

@@ -73,12 +73,13 @@ def caching(
     min_ttl: float = 60.0,
     max_ttl: float = 86_400.0,
     negative_ttl: float = 300.0,
+    local_entries: int = 50_000,
 ) -> tuple[CachingResolver, CountingResolver, MemoryDnsCache, Clock]:
     clock = Clock()
     inner = CountingResolver(data)
     cache = MemoryDnsCache(clock=clock)
     r = CachingResolver(inner, cache, min_ttl=min_ttl, max_ttl=max_ttl,
-                        negative_ttl=negative_ttl, clock=clock)
+                        negative_ttl=negative_ttl, clock=clock, local_entries=local_entries)
     return r, inner, cache, clock
 
 
@@ -161,8 +162,9 @@ async def test_failures_are_never_cached() -> None:
 
 @pytest.mark.asyncio
 async def test_entries_are_json_and_corrupt_entries_are_misses() -> None:
-    r, inner, cache, _ = caching({("j.example", "TXT"): DnsAnswer(("v=spf1 -all",), 600)})
-    r.local_entries = 0  # the shared cache's own behaviour, without the in-process one
+    # the shared cache's own behaviour, without the in-process one
+    r, inner, cache, _ = caching({("j.example", "TXT"): DnsAnswer(("v=spf1 -all",), 600)},
+                                 local_entries=0)
     await r.query("j.example", "TXT")
     raw = await cache.get(cache_key("j.example", "TXT"))
     assert raw is not None and raw.startswith(b"{") and b"v=spf1 -all" in raw
@@ -504,3 +506,37 @@ async def test_end_to_end_mx_spf_dmarc_through_the_cache(tiny_dns: TinyDns) -> N
     assert len(tiny_dns.seen) == asked, "answers, NXDOMAIN and NODATA came from the cache"
     await resolve_mx(r, "servfail.example.test")
     assert len(tiny_dns.seen) == asked + 1, "failures are asked again"
+
+
+class SlowResolver:
+    def __init__(self, inner: CountingResolver) -> None:
+        self.inner = inner
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        await asyncio.sleep(0.05)
+        return await self.inner.query(name, rdtype)
+
+
+@pytest.mark.asyncio
+async def test_concurrent_misses_of_one_question_make_one_lookup() -> None:
+    r, inner, _, _ = caching({("s.example", "MX"): DnsAnswer(("10 mx.s.example.",), 300),
+                              ("n.example", "TXT"): NxDomain("n.example: no such domain")})
+    r.resolver = SlowResolver(inner)  # the lookup takes time: the others arrive meanwhile
+    answers = await asyncio.gather(*(r.query("s.example", "MX") for _ in range(20)))
+    assert {a.records for a in answers} == {("10 mx.s.example.",)}
+    results = await asyncio.gather(*(r.query("n.example", "TXT") for _ in range(20)),
+                                   return_exceptions=True)
+    assert all(isinstance(x, NxDomain) for x in results)
+    assert len(inner.calls) == 2  # one per question, the rest waited for it
+
+
+@pytest.mark.asyncio
+async def test_in_process_cache_answers_without_the_shared_cache() -> None:
+    r, inner, cache, clock = caching({("l.example", "A"): DnsAnswer(("127.0.0.9",), 120)})
+    await r.query("l.example", "A")
+    await cache.set(cache_key("l.example", "A"), b"", 0)  # the shared entry is gone
+    assert (await r.query("l.example", "A")).records == ("127.0.0.9",)
+    assert len(inner.calls) == 1
+    clock.now += 121
+    await r.query("l.example", "A")  # expired in both: asked again
+    assert len(inner.calls) == 2
