@@ -305,8 +305,7 @@ class MemoryDnsCache:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._clock = clock
-        self._data: dict[str, tuple[float, bytes]] = {}
+        self._data: TtlMap[bytes] = TtlMap(max_entries, clock=clock)
 
     @property
     def size(self) -> int:
@@ -315,26 +314,13 @@ class MemoryDnsCache:
 
     async def get(self, key: str) -> bytes | None:
         item = self._data.get(key)
-        if item is None:
-            return None
-        expires, value = item
-        if self._clock() >= expires:
-            del self._data[key]
-            return None
-        return value
+        return None if item is None else item[0]
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         if ttl <= 0:
-            self._data.pop(key, None)
+            self._data.discard(key)
             return
-        now = self._clock()
-        self._data.pop(key, None)  # re-insert at the end (newest)
-        if len(self._data) >= self.max_entries:
-            for k in [k for k, (exp, _) in self._data.items() if exp <= now]:
-                del self._data[k]
-            while len(self._data) >= self.max_entries:
-                del self._data[next(iter(self._data))]
-        self._data[key] = (now + ttl, value)
+        self._data.put(key, value, ttl)
 
 
 def cache_key(name: str, rdtype: str, prefix: str = "dns:") -> str:

@@ -45,6 +45,9 @@ class TtlMap(Generic[V]):
             return None
         return item[1], remaining
 
+    def discard(self, key: Hashable) -> None:
+        self._data.pop(key, None)
+
     def put(self, key: Hashable, value: V, ttl: float) -> None:
         if ttl <= 0 or self.max_entries <= 0:
             return
