@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -105,6 +106,17 @@ def build_app(settings: Settings) -> faust.App:
             window.revoke(revoked)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        # QUIT the pooled SMTP sessions and give their connection slots back, so a worker
+        # started next does not wait for the leases to expire
+        try:
+            async with asyncio.timeout(5):
+                await services.engine.aclose()
+        except TimeoutError:
+            log.warning("SMTP sessions still closing after 5 s; their leases expire")
+
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
     return app
 
 
