@@ -91,6 +91,7 @@ async def run_once(info: dict[str, object], profile: str, latency_ms: float,
     started = time.perf_counter()
     results = await engine.verify_many(addresses)
     seconds = time.perf_counter() - started
+    await engine.aclose()
     after = world_stats(str(info["control"]))
     return Run(
         profile, latency_ms, len(addresses), seconds,

@@ -31,10 +31,20 @@ def default_engine() -> Engine:
 
 async def verify(address: str, *, engine: Engine | None = None) -> VerificationResult:
     """Verify one address."""
-    return await (engine or default_engine()).verify(address)
+    return (await verify_batch([address], engine=engine))[0]
 
 
 async def verify_batch(addresses: Sequence[str], *, engine: Engine | None = None
                        ) -> list[VerificationResult]:
-    """Verify many addresses (grouped by domain; results in input order)."""
-    return await (engine or default_engine()).verify_many(addresses)
+    """Verify many addresses (grouped by domain; results in input order).
+
+    An engine made here is closed afterwards (its pooled SMTP sessions QUIT); a given one
+    keeps its sessions for the next call.
+    """
+    if engine is not None:
+        return await engine.verify_many(addresses)
+    own = default_engine()
+    try:
+        return await own.verify_many(addresses)
+    finally:
+        await own.aclose()

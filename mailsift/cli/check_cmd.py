@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from checks import Engine, EngineConfig
+from checks import Engine, EngineConfig, VerificationResult
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import read_addresses
 from mailsift.cli.render import console, show
@@ -28,7 +28,14 @@ def check(
     if not items:
         fail("give addresses to check, or --file FILE")
     engine = Engine(EngineConfig.from_settings(load_settings()))
-    results = asyncio.run(engine.verify_many(items))
+
+    async def run() -> list[VerificationResult]:
+        try:
+            return await engine.verify_many(items)
+        finally:
+            await engine.aclose()  # QUIT the pooled sessions before the loop ends
+
+    results = asyncio.run(run())
     if as_json:
         for r in results:
             print(json.dumps(r.to_dict(), ensure_ascii=False))
