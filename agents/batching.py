@@ -87,11 +87,17 @@ class KeyedBatcher(Generic[T, R]):
         try:
             async with self._slots:
                 results = await self.run([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} got {len(results)} results")
         except Exception as exc:  # hand the failure to every waiting submitter
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        except BaseException:  # cancelled: no submitter may wait forever
+            for _, fut in batch:
+                fut.cancel()
+            raise
         for (_, fut), result in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(result)

@@ -14,6 +14,7 @@ from checks.model import AddressProblem
 from schemas import AddressTask, JobEvent, Submission, verdict_key
 from streams.jobstore import job_key
 from streams.services import Services
+from streams.stage import retry_transient
 
 __all__ = ["IntakeHandler"]
 
@@ -29,8 +30,12 @@ class IntakeHandler:
             self._claim, window=0.02, max_batch=1000, serial_per_key=True)
 
     async def _claim(self, batch: list[tuple[str, str, str]]) -> list[bool]:
-        """``(job key, dedupe key, source)`` items, all of one job run."""
-        return await self.s.jobs.claim_many(batch[0][0], [(d, src) for _, d, src in batch])
+        """``(job key, dedupe key, source)`` items, all of one job run. An outage is waited
+        out here, so the partition's later claims stay behind this batch."""
+        claims = [(d, src) for _, d, src in batch]
+        claimed: list[bool] = await retry_transient(
+            "intake claims", lambda: self.s.jobs.claim_many(batch[0][0], claims))
+        return claimed
 
     async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
                        value: bytes | None) -> None:

@@ -420,7 +420,14 @@ class CachingResolver(Resolver):
             return DnsAnswer(value.records, int(remaining))
         running = self._inflight.get(key)
         if running is not None:
-            return await asyncio.shield(running)
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
+                    raise  # we were cancelled ourselves
+                # the task that was looking it up was cancelled: not our business, ask
+                return await self.query(name, rdtype)
         future: asyncio.Future[DnsAnswer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -444,7 +451,11 @@ class CachingResolver(Resolver):
             cached = self._decode(raw)
             if cached is not None:
                 self.hits += 1
-                self._local.put(key, cached, float(getattr(cached, "ttl", 0) or 0))
+                remaining = float(getattr(cached, "ttl", 0) or 0)
+                if isinstance(cached, (NxDomain, NoData)):  # a copy: raising adds a traceback
+                    self._local.put(key, type(cached)(str(cached), ttl=cached.ttl), remaining)
+                else:
+                    self._local.put(key, cached, remaining)
                 if isinstance(cached, DnsError):
                     raise cached
                 return cached
@@ -456,7 +467,7 @@ class CachingResolver(Resolver):
             ttl = self.negative_cache_ttl(exc.ttl)
             if ttl > 0:
                 await self._store(key, {"kind": kind, "message": str(exc)}, ttl)
-                self._local.put(key, exc, ttl)
+                self._local.put(key, type(exc)(str(exc), ttl=exc.ttl), ttl)  # no traceback
             raise
         ttl = self.positive_ttl(answer.ttl)
         if ttl > 0:

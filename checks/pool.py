@@ -138,6 +138,11 @@ _RECHECK_SECONDS = 1.0
 _BUSY_RETRIES = 3
 
 
+def _lost(ps: PooledSession) -> bool:
+    """Whether the session's connection slot vanished (see the Redis politeness)."""
+    return bool(getattr(ps.lease, "lost", False))
+
+
 def _too_many_connections(exc: BaseException) -> bool:
     reply = getattr(exc, "reply", None)
     return isinstance(reply, SmtpReply) and reply.code == 421
@@ -156,7 +161,8 @@ class MxPool:
         self._clock = clock
         self._jitter = jitter
         self._hosts: dict[str, _Host] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Future[None]] = set()
+        self._closed = False
 
     def _host(self, ip: str) -> _Host:
         state = self._hosts.get(ip)
@@ -185,11 +191,14 @@ class MxPool:
                 raise HostBackoff(ip, state.down_until - now, state.cause)
             if state.limit < self.config.max_connections and now >= state.limit_until:
                 state.limit = self.config.max_connections
-            if state.idle:
+            while state.idle:
                 ps = state.idle.pop()
                 if ps.idle_timer is not None:
                     ps.idle_timer.cancel()
                     ps.idle_timer = None
+                if _lost(ps):  # its slot may be another worker's now
+                    await self._close(ps)
+                    continue
                 ps.reused = True
                 self.stats.reused += 1
                 return ps
@@ -251,7 +260,8 @@ class MxPool:
     async def release(self, ps: PooledSession, *, reuse: bool) -> None:
         """Give a session back: kept for the next group when ``reuse``, else closed."""
         state = self._host(ps.ip)
-        if reuse and ps.transactions < self.config.max_transactions:
+        if (reuse and not self._closed and not _lost(ps)
+                and ps.transactions < self.config.max_transactions):
             state.idle.append(ps)
             ps.idle_timer = asyncio.get_running_loop().call_later(
                 self.config.idle_seconds, self._expire, ps)
@@ -260,15 +270,20 @@ class MxPool:
         await self._close(ps)
 
     async def aclose(self) -> None:
-        """QUIT every idle session (lent ones close when they are released)."""
+        """QUIT every idle session at once; sessions lent now close when released, and
+        the pool keeps no idle session from now on."""
+        self._closed = True
+        idle: list[PooledSession] = []
         for state in self._hosts.values():
-            idle, state.idle = state.idle, []
-            for ps in idle:
-                if ps.idle_timer is not None:
-                    ps.idle_timer.cancel()
-                await self._close(ps)
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+            idle += state.idle
+            state.idle = []
+        for ps in idle:
+            if ps.idle_timer is not None:
+                ps.idle_timer.cancel()
+        closing = [*self._closing, *(asyncio.ensure_future(self._close(ps)) for ps in idle)]
+        if closing:
+            # shielded: a caller that gives up waiting leaves them closing, not leaking
+            await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
 
     # --- internals ---------------------------------------------------------------------
 

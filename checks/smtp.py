@@ -129,8 +129,11 @@ async def read_reply_lines(reader: asyncio.StreamReader) -> tuple[int, list[str]
             raise SmtpTransportError(Reason.CONNECTION_FAILED, f"not an SMTP reply: {line!r}")
         code = int(line[:3])
         lines.append(line[4:])
-        if len(line) == 3 or line[3] != "-" or len(lines) >= MAX_REPLY_LINES:
+        if len(line) == 3 or line[3] != "-":
             return code, lines
+        if len(lines) >= MAX_REPLY_LINES:  # its rest would be taken for the next replies
+            raise SmtpTransportError(Reason.CONNECTION_FAILED,
+                                     f"reply of more than {MAX_REPLY_LINES} lines")
 
 
 class _StreamSession:
@@ -150,11 +153,16 @@ class _StreamSession:
         """Write ``data`` (one or more commands), read ``count`` replies in order."""
         if self._closed:
             raise SmtpTransportError(Reason.CONNECTION_FAILED, "disconnected: session closed")
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout) as deadline:
                 self._writer.write(data)
                 await self._writer.drain()
-                return [await read_reply_lines(self._reader) for _ in range(count)]
+                replies = []
+                for _ in range(count):  # each reply of a pipelined group gets the timeout
+                    replies.append(await read_reply_lines(self._reader))
+                    deadline.reschedule(loop.time() + self._timeout)
+                return replies
         except TimeoutError:
             self._abort()
             raise SmtpTransportError(Reason.TIMEOUT,
@@ -273,6 +281,10 @@ class StreamSmtpConnector:
                 writer.transport.abort()
             raise SmtpTransportError(Reason.CONNECTION_FAILED,
                                      f"{ip}:{port}: {exc.strerror or exc}") from None
+        except BaseException:  # cancelled while connecting: leave no socket behind
+            if writer is not None:
+                writer.transport.abort()
+            raise
         if banner.code != 220:
             writer.transport.abort()
             raise SmtpTransportError(Reason.CONNECTION_FAILED,

@@ -37,16 +37,18 @@ from schemas.base import (
 __all__ = ["Submission", "submission_key"]
 
 
-def submission_key(job_id: str, email: str) -> bytes:
-    """The Kafka key mailsift's own producers give a submission: ``job_id/address``.
+def submission_key(job_id: str, dedupe_key: str) -> bytes:
+    """The Kafka key mailsift's own producers give a submission: ``job_id/dedupe_key``.
 
-    Repeats of an address (in any letter case) share a partition, so the first one in the
-    list is the one verified; different addresses spread over all partitions.
+    ``dedupe_key`` is the address's identity as intake computes it (see
+    ``streams.client.dedupe_key``), so every spelling of one mailbox shares a partition and
+    the first one in the list is the one verified; different addresses spread over all
+    partitions.
 
-    >>> submission_key("j1", " Ann@Example.com ")
-    b'j1/ann@example.com'
+    >>> submission_key("j1", "ann@xn--bcher-kva.de")
+    b'j1/ann@xn--bcher-kva.de'
     """
-    return f"{job_id}/{email.strip().lower()}".encode()
+    return f"{job_id}/{dedupe_key}".encode()
 
 
 class Submission(faust.Record, serializer="json", include_metadata=False):

@@ -271,13 +271,17 @@ class _Lease:
         self._token: str | None = None
 
         self._renewal: asyncio.Task[None] | None = None
+        #: the lease vanished from Redis while held (Redis restarted, or renewals failed
+        #: for longer than the lease): the slot may be someone else's now
+        self.lost = False
 
     async def __aenter__(self) -> None:
         if self._token is not None:
             raise RuntimeError("this connection lease is already held")
         self._token = await self._owner._acquire(self._mx_ip)
         # pooled sessions live as long as their host has work: keep the lease alive
-        self._renewal = asyncio.ensure_future(self._owner._renew(self._mx_ip, self._token))
+        self.lost = False
+        self._renewal = asyncio.ensure_future(self._owner._renew(self._mx_ip, self._token, self))
 
     async def __aexit__(
         self,
@@ -406,15 +410,26 @@ class RedisPoliteness:
             except _UNAVAILABLE as exc:
                 backoff = await self._unavailable("RCPT rate", mx_ip, exc, backoff)
 
-    async def _renew(self, mx_ip: str, token: str) -> None:
-        """Extend the lease ``token`` every third of its life until cancelled."""
+    async def _renew(self, mx_ip: str, token: str, lease: _Lease) -> None:
+        """Extend the lease ``token`` every third of its life until cancelled; a failed
+        renewal is tried again within a second. When the lease is gone from Redis, mark
+        it ``lost`` and stop: its session must close rather than run without a slot."""
         key = self.conn_key(mx_ip)
+        delay = self.lease_seconds / 3
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(delay)
             try:
-                await _guarded(self._renew_script(keys=[key], args=[token, self._lease_ms]))
+                kept = await _guarded(
+                    self._renew_script(keys=[key], args=[token, self._lease_ms]))
             except _UNAVAILABLE as exc:
                 self._warn("politeness: could not renew lease on %s: %s", key, exc)
+                delay = min(1.0, self.lease_seconds / 3)
+                continue
+            if _int(kept) != 1:
+                lease.lost = True
+                self._warn("politeness: the lease on %s was lost; closing its session", key)
+                return
+            delay = self.lease_seconds / 3
 
     async def _acquire(self, mx_ip: str) -> str:
         """Take a connection slot of ``mx_ip``; returns the lease token."""

@@ -15,13 +15,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from checks.model import ParsedAddress
+from checks.syntax import parse_address
 from mailsift.settings import Settings
 from schemas import JobEvent, SchemaError, Submission, VerdictEvent, submission_key
 from streams.jobstore import JobProgress
 from streams.topics import TopicNames, bootstrap_servers, ensure_topics
 
 __all__ = ["new_job_id", "submit_job", "follow", "Followed", "read_topic", "job_progress",
-           "job_verdicts", "kafka_calls"]
+           "job_verdicts", "kafka_calls", "dedupe_key"]
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
@@ -45,6 +47,17 @@ def kafka_calls(settings: Settings) -> Iterator[None]:
             f"cannot reach Kafka at {settings.kafka_broker} ({type(exc).__name__}); "
             "start the local stack with `mailsift stack up` or set MAILSIFT_KAFKA_BROKER"
         ) from None
+
+
+def dedupe_key(email: str) -> str:
+    """The identity intake gives an input: the address's dedupe key, or ``raw:`` and the
+    input as typed when it is not an address (the Kafka key of its submission).
+
+    >>> dedupe_key("Ann@Bücher.de"), dedupe_key(" not an address ")
+    ('ann@xn--bcher-kva.de', 'raw:not an address')
+    """
+    parsed = parse_address(email, allow_test_tld=True)
+    return parsed.dedupe_key if isinstance(parsed, ParsedAddress) else "raw:" + email.strip()
 
 
 def new_job_id() -> str:
@@ -72,7 +85,7 @@ async def submit_job(settings: Settings, emails: Sequence[str], *, job_id: str |
             sub = Submission.create(job_id, email, metadata=metadata,
                                     request_id=request_ids[i] if request_ids else None)
             futures.append(await producer.send(names.submissions, sub.dumps(),
-                                               key=submission_key(job_id, email)))
+                                               key=submission_key(job_id, dedupe_key(email))))
         await asyncio.gather(*futures)
         created = JobEvent.create(job_id, "created", total=len(emails))
         await producer.send_and_wait(names.jobs, created.dumps(), key=key)

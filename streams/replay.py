@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from mailsift.settings import Settings
 from schemas import JobEvent, SchemaError, Submission, submission_key
-from streams.client import scan_topic
+from streams.client import dedupe_key, scan_topic
 from streams.topics import bootstrap_servers, ensure_topics
 
 __all__ = ["ReplaySummary", "replay", "parse_since"]
@@ -81,8 +81,8 @@ async def replay(settings: Settings, *, job_id: str | None = None,
             if since is not None and _submitted_at(sub, msg.timestamp) < since:
                 continue
             copy = Submission(**{**sub.asdict(), "replay_id": summary.replay_id})
-            pending.append(await producer.send(names.replays, copy.dumps(),
-                                               key=submission_key(sub.job_id, sub.email)))
+            key = submission_key(sub.job_id, dedupe_key(sub.email))
+            pending.append(await producer.send(names.replays, copy.dumps(), key=key))
             summary.jobs[sub.job_id] += 1
         for fut in pending:
             await fut

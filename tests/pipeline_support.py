@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checks.model import ParsedAddress
-from checks.syntax import parse_address
 from mailsift.settings import Settings, load_settings
 from schemas import JobEvent, VerdictEvent
 from streams.client import follow
@@ -205,11 +203,6 @@ async def produce_raw(settings: Settings, topic: str,
             await producer.send_and_wait(topic, value, key=key)
     finally:
         await producer.stop()
-
-
-def dedupe_key(email: str) -> str:
-    p = parse_address(email, allow_test_tld=True)
-    return p.dedupe_key if isinstance(p, ParsedAddress) else "raw:" + email.strip()
 
 
 @dataclass

@@ -540,3 +540,26 @@ async def test_in_process_cache_answers_without_the_shared_cache() -> None:
     clock.now += 121
     await r.query("l.example", "A")  # expired in both: asked again
     assert len(inner.calls) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_waiter_survives_the_cancellation_of_the_lookup_it_waited_for() -> None:
+    r, inner, _, _ = caching({("c.example", "MX"): DnsAnswer(("10 mx.c.example.",), 300)})
+    r.resolver = SlowResolver(inner)
+    owner = asyncio.create_task(r.query("c.example", "MX"))
+    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(r.query("c.example", "MX"))
+    await asyncio.sleep(0.01)
+    owner.cancel()
+    assert (await waiter).records == ("10 mx.c.example.",)  # asked again by itself
+    assert owner.cancelled()
+
+
+@pytest.mark.asyncio
+async def test_cached_negative_answers_hold_no_traceback() -> None:
+    r, _, _, _ = caching({("gone.example", "TXT"): NxDomain("gone.example: no such domain")})
+    for _ in range(2):
+        with pytest.raises(NxDomain):
+            await r.query("gone.example", "TXT")
+    cached = r._local.get(cache_key("gone.example", "TXT"))
+    assert cached is not None and cached[0].__traceback__ is None

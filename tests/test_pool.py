@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -173,3 +174,33 @@ async def test_too_many_recipients_on_a_reused_session_reconnects() -> None:
         assert report.results[f"u@{domain}"].reply_class is ReplyClass.ACCEPTED
     assert server.sessions == 2
     await p.pool.aclose()
+
+
+class LosingPoliteness(LocalPoliteness):
+    """Hands out leases that a test can mark lost (as Redis does when a lease vanished)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_connections=2, rcpt_per_second=1000)
+        self.leases: list[Any] = []
+
+    def connection(self, mx_ip: str) -> Any:
+        lease = super().connection(mx_ip)
+        lease.lost = False  # type: ignore[attr-defined]
+        self.leases.append(lease)
+        return lease
+
+
+@pytest.mark.asyncio
+async def test_a_session_whose_lease_was_lost_is_closed_not_reused() -> None:
+    server = FakeServer()
+    conn = FakeConnector({"127.0.0.1": server})
+    politeness = LosingPoliteness()
+    pool = MxPool(conn, politeness, PoolConfig(max_connections=2))
+    p = SmtpProber(conn, politeness, ProbeConfig(allowed_networks=LOOPBACK), pool=pool)
+    await p.probe(mx("127.0.0.1"), ["u@a.test"])
+    politeness.leases[0].lost = True  # e.g. Redis restarted without its data
+    await p.probe(mx("127.0.0.1"), ["u@b.test"])
+    assert server.sessions == 2 and pool.stats.reused == 0
+    assert server.log.count("QUIT") == 1  # the first session was closed politely
+    await pool.aclose()
+    assert server.open == 0
