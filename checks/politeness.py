@@ -143,8 +143,3 @@ class LocalPoliteness:
         slots, self._next_free[mx_ip] = self.pacing.slots(self._next_free[mx_ip], now, count)
         return [slot - now for slot in slots]
 
-    async def before_rcpt(self, mx_ip: str) -> None:
-        """Wait for one permit (a convenience over :meth:`reserve_rcpts`)."""
-        (wait,) = await self.reserve_rcpts(mx_ip, 1)
-        if wait > 0:
-            await asyncio.sleep(wait)
