@@ -96,9 +96,8 @@ class PooledSession:
     """A session lent by the pool: use :attr:`session`, then give it back with
     :meth:`MxPool.release`."""
 
-    def __init__(self, host: str, ip: str, session: SmtpSession,
+    def __init__(self, ip: str, session: SmtpSession,
                  lease: AbstractAsyncContextManager[None]) -> None:
-        self.host = host
         self.ip = ip
         self.session = session
         self.lease = lease
@@ -300,7 +299,7 @@ class MxPool:
         except BaseException as exc:
             await lease.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        return PooledSession(host, ip, session, lease)
+        return PooledSession(ip, session, lease)
 
     async def _greet(self, session: SmtpSession, host: str) -> None:
         hello = await session.hello(self.config.helo_name)
