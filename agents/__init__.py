@@ -5,5 +5,5 @@
 * :mod:`agents.retry` — ``retries.N`` → (when due) ``by-domain``
 * :mod:`agents.progress` — ``verdicts`` + ``jobs`` → job progress and ``completed`` events
 
-Each stage is a handler over raw events run by :func:`streams.stage.run_stage`.
+Each stage is a handler over batches of raw events run by :func:`streams.stage.run_stage`.
 """

@@ -43,20 +43,31 @@ class KeyedBatcher(Generic[T, R]):
         self.serial_per_key = serial_per_key
         self._running: set[Hashable] = set()
         self._slots = asyncio.Semaphore(concurrency)
-        self._pending: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
+        # per key: groups of items (one future for each group), and how many items they hold
+        self._pending: dict[Hashable, list[tuple[list[T], asyncio.Future[list[R]]]]] = {}
+        self._sizes: dict[Hashable, int] = {}
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, key: Hashable, item: T) -> R:
+        """Add one item; returns its result."""
+        return (await self.enqueue(key, [item]))[0]
+
+    def enqueue(self, key: Hashable, items: list[T]) -> asyncio.Future[list[R]]:
+        """Add a group of items (kept together in one batch, even past ``max_batch``); the
+        future gets their results in order. No task per group: await many with gather."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        batch = self._pending.setdefault(key, [])
-        batch.append((item, future))
-        if len(batch) >= self.max_batch:
+        future: asyncio.Future[list[R]] = loop.create_future()
+        if not items:
+            future.set_result([])
+            return future
+        self._pending.setdefault(key, []).append((items, future))
+        size = self._sizes[key] = self._sizes.get(key, 0) + len(items)
+        if size >= self.max_batch:
             self._flush(key)
         elif key not in self._timers:
             self._timers[key] = loop.call_later(self.window, self._flush, key)
-        return await future
+        return future
 
     def _flush(self, key: Hashable) -> None:
         timer = self._timers.pop(key, None)
@@ -64,31 +75,40 @@ class KeyedBatcher(Generic[T, R]):
             timer.cancel()
         if self.serial_per_key and key in self._running:
             return  # flushed when the running batch of this key finishes
-        pending = self._pending.pop(key, [])
-        batch, rest = pending[:self.max_batch], pending[self.max_batch:]
-        if rest:
-            self._pending[key] = rest
+        groups = self._pending.pop(key, [])
+        batch: list[tuple[list[T], asyncio.Future[list[R]]]] = []
+        size = 0
+        while groups and (not batch or size + len(groups[0][0]) <= self.max_batch):
+            group = groups.pop(0)
+            batch.append(group)
+            size += len(group[0])
+        left = self._sizes.pop(key, 0) - size
+        if groups:
+            self._pending[key] = groups
+            self._sizes[key] = left
         if batch:
             self._running.add(key)
             task = asyncio.create_task(self._run(key, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, key: Hashable, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, key: Hashable,
+                   batch: list[tuple[list[T], asyncio.Future[list[R]]]]) -> None:
         try:
             await self._run_batch(batch)
         finally:
             self._running.discard(key)
             if self._pending.get(key) and (self.serial_per_key or
-                                           len(self._pending[key]) >= self.max_batch):
+                                           self._sizes.get(key, 0) >= self.max_batch):
                 self._flush(key)
 
-    async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run_batch(self, batch: list[tuple[list[T], asyncio.Future[list[R]]]]) -> None:
+        items = [item for group, _ in batch for item in group]
         try:
             async with self._slots:
-                results = await self.run([item for item, _ in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"batch of {len(batch)} got {len(results)} results")
+                results = list(await self.run(items))
+            if len(results) != len(items):
+                raise RuntimeError(f"batch of {len(items)} got {len(results)} results")
         except Exception as exc:  # hand the failure to every waiting submitter
             for _, fut in batch:
                 if not fut.done():
@@ -98,6 +118,8 @@ class KeyedBatcher(Generic[T, R]):
             for _, fut in batch:
                 fut.cancel()
             raise
-        for (_, fut), result in zip(batch, results, strict=True):
+        start = 0
+        for group, fut in batch:
             if not fut.done():
-                fut.set_result(result)
+                fut.set_result(results[start:start + len(group)])
+            start += len(group)

@@ -3,20 +3,37 @@
 A temporary outcome (greylisting, 4xx, timeouts, DNS errors) goes to the retry tier of its
 attempt with a due time (``MAILSIFT_RETRY_DELAYS``); after the last tier, the verdict is
 final (``unknown`` with the last reason).
+
+The addresses of a stage batch are grouped by domain; each group joins its domain's next
+engine batch (:class:`~agents.batching.KeyedBatcher`, one batch per domain at a time).
+The results of a domain are produced as soon as that domain is done, so a slow domain
+holds back only its own verdicts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress, VerificationResult
-from schemas import AddressTask, verdict_key
+from schemas import AddressTask, SchemaError, verdict_key
 from streams.services import Services
+from streams.stage import Outcome, RawEvent, Record
 
 __all__ = ["DomainHandler"]
+
+_Group = list[tuple[AddressTask, ParsedAddress]]
+_Finished = asyncio.Queue[tuple[_Group, "asyncio.Future[list[VerificationResult]]"]]
+
+
+def _put(queue: _Finished, group: _Group,
+         future: asyncio.Future[list[VerificationResult]]) -> None:
+    queue.put_nowait((group, future))
 
 
 class DomainHandler:
@@ -31,25 +48,48 @@ class DomainHandler:
             # and then reuse its cached catch-all result instead of probing again
             serial_per_key=True)
 
-    async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
-                       value: bytes | None) -> None:
-        task = AddressTask.decode(value)
-        parsed = self.s.engine.parse(task.email)
-        if isinstance(parsed, AddressProblem):  # cannot happen for intake's tasks
-            result = syntax_result(parsed)
-        else:
-            result = await self.batcher.submit(parsed.ascii_domain, parsed)
+    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+        outcomes: list[Outcome] = [None] * len(events)
+        parse = self.s.engine.parse
+        groups: dict[str, _Group] = {}
+        records: list[Record] = []
+        for i, event in enumerate(events):
+            try:
+                task = AddressTask.decode(event.value)
+            except SchemaError as exc:
+                outcomes[i] = str(exc)
+                continue
+            parsed = parse(task.email)
+            if isinstance(parsed, AddressProblem):  # cannot happen for intake's tasks
+                records.append(self._record(task, syntax_result(parsed)))
+            else:
+                groups.setdefault(parsed.ascii_domain, []).append((task, parsed))
+        # one completion queue instead of a task per domain: each domain's results are
+        # produced as soon as they are in, together with the others that finished with it
+        finished: _Finished = asyncio.Queue()
+        for domain, group in groups.items():
+            future = self.batcher.enqueue(domain, [parsed for _, parsed in group])
+            future.add_done_callback(functools.partial(_put, finished, group))
+        left = len(groups)
+        while left or records:
+            while not finished.empty() or (left and not records):
+                group, future = await finished.get()
+                left -= 1
+                records += (self._record(task, result)
+                            for (task, _), result in zip(group, future.result(), strict=True))
+            await self.s.publisher.publish_many(records)
+            records = []
+        return outcomes
+
+    def _record(self, task: AddressTask, result: VerificationResult) -> Record:
         delays = self.s.settings.retry_delays
         tier = task.attempt - 1
         if result.temporary and tier < len(delays):
             retry = AddressTask(**{**task.asdict(), "attempt": task.attempt + 1,
                                    "due_at": time.time() + delays[tier],
                                    "last_reason": result.reason.value})
-            await self.s.publisher.publish(self.s.topics.retries[tier], task.domain.encode(),
-                                           retry.dumps())
-            return
+            return Record(self.s.topics.retries[tier], task.domain.encode(), retry.dumps())
         verdict = verdict_event(task, result, dedupe_key=task.dedupe_key,
                                 attempt=task.attempt, source=task.source)
-        await self.s.publisher.publish(self.s.topics.verdicts,
-                                       verdict_key(task.job_id, task.dedupe_key),
-                                       verdict.dumps())
+        return Record(self.s.topics.verdicts, verdict_key(task.job_id, task.dedupe_key),
+                      verdict.dumps(), verdict=(verdict.verdict, verdict.reason))

@@ -3,64 +3,86 @@
 An input that is not an address gets its (final) syntax verdict at once. A repeat of an
 address already in the job is announced as a ``duplicate`` job event (it shares the first
 one's verdict). Every other address goes to ``by-domain``, keyed by its ASCII domain.
+
+A batch of submissions costs one Redis script per job (the claims) and one produce wait.
 """
 
 from __future__ import annotations
 
-from agents.batching import KeyedBatcher
+import asyncio
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
-from checks.model import AddressProblem
-from schemas import AddressTask, JobEvent, Submission, verdict_key
+from checks.model import AddressProblem, ParsedAddress
+from schemas import AddressTask, JobEvent, SchemaError, Submission, verdict_key
 from streams.jobstore import job_key
 from streams.services import Services
-from streams.stage import retry_transient
+from streams.stage import Outcome, RawEvent, Record, retry_transient
 
 __all__ = ["IntakeHandler"]
+
+
+@dataclass(slots=True)
+class _Item:
+    sub: Submission
+    parsed: ParsedAddress | AddressProblem
+    dedupe_key: str
+    source: str
 
 
 class IntakeHandler:
     def __init__(self, services: Services) -> None:
         self.s = services
-        # Claims of one partition are made in offset order, so the first submission of a
-        # repeated address is the one that wins: events are handled concurrently, but each
-        # handler queues its claim before its first await, a batch keeps that order and a
-        # partition's batches run one at a time. One Redis script claims a whole batch.
-        self.claims: KeyedBatcher[tuple[str, str, str], bool] = KeyedBatcher(
-            self._claim, window=0.02, max_batch=1000, serial_per_key=True)
+        # The first submission of a repeated address is the one that wins, so claims are
+        # made in offset order: a batch keeps that order, and the stage's batches take this
+        # lock in the order they were dispatched (each takes it before its first await).
+        self._claiming = asyncio.Lock()
 
-    async def _claim(self, batch: list[tuple[str, str, str]]) -> list[bool]:
-        """``(job key, dedupe key, source)`` items, all of one job run. An outage is waited
-        out here, so the partition's later claims stay behind this batch."""
-        claims = [(d, src) for _, d, src in batch]
-        claimed: list[bool] = await retry_transient(
-            "intake claims", lambda: self.s.jobs.claim_many(batch[0][0], claims))
-        return claimed
+    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+        outcomes: list[Outcome] = [None] * len(events)
+        parse = self.s.engine.parse
+        by_job: dict[str, list[_Item]] = {}
+        for i, event in enumerate(events):
+            try:
+                sub = Submission.decode(event.value)
+            except SchemaError as exc:
+                outcomes[i] = str(exc)
+                continue
+            parsed = parse(sub.email)
+            dedupe_key = ("raw:" + sub.email.strip() if isinstance(parsed, AddressProblem)
+                          else parsed.dedupe_key)
+            by_job.setdefault(job_key(sub.job_id, sub.replay_id), []).append(
+                _Item(sub, parsed, dedupe_key, event.source))
+        firsts: list[tuple[_Item, bool]] = []
+        async with self._claiming:
+            for jkey, items in by_job.items():
+                claims = [(item.dedupe_key, item.source) for item in items]
+                claimed: list[bool] = await retry_transient(
+                    "intake claims", functools.partial(self.s.jobs.claim_many, jkey, claims))
+                firsts += zip(items, claimed, strict=True)
+        records = [self._record(item, first) for item, first in firsts]
+        await self.s.publisher.publish_many(records)
+        return outcomes
 
-    async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
-                       value: bytes | None) -> None:
-        sub = Submission.decode(value)
-        source = f"{topic}:{partition}:{offset}"
-        jkey = job_key(sub.job_id, sub.replay_id)
-        parsed = self.s.engine.parse(sub.email)
-        dedupe_key = ("raw:" + sub.email.strip() if isinstance(parsed, AddressProblem)
-                      else parsed.dedupe_key)
-        topics, publish = self.s.topics, self.s.publisher.publish
-        job_id_key = sub.job_id.encode()
-        first = await self.claims.submit((topic, partition, jkey), (jkey, dedupe_key, source))
+    def _record(self, item: _Item, first: bool) -> Record:
+        topics, sub = self.s.topics, item.sub
         if not first:
-            event = JobEvent.create(sub.job_id, "duplicate", source=source,
+            event = JobEvent.create(sub.job_id, "duplicate", source=item.source,
                                     replay_id=sub.replay_id)
-            await publish(topics.jobs, job_id_key, event.dumps())
-            return
+            return Record(topics.jobs, sub.job_id.encode(), event.dumps())
+        parsed = item.parsed
         if isinstance(parsed, AddressProblem):
-            verdict = verdict_event(sub, syntax_result(parsed), dedupe_key=dedupe_key,
-                                    attempt=1, source=source)
-            await publish(topics.verdicts, verdict_key(sub.job_id, dedupe_key), verdict.dumps())
-            return
+            verdict = verdict_event(sub, syntax_result(parsed), dedupe_key=item.dedupe_key,
+                                    attempt=1, source=item.source)
+            return Record(topics.verdicts, verdict_key(sub.job_id, item.dedupe_key),
+                          verdict.dumps(), verdict=(verdict.verdict, verdict.reason))
         task = AddressTask(
             job_id=sub.job_id, email=sub.email, domain=parsed.ascii_domain,
-            dedupe_key=dedupe_key, source=source, attempt=1, request_id=sub.request_id,
-            metadata=sub.metadata, submitted_at=sub.submitted_at, replay_id=sub.replay_id,
+            dedupe_key=item.dedupe_key, source=item.source, attempt=1,
+            request_id=sub.request_id, metadata=sub.metadata,
+            submitted_at=sub.submitted_at, replay_id=sub.replay_id,
         )
-        await publish(topics.by_domain, parsed.ascii_domain.encode(), task.dumps())
+        return Record(topics.by_domain, parsed.ascii_domain.encode(), task.dumps())

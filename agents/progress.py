@@ -8,12 +8,20 @@ verdict; it is sent at least once (consumers should treat a repeat as the same e
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from agents.batching import KeyedBatcher
-from schemas import JobEvent, VerdictEvent
+from schemas import JobEvent, SchemaError, VerdictEvent
 from streams.jobstore import JobProgress, job_key
 from streams.services import Services
+from streams.stage import Outcome, RawEvent
 
 __all__ = ["ProgressHandler"]
+
+
+#: one final verdict to count: job id, replay id, dedupe key, verdict
+_Final = tuple[str, str | None, str, str]
 
 
 class ProgressHandler:
@@ -22,16 +30,49 @@ class ProgressHandler:
         # the verdicts of one job that arrive together are counted in one Redis script,
         # which also answers the job's progress (one round trip per batch, not two per
         # verdict); one batch per job at a time, so a completion is seen after its counts
-        self.finals: KeyedBatcher[VerdictEvent, None] = KeyedBatcher(
-            self._record, window=0.05, max_batch=1000, serial_per_key=True)
+        self.finals: KeyedBatcher[_Final, None] = KeyedBatcher(
+            self._count, window=0.02, max_batch=1000, serial_per_key=True)
 
-    async def _record(self, batch: list[VerdictEvent]) -> list[None]:
-        first = batch[0]
-        jkey = job_key(first.job_id, first.replay_id)
-        progress = await self.s.jobs.record_finals(
-            jkey, [(v.dedupe_key, v.verdict) for v in batch])
-        await self._announce(first.job_id, first.replay_id, jkey, progress)
+    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+        outcomes: list[Outcome] = [None] * len(events)
+        verdicts_topic = self.s.topics.verdicts
+        finals: dict[str, list[_Final]] = {}
+        job_events: list[JobEvent] = []
+        for i, event in enumerate(events):
+            try:
+                if event.topic == verdicts_topic:
+                    v = VerdictEvent.decode(event.value)
+                    finals.setdefault(job_key(v.job_id, v.replay_id), []).append(
+                        (v.job_id, v.replay_id, v.dedupe_key, v.verdict))
+                else:
+                    job_events.append(JobEvent.decode(event.value))
+            except SchemaError as exc:
+                outcomes[i] = str(exc)
+        waits = [self.finals.enqueue(jkey, items) for jkey, items in finals.items()]
+        for job_event in job_events:
+            await self._job_event(job_event)
+        if waits:
+            await asyncio.gather(*waits)
+        return outcomes
+
+    async def _count(self, batch: list[_Final]) -> list[None]:
+        job_id, replay_id = batch[0][0], batch[0][1]
+        jkey = job_key(job_id, replay_id)
+        progress = await self.s.jobs.record_finals(jkey, [(d, v) for _, _, d, v in batch])
+        await self._announce(job_id, replay_id, jkey, progress)
         return [None] * len(batch)
+
+    async def _job_event(self, event: JobEvent) -> None:
+        jobs = self.s.jobs
+        job_id, replay_id = event.job_id, event.replay_id
+        jkey = job_key(job_id, replay_id)
+        if event.kind == "created" and event.total is not None:
+            await jobs.set_total(jkey, event.total)
+        elif event.kind == "duplicate" and event.source:
+            await jobs.record_duplicate(jkey, event.source)
+        else:
+            return
+        await self._announce(job_id, replay_id, jkey, await jobs.progress(jkey))
 
     async def _announce(self, job_id: str, replay_id: str | None, jkey: str,
                         progress: JobProgress) -> None:
@@ -40,22 +81,3 @@ class ProgressHandler:
                                    counts=progress.by_verdict, replay_id=replay_id)
             await self.s.publisher.publish(self.s.topics.jobs, job_id.encode(), done.dumps())
             await self.s.jobs.mark_completed(jkey)
-
-    async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
-                       value: bytes | None) -> None:
-        jobs = self.s.jobs
-        if topic == self.s.topics.verdicts:
-            verdict = VerdictEvent.decode(value)
-            await self.finals.submit(job_key(verdict.job_id, verdict.replay_id), verdict)
-            return
-        else:
-            event = JobEvent.decode(value)
-            job_id, replay_id = event.job_id, event.replay_id
-            jkey = job_key(job_id, replay_id)
-            if event.kind == "created" and event.total is not None:
-                await jobs.set_total(jkey, event.total)
-            elif event.kind == "duplicate" and event.source:
-                await jobs.record_duplicate(jkey, event.source)
-            else:
-                return
-        await self._announce(job_id, replay_id, jkey, await jobs.progress(jkey))

@@ -1,16 +1,19 @@
 """Retry stage: hold each task of a ``retries.N`` tier until it is due, then re-inject it.
 
 Every task of a tier waits the same delay, so a tier's partition is in due-time order and
-the stage simply sleeps until the head is due: no polling, no busy-waiting.
+the stage simply sleeps until the head is due: no polling, no busy-waiting. The tasks of a
+batch that are due together are produced together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
-from schemas import AddressTask
+from schemas import AddressTask, SchemaError
 from streams.services import Services
+from streams.stage import Outcome, RawEvent, Record
 
 __all__ = ["RetryHandler"]
 
@@ -19,13 +22,24 @@ class RetryHandler:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    async def __call__(self, topic: str, partition: int, offset: int, key: bytes | None,
-                       value: bytes | None) -> None:
-        task = AddressTask.decode(value)
-        if task.due_at is not None:
-            delay = task.due_at - time.time()
+    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+        outcomes: list[Outcome] = [None] * len(events)
+        tasks: list[AddressTask] = []
+        for i, event in enumerate(events):
+            try:
+                tasks.append(AddressTask.decode(event.value))
+            except SchemaError as exc:
+                outcomes[i] = str(exc)
+        tasks.sort(key=lambda t: t.due_at or 0.0)
+        while tasks:
+            delay = (tasks[0].due_at or 0.0) - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        again = AddressTask(**{**task.asdict(), "due_at": None})
-        await self.s.publisher.publish(self.s.topics.by_domain, task.domain.encode(),
-                                       again.dumps())
+            now = time.time()
+            due = [t for t in tasks if (t.due_at or 0.0) <= now]
+            tasks = tasks[len(due):]
+            await self.s.publisher.publish_many([
+                Record(self.s.topics.by_domain, t.domain.encode(),
+                       AddressTask(**{**t.asdict(), "due_at": None}).dumps())
+                for t in due])
+        return outcomes

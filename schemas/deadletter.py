@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-
-import faust
+from dataclasses import dataclass
 
 from schemas.base import (
     SCHEMA_VERSION,
+    EventRecord,
     field_int,
     field_opt_str,
     field_str,
@@ -18,7 +18,8 @@ from schemas.base import (
 __all__ = ["DeadLetter"]
 
 
-class DeadLetter(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class DeadLetter(EventRecord):
     topic: str
     partition: int
     offset: int

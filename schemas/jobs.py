@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
-import faust
 
 from schemas.base import (
     SCHEMA_VERSION,
+    EventRecord,
     SchemaError,
     field_dict,
     field_opt_str,
@@ -28,7 +28,8 @@ __all__ = ["JobEvent", "JOB_KINDS"]
 JOB_KINDS = frozenset({"created", "duplicate", "completed"})
 
 
-class JobEvent(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class JobEvent(EventRecord):
     job_id: str
     kind: str
     total: int | None = None

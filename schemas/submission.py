@@ -21,12 +21,12 @@ schemas.base.SchemaError: missing field 'email'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
-import faust
 
 from schemas.base import (
     SCHEMA_VERSION,
+    EventRecord,
     field_dict,
     field_opt_str,
     field_str,
@@ -51,7 +51,8 @@ def submission_key(job_id: str, dedupe_key: str) -> bytes:
     return f"{job_id}/{dedupe_key}".encode()
 
 
-class Submission(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class Submission(EventRecord):
     """An address submitted for verification as part of a job."""
 
     job_id: str

@@ -6,12 +6,12 @@ and can share SMTP sessions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
-import faust
 
 from schemas.base import (
     SCHEMA_VERSION,
+    EventRecord,
     field_dict,
     field_int,
     field_opt_str,
@@ -22,7 +22,8 @@ from schemas.base import (
 __all__ = ["AddressTask"]
 
 
-class AddressTask(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class AddressTask(EventRecord):
     job_id: str
     email: str
     domain: str

@@ -8,12 +8,12 @@ same address.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
-import faust
 
 from schemas.base import (
     SCHEMA_VERSION,
+    EventRecord,
     SchemaError,
     field_dict,
     field_int,
@@ -34,7 +34,8 @@ def verdict_key(job_id: str, dedupe_key: str) -> bytes:
     return f"{job_id}/{dedupe_key}".encode()
 
 
-class VerdictEvent(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class VerdictEvent(EventRecord):
     job_id: str
     email: str
     normalized: str | None

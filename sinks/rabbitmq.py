@@ -301,6 +301,11 @@ class RabbitBridge:
                   and self._connection.is_open and self._channel.is_open)
         try:
             channel = self._channel if reused else self._connect_sync()
+            # BlockingChannel.basic_publish writes the socket after every message (one poll
+            # and three sends each); inside a transaction nothing needs to leave before the
+            # commit, so the messages go through the channel underneath, which only queues
+            # their frames, and tx_commit sends them all (about half the CPU per message)
+            publish = getattr(channel, "_impl", channel).basic_publish
             for msg in messages[start:]:
                 if abort.is_set():
                     break
@@ -310,7 +315,7 @@ class RabbitBridge:
                     headers={"job_id": msg.job_id, "schema_version": msg.schema_version},
                     message_id=msg.message_id,
                 )
-                channel.basic_publish(self._exchange, msg.routing_key, msg.body, properties)
+                publish(self._exchange, msg.routing_key, msg.body, properties)
             if abort.is_set():
                 channel.tx_rollback()
                 return _Attempt(done)

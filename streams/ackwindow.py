@@ -37,7 +37,7 @@ __all__ = ["OrderedAckWindow", "Ticket"]
 E = TypeVar("E")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """Identifies one admitted event (``generation`` guards against revoked partitions)."""
 
@@ -85,6 +85,16 @@ class OrderedAckWindow(Generic[E]):
             part.space.clear()
             await part.space.wait()
             part = self._part(tp)  # the partition may have been revoked meanwhile
+        return self._enter(part, tp, offset, item)
+
+    def try_admit(self, tp: Hashable, offset: int, item: E) -> Ticket | None:
+        """:meth:`admit` without waiting: None when the partition is full."""
+        part = self._part(tp)
+        if len(part.entries) >= self.max_in_flight:
+            return None
+        return self._enter(part, tp, offset, item)
+
+    def _enter(self, part: _Partition[E], tp: Hashable, offset: int, item: E) -> Ticket:
         if part.entries and offset <= next(reversed(part.entries)):
             raise ValueError(f"offset {offset} of {tp} is not after the last admitted one")
         part.entries[offset] = (item, False)

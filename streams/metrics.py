@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -47,6 +47,7 @@ from checks.engine import Engine
 from checks.model import RcptResult, ReplyClass
 from mailsift import __version__
 from streams.ackwindow import OrderedAckWindow
+from streams.stage import Record
 from streams.topics import TopicNames
 
 __all__ = ["WorkerMetrics", "MeteredPublisher", "install_web", "STAGE_BUCKETS", "NO_REPLY"]
@@ -108,6 +109,12 @@ class WorkerMetrics:
 
     def stage_handled(self, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(stage).observe(seconds)
+
+    def stage_handled_many(self, stage: str, seconds: Iterable[float]) -> None:
+        """One observation per event of a batch (each from its admission to its end)."""
+        observe = self.stage_seconds.labels(stage).observe
+        for value in seconds:
+            observe(value)
 
     def dead_letter(self, stage: str) -> None:
         self.dead_letters.labels(stage).inc()
@@ -172,14 +179,25 @@ class MeteredPublisher:
 
     async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
         await self.inner.publish(topic, key, value)
-        if topic == self.verdicts:
+        self._count(Record(topic, key, value))
+
+    async def publish_many(self, records: Sequence[Record]) -> None:
+        await self.inner.publish_many(records)
+        for record in records:
+            self._count(record)
+
+    def _count(self, record: Record) -> None:
+        if record.topic == self.verdicts:
+            if record.verdict is not None:
+                self.metrics.verdict(*record.verdict)
+                return
             try:
-                event = orjson.loads(value)
+                event = orjson.loads(record.value)
                 self.metrics.verdict(str(event["verdict"]), str(event["reason"]))
             except (ValueError, KeyError, TypeError):  # not ours to judge; never fail here
                 pass
-        elif topic in self.tiers:
-            self.metrics.retry(self.tiers[topic])
+        elif record.topic in self.tiers:
+            self.metrics.retry(self.tiers[record.topic])
 
 
 def install_web(app: Any, metrics: WorkerMetrics) -> None:

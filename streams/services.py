@@ -7,26 +7,46 @@ every worker; without it they are per process (fine for one worker).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from checks import Engine, EngineConfig
 from mailsift.settings import Settings
 from streams.jobstore import JobStore, MemoryJobStore
+from streams.stage import Record
 from streams.topics import TopicNames
 
 __all__ = ["Services", "build_services", "FaustPublisher"]
 
 
 class FaustPublisher:
-    """Produces through the Faust app's producer and waits for the broker's ack."""
+    """Produces through the Faust app's producer and waits for the broker's acks.
+
+    Faust wraps the producer's Kafka errors in ``ProducerSendError``; they are raised as
+    the aiokafka error they wrap, so the stages see an outage as one.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-        await self.app.producer.send_and_wait(topic, key, value, partition=None,
-                                              timestamp=None, headers=None)
+        await self.publish_many([Record(topic, key, value)])
+
+    async def publish_many(self, records: Sequence[Record]) -> None:
+        from faust.exceptions import ProducerSendError
+
+        send = self.app.producer.send
+        try:
+            # queued one after the other (so in order per partition), then one wait for all
+            sent = [await send(r.topic, r.key, r.value, r.partition, None, None)
+                    for r in records]
+            await asyncio.gather(*sent)
+        except ProducerSendError as exc:
+            if exc.__cause__ is not None:
+                raise exc.__cause__ from None
+            raise
 
 
 @dataclass

@@ -24,7 +24,7 @@ from mailsift.settings import Settings
 from streams.ackwindow import OrderedAckWindow
 from streams.metrics import WorkerMetrics, install_web
 from streams.services import FaustPublisher, Services, build_services
-from streams.stage import Handler, run_stage
+from streams.stage import BatchHandler, run_stage
 from streams.topics import TopicNames
 
 __all__ = ["build_app"]
@@ -66,7 +66,8 @@ def build_app(settings: Settings) -> faust.App:
         return app.topic(*topic_names, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
 
-    def stage(name: str, channel: Any, handler: Handler, max_in_flight: int) -> None:
+    def stage(name: str, channel: Any, handler: BatchHandler, max_in_flight: int, *,
+              linger: float = 0.005) -> None:
         window: OrderedAckWindow[Any] = OrderedAckWindow(max_in_flight,
                                                          lambda event: event.ack())
         windows.append(window)
@@ -76,7 +77,7 @@ def build_app(settings: Settings) -> faust.App:
             await run_stage(stream, handler, publisher=services.publisher,
                             dead_letter_topic=names.dead_letters,
                             max_in_flight=max_in_flight, name=name, window=window,
-                            metrics=metrics)
+                            metrics=metrics, linger=linger)
 
         agent.__name__ = agent.__qualname__ = name.replace("-", "_")
         app.agent(channel, name=f"{settings.app_id}.{name}")(agent)
@@ -88,17 +89,21 @@ def build_app(settings: Settings) -> faust.App:
     retry = RetryHandler(services)
     for i, tier in enumerate(names.retries):
         stage(f"retry-{i}", topic(tier), retry, in_flight)
-    stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight)
+    # the sinks wait a little for fuller batches: fewer, bigger writes
+    stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight,
+          linger=0.02)
     if settings.database_url:
         from sinks.postgres import PostgresSink
 
         stage("sink-postgres", topic(names.verdicts, names.jobs),
-              PostgresSinkHandler(services, PostgresSink(settings.database_url)), in_flight)
+              PostgresSinkHandler(services, PostgresSink(settings.database_url)), in_flight,
+              linger=0.05)
     if settings.amqp_url:
         from sinks.rabbitmq import RabbitBridge
 
         stage("bridge-rabbitmq", topic(names.verdicts),
-              BridgeHandler(services, RabbitBridge(settings.amqp_url)), in_flight)
+              BridgeHandler(services, RabbitBridge(settings.amqp_url)), in_flight,
+              linger=0.05)
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", ())

@@ -20,7 +20,8 @@ from typing import Any
 
 from mailsift.settings import Settings, load_settings
 from schemas import JobEvent, VerdictEvent
-from streams.client import dedupe_key, follow  # noqa: F401 - dedupe_key: for the tests
+from streams.client import dedupe_key as dedupe_key  # re-exported for the tests
+from streams.client import follow
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,7 @@ async def test_items_of_a_key_arriving_together_share_one_call() -> None:
     b: KeyedBatcher[str, str] = KeyedBatcher(run, window=0.05, max_batch=10)
     results = await asyncio.gather(b.submit("d1", "a"), b.submit("d1", "b"),
                                    b.submit("d2", "c"))
-    assert results == ["A", "B", "C"]
+    assert list(results) == ["A", "B", "C"]
     assert sorted(map(sorted, calls)) == [["a", "b"], ["c"]]
 
 
@@ -32,7 +32,7 @@ async def test_max_batch_splits_and_failures_reach_every_submitter() -> None:
         return items
 
     b: KeyedBatcher[int, int] = KeyedBatcher(run, window=10, max_batch=2)
-    assert await asyncio.gather(b.submit("k", 1), b.submit("k", 2)) == [1, 2]
+    assert list(await asyncio.gather(b.submit("k", 1), b.submit("k", 2))) == [1, 2]
     outcome = await asyncio.gather(b.submit("x", 99), b.submit("x", 3),
                                    return_exceptions=True)
     assert all(isinstance(o, RuntimeError) for o in outcome)

@@ -562,4 +562,5 @@ async def test_cached_negative_answers_hold_no_traceback() -> None:
         with pytest.raises(NxDomain):
             await r.query("gone.example", "TXT")
     cached = r._local.get(cache_key("gone.example", "TXT"))
-    assert cached is not None and cached[0].__traceback__ is None
+    assert cached is not None and isinstance(cached[0], NxDomain)
+    assert cached[0].__traceback__ is None

@@ -70,7 +70,7 @@ def test_mixed_job_gets_one_final_verdict_per_address(
     try:
         emails = list(MIXED) + DUPLICATES
 
-        async def run() -> None:
+        async def run() -> str:
             job = await submit_job(settings, emails)
             outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in MIXED},
                                          timeout=120)

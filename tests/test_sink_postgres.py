@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,7 +15,8 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
-from mailsift.settings import Settings
+from checks import Engine, EngineConfig
+from mailsift.settings import Settings, load_settings
 from mailsift.stack import stack_up
 from mailsift.stack.manager import run_dir
 from mailsift.stack.process import load_record, stop
@@ -22,6 +24,8 @@ from schemas import VerdictEvent
 from sinks.postgres import PostgresSink
 from sinks.rebuild import DatabaseNotEmpty, rebuild_from_topics
 from streams.client import read_topic, submit_job
+from streams.jobstore import MemoryJobStore
+from streams.services import Services
 from streams.topics import TopicNames, bootstrap_servers
 from tests.pipeline_support import (
     WorkerProcess,
@@ -209,20 +213,70 @@ def test_postgres_down_for_20s_during_a_job_loses_nothing(
 
 def test_one_unwritable_verdict_does_not_sink_its_batch() -> None:
     """A verdict Postgres refuses is dead-lettered alone; the rest of its batch is written."""
-    from agents.sinks import _batch_writer
+    from agents.sinks import PostgresSinkHandler
+    from streams.stage import Record, run_stage
 
     written: list[str] = []
+    settings = load_settings({"MAILSIFT_TOPIC_PREFIX": "m."}, dotenv=False)
+    topics = TopicNames.from_settings(settings)
 
-    async def write(batch: list[VerdictEvent]) -> None:
-        if any(v.dedupe_key == "bad" for v in batch):
-            raise ValueError("invalid byte sequence")  # what a non-transient error looks like
-        written.extend(v.dedupe_key for v in batch)
+    class Sink:
+        async def write_verdicts(self, batch: list[VerdictEvent]) -> None:
+            if any(v.dedupe_key == "bad" for v in batch):
+                raise ValueError("invalid byte sequence")  # a non-transient error
+            written.extend(v.dedupe_key for v in batch)
 
-    async def run() -> list[Exception | None]:
-        batcher = _batch_writer("test", write)
-        events = [verdict("j", k, "2026-11-25T10:00:00Z") for k in ("a", "bad", "c")]
-        return await asyncio.gather(*(batcher.submit("v", e) for e in events))
+    class Publisher:
+        def __init__(self) -> None:
+            self.sent: list[Record] = []
 
-    results = asyncio.run(run())
-    assert [type(r).__name__ if r else None for r in results] == [None, "ValueError", None]
+        async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+            self.sent.append(Record(topic, key, value))
+
+        async def publish_many(self, records: Sequence[Record]) -> None:
+            self.sent += records
+
+    class Msg:
+        def __init__(self, offset: int, value: bytes) -> None:
+            self.topic, self.partition, self.offset = topics.verdicts, 0, offset
+            self.key, self.value, self.tp = None, value, (topics.verdicts, 0)
+
+    class Event:
+        def __init__(self, offset: int, value: bytes, acked: list[int]) -> None:
+            self.message, self._acked = Msg(offset, value), acked
+
+        def ack(self) -> None:
+            self._acked.append(self.message.offset)
+
+    class Stream:
+        def __init__(self, events: list[Event]) -> None:
+            self._events = events
+
+        def noack(self) -> Stream:
+            return self
+
+        async def events(self) -> AsyncIterator[Event]:
+            for e in self._events:
+                yield e
+
+    async def run() -> tuple[list[int], Publisher]:
+        acked: list[int] = []
+        values = [verdict("j", k, "2026-11-25T10:00:00Z").dumps() for k in ("a", "bad", "c")]
+        pub = Publisher()
+        services = Services(settings, topics, Engine(EngineConfig()), MemoryJobStore(), pub)
+        handler = PostgresSinkHandler(services, Sink())
+        await run_stage(Stream([Event(i, v, acked) for i, v in enumerate(values)]), handler,
+                        publisher=pub, dead_letter_topic=topics.dead_letters,
+                        max_in_flight=10, name="sink-postgres")
+        for _ in range(200):
+            if len(acked) == 3:
+                break
+            await asyncio.sleep(0.01)
+        return acked, pub
+
+    acked, pub = asyncio.run(run())
+    assert acked == [0, 1, 2]  # the bad one too: it went to the dead letters
     assert written == ["a", "c"]
+    letters = [r for r in pub.sent if r.topic == topics.dead_letters]
+    assert len(letters) == 1 and b"invalid byte sequence" in letters[0].value
+    assert json.loads(letters[0].value)["offset"] == 1
