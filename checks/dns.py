@@ -18,9 +18,12 @@ one of :class:`NxDomain`, :class:`NoData` or :class:`DnsFailure`. Two implementa
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +38,8 @@ import dns.resolver
 from checks.ttlmap import TtlMap
 
 __all__ = [
+    "TtlScope",
+    "RecordingResolver",
     "DnsAnswer",
     "DnsError",
     "NxDomain",
@@ -497,3 +502,68 @@ class CachingResolver(Resolver):
         except (ValueError, KeyError, TypeError):
             return None
         return None
+
+
+@dataclass
+class TtlScope:
+    """What the answers given inside one :meth:`RecordingResolver.scope` allow to keep."""
+
+    #: the smallest TTL of them (seconds); ``inf`` when there were none
+    min_ttl: float = math.inf
+    #: some lookup failed (SERVFAIL, timeout): what was derived from it is not to be kept
+    failed: bool = False
+
+    def note(self, ttl: float) -> None:
+        self.min_ttl = min(self.min_ttl, ttl)
+
+
+_SCOPE: contextvars.ContextVar[TtlScope | None] = contextvars.ContextVar(
+    "mailsift_dns_ttl_scope", default=None)
+
+
+class RecordingResolver(Resolver):
+    """Passes every query to ``inner``; inside :meth:`scope` (and the tasks started in
+    it) it notes how long the answers may be kept, so a result derived from several
+    lookups can be kept no longer than its shortest-lived part. ``negative_ttl`` turns an
+    NXDOMAIN/NODATA TTL (None when unknown) into the time such an answer is kept.
+
+    >>> async def demo() -> TtlScope:
+    ...     class Two:
+    ...         async def query(self, name: str, rdtype: str) -> DnsAnswer:
+    ...             return DnsAnswer(("192.0.2.1",), 120 if rdtype == "A" else 30)
+    ...     r = RecordingResolver(Two(), negative_ttl=lambda ttl: ttl or 60)
+    ...     with r.scope() as scope:
+    ...         await asyncio.gather(r.query("a.example.", "A"), r.query("a.example.", "MX"))
+    ...     return scope
+    >>> asyncio.run(demo())
+    TtlScope(min_ttl=30, failed=False)
+    """
+
+    def __init__(self, inner: Resolver, *, negative_ttl: Callable[[float | None], float]
+                 ) -> None:
+        self.inner = inner
+        self.negative_ttl = negative_ttl
+
+    @contextmanager
+    def scope(self) -> Iterator[TtlScope]:
+        scope = TtlScope()
+        token = _SCOPE.set(scope)
+        try:
+            yield scope
+        finally:
+            _SCOPE.reset(token)
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        scope = _SCOPE.get()
+        if scope is None:
+            return await self.inner.query(name, rdtype)
+        try:
+            answer = await self.inner.query(name, rdtype)
+        except (NxDomain, NoData) as exc:
+            scope.note(self.negative_ttl(exc.ttl))
+            raise
+        except BaseException:
+            scope.failed = True
+            raise
+        scope.note(answer.ttl)
+        return answer

@@ -183,25 +183,8 @@ class SmtpProber:
         loop = asyncio.get_running_loop()
         in_transaction, sent = False, 0
         while pending:
-            if not in_transaction:
-                if ps.dirty:
-                    await session.rset()
-                    ps.dirty = False
-                mail = await session.mail_from(self.config.mail_from, smtputf8=smtputf8)
-                if mail.code >= 400:
-                    cls = classify(mail)
-                    if mail.code >= 500:
-                        # a sender refusal applies to every recipient on this server
-                        for rcpt in pending:
-                            report.results[rcpt] = result(mail, cls)
-                        pending.clear()
-                        return _Next.DONE, result(mail, cls)
-                    return _Next.NEXT_HOST, result(mail, cls)
-                in_transaction, sent = True, 0
-                ps.dirty = True
-                ps.transactions += 1
-            chunk = [pending[i] for i in range(min(len(pending),
-                                                   self.config.rcpt_per_transaction - sent,
+            room = self.config.rcpt_per_transaction - (sent if in_transaction else 0)
+            chunk = [pending[i] for i in range(min(len(pending), room,
                                                    self.politeness.rcpt_group_size))]
             waits = await self.politeness.reserve_rcpts(ip, len(chunk))
             # measured from the answer, not from the request: a slow round trip must make
@@ -217,8 +200,32 @@ class SmtpProber:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 group = chunk[i:j]
-                replies = (await session.rcpt_many(group) if len(group) > 1
-                           else [await session.rcpt_to(group[0])])
+                replies: list[SmtpReply] | None = None
+                if not in_transaction:
+                    if pipelining:
+                        # RSET, MAIL FROM and the first recipients in one round trip
+                        mail, replies = await session.transaction(
+                            self.config.mail_from, group, reset=ps.dirty, smtputf8=smtputf8)
+                    else:
+                        if ps.dirty:
+                            await session.rset()
+                        mail = await session.mail_from(self.config.mail_from,
+                                                       smtputf8=smtputf8)
+                    ps.dirty = True
+                    if mail.code >= 400:
+                        cls = classify(mail)
+                        if mail.code >= 500:
+                            # a sender refusal applies to every recipient on this server
+                            for rcpt in pending:
+                                report.results[rcpt] = result(mail, cls)
+                            pending.clear()
+                            return _Next.DONE, result(mail, cls)
+                        return _Next.NEXT_HOST, result(mail, cls)
+                    in_transaction, sent = True, 0
+                    ps.transactions += 1
+                if replies is None:
+                    replies = (await session.rcpt_many(group) if len(group) > 1
+                               else [await session.rcpt_to(group[0])])
                 for rcpt, reply in zip(group, replies, strict=True):
                     ps.rcpts += 1
                     cls = classify(reply)

@@ -79,6 +79,17 @@ class SmtpSession(Protocol):
 
     async def rset(self) -> SmtpReply: ...
 
+    async def transaction(self, sender: str, recipients: Sequence[str], *, reset: bool,
+                          smtputf8: bool = False) -> tuple[SmtpReply, list[SmtpReply]]:
+        """RFC 2920: ``[RSET,] MAIL FROM, RCPT TO…`` in one write; the MAIL reply and the
+        RCPT replies (the RSET reply is read and dropped). One round trip opens a
+        transaction and asks its first recipients. When MAIL is refused, the RCPT replies
+        say nothing about the recipients (the server answers them ``503``).
+
+        Only for a server that advertised ``PIPELINING``.
+        """
+        ...
+
     async def quit(self) -> None:
         """QUIT politely; never raises."""
         ...
@@ -134,6 +145,19 @@ async def read_reply_lines(reader: asyncio.StreamReader) -> tuple[int, list[str]
         if len(lines) >= MAX_REPLY_LINES:  # its rest would be taken for the next replies
             raise SmtpTransportError(Reason.CONNECTION_FAILED,
                                      f"reply of more than {MAX_REPLY_LINES} lines")
+
+
+def _mail_line(sender: str, smtputf8: bool) -> bytes:
+    if any(c in _FORBIDDEN for c in sender):
+        raise ValueError("sender contains characters that cannot appear in MAIL FROM")
+    return f"MAIL FROM:<{sender}>{' SMTPUTF8' if smtputf8 else ''}\r\n".encode()
+
+
+def _rcpt_lines(recipients: Sequence[str]) -> bytes:
+    for r in recipients:
+        if any(c in _FORBIDDEN for c in r):
+            raise ValueError("recipient contains characters that cannot appear in RCPT TO")
+    return b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in recipients)
 
 
 class _StreamSession:
@@ -216,22 +240,23 @@ class _StreamSession:
         return reply
 
     async def mail_from(self, sender: str, *, smtputf8: bool = False) -> SmtpReply:
-        if any(c in _FORBIDDEN for c in sender):
-            raise ValueError("sender contains characters that cannot appear in MAIL FROM")
-        return await self._command(f"MAIL FROM:<{sender}>" + (" SMTPUTF8" if smtputf8 else ""))
+        return (await self._replies(_mail_line(sender, smtputf8), 1))[0]
 
     async def rcpt_to(self, recipient: str) -> SmtpReply:
         return (await self.rcpt_many([recipient]))[0]
 
     async def rcpt_many(self, recipients: Sequence[str]) -> list[SmtpReply]:
-        for r in recipients:
-            if any(c in _FORBIDDEN for c in r):
-                raise ValueError("recipient contains characters that cannot appear in RCPT TO")
-        data = b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in recipients)
-        return await self._replies(data, len(recipients))
+        return await self._replies(_rcpt_lines(recipients), len(recipients))
 
     async def rset(self) -> SmtpReply:
         return await self._command("RSET")
+
+    async def transaction(self, sender: str, recipients: Sequence[str], *, reset: bool,
+                          smtputf8: bool = False) -> tuple[SmtpReply, list[SmtpReply]]:
+        data = ((b"RSET\r\n" if reset else b"") + _mail_line(sender, smtputf8)
+                + _rcpt_lines(recipients))
+        replies = await self._replies(data, int(reset) + 1 + len(recipients))
+        return replies[int(reset)], replies[int(reset) + 1:]
 
     def _abort(self) -> None:
         self._closed = True

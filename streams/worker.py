@@ -51,12 +51,10 @@ def tune_gc() -> None:
     collection walks every live object, more of them the bigger the backlog. What is
     alive after start-up (modules, the app) is frozen out of the collections for good."""
     import gc
-    import os
 
-    gen0 = int(os.environ.get("MAILSIFT_DEBUG_GC0", "50000"))
     gc.collect()
     gc.freeze()
-    gc.set_threshold(gen0, 20, 100)
+    gc.set_threshold(50_000, 20, 100)
 
 
 def dump_tasks_on_sigusr1() -> None:

@@ -107,6 +107,16 @@ class FakeSession:
         self.server.log.append("RSET")
         return SmtpReply(250, "OK")
 
+    async def transaction(self, sender: str, recipients: Sequence[str], *, reset: bool,
+                          smtputf8: bool = False) -> tuple[SmtpReply, list[SmtpReply]]:
+        self.server.log.append(f"PIPELINED {int(reset)}+1+{len(recipients)}")
+        if reset:
+            await self.rset()
+        mail = await self.mail_from(sender, smtputf8=smtputf8)
+        if mail.code >= 400:
+            return mail, [SmtpReply(503, "need MAIL first", "5.5.1") for _ in recipients]
+        return mail, [await self.rcpt_to(r) for r in recipients]
+
     async def quit(self) -> None:
         self.server.log.append("QUIT")
         self.server.open -= 1

@@ -27,6 +27,7 @@ import dns.zone
 import pytest
 import pytest_asyncio
 
+from checks import Engine, EngineConfig
 from checks.authrecords import lookup_dmarc, lookup_spf
 from checks.dns import (
     CachingResolver,
@@ -564,3 +565,47 @@ async def test_cached_negative_answers_hold_no_traceback() -> None:
     cached = r._local.get(cache_key("gone.example", "TXT"))
     assert cached is not None and isinstance(cached[0], NxDomain)
     assert cached[0].__traceback__ is None
+
+
+# --- domain facts kept per domain ---------------------------------------------------------
+
+
+def _facts_engine(data: dict[tuple[str, str], list[str] | Exception]
+                  ) -> tuple[Engine, list[float]]:
+    from tests.fakes import FakeResolver
+
+    engine = Engine(EngineConfig(allow_test_tld=True), resolver=FakeResolver(data))
+    now = [0.0]
+    engine._facts._clock = lambda: now[0]
+    return engine, now
+
+
+FACTS = {("ok.test", "MX"): ["10 mx.ok.test."], ("mx.ok.test", "A"): ["127.0.0.1"],
+         ("ok.test", "TXT"): ["v=spf1 -all"], ("_dmarc.ok.test", "TXT"): ["v=DMARC1; p=none"]}
+
+
+@pytest.mark.asyncio
+async def test_domain_facts_are_one_lookup_for_their_shortest_ttl() -> None:
+    engine, now = _facts_engine(dict(FACTS))
+    first = await engine.domain_facts("ok.test")
+    asked = engine.resolver.hits + engine.resolver.misses
+    again = await engine.domain_facts("ok.test")
+    assert engine.resolver.hits + engine.resolver.misses == asked  # not one cached query
+    assert again.mx.hosts == first.mx.hosts and again.spf == first.spf
+    assert again.seconds == 0.0
+    # the DKIM lookup said NXDOMAIN (negative TTL 60) and the rest 300 s: kept 60 s
+    now[0] = 59.0
+    await engine.domain_facts("ok.test")
+    assert engine.resolver.hits + engine.resolver.misses == asked
+    now[0] = 61.0
+    await engine.domain_facts("ok.test")
+    assert engine.resolver.hits + engine.resolver.misses > asked
+
+
+@pytest.mark.asyncio
+async def test_domain_facts_from_a_failed_lookup_are_not_kept() -> None:
+    engine, _ = _facts_engine({**FACTS, ("ok.test", "TXT"): DnsFailure("SERVFAIL")})
+    await engine.domain_facts("ok.test")
+    asked = engine.resolver.hits + engine.resolver.misses
+    await engine.domain_facts("ok.test")
+    assert engine.resolver.hits + engine.resolver.misses > asked

@@ -87,7 +87,7 @@ async def test_pipelined_rcpts_go_in_one_group_and_replies_match_in_order() -> N
     p, _ = prober({"127.0.0.1": server})
     rcpts = ["a@x.test", "no1@x.test", "b@x.test", "no2@x.test"]
     report = await p.probe(mx("127.0.0.1"), rcpts)
-    assert "GROUP 4" in server.log
+    assert "PIPELINED 0+1+4" in server.log  # MAIL FROM and every RCPT in one write
     assert [report.results[r].reply_class for r in rcpts] == [
         ReplyClass.ACCEPTED, ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.ACCEPTED,
         ReplyClass.MAILBOX_NOT_FOUND]
@@ -101,11 +101,13 @@ async def test_lock_step_without_pipelining_and_groups_follow_the_rcpt_budget() 
     await p.probe(mx("127.0.0.1"), [f"u{i}@x.test" for i in range(3)])
     assert not any(c.startswith("GROUP") for c in plain.log)
 
-    # 200 RCPT/s: permits 5.5 ms apart, the ones within 50 ms go out together (10)
+    # 200 RCPT/s: permits 5.5 ms apart, the ones within 50 ms go out together (10), the
+    # first ones with the MAIL FROM
     piped = FakeServer(pipelining=True)
     p, _ = prober({"127.0.0.2": piped}, rcpt_per_second=200)
     await p.probe(mx("127.0.0.2"), [f"u{i}@x.test" for i in range(12)])
-    assert [c for c in piped.log if c.startswith("GROUP")] == ["GROUP 10", "GROUP 2"]
+    assert [c for c in piped.log if c.startswith(("GROUP", "PIPELINED"))] == [
+        "PIPELINED 0+1+10", "GROUP 2"]
 
     # 2 RCPT/s: permits 0.525 s apart, nothing grouped even when the server pipelines
     slow = FakeServer(pipelining=True)
@@ -114,6 +116,7 @@ async def test_lock_step_without_pipelining_and_groups_follow_the_rcpt_budget() 
     await p.probe(mx("127.0.0.3"), [f"u{i}@x.test" for i in range(3)])
     assert asyncio.get_running_loop().time() - started >= 1.0
     assert not any(c.startswith("GROUP") for c in slow.log)
+    assert "PIPELINED 0+1+1" in slow.log  # the first one still goes with its MAIL FROM
     await p.pool.aclose()
 
 

@@ -91,11 +91,15 @@ async def test_starttls_used_when_offered() -> None:
 
 
 @pytest.mark.asyncio
-async def test_sender_refusal_applies_to_all_recipients() -> None:
-    server = FakeServer(mail=SmtpReply(550, "sender rejected by policy", "5.7.1"))
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_sender_refusal_applies_to_all_recipients(pipelining: bool) -> None:
+    server = FakeServer(mail=SmtpReply(550, "sender rejected by policy", "5.7.1"),
+                        pipelining=pipelining)
     p, _ = prober({"127.0.0.1": server})
     report = await p.probe(mx("127.0.0.1"), ["a@x.test", "b@x.test"])
+    # pipelined, the RCPTs went with the MAIL FROM, and their 503s were not taken as answers
     assert {r.reply_class for r in report.results.values()} == {ReplyClass.BLOCKED}
+    assert {r.reply.code for r in report.results.values() if r.reply} == {550}
     assert not any(c.startswith("RCPT") for c in server.log)
 
 
