@@ -22,6 +22,7 @@ from agents.retry import RetryHandler
 from agents.sinks import BridgeHandler, PostgresSinkHandler
 from mailsift.settings import Settings
 from streams.ackwindow import OrderedAckWindow
+from streams.fastconsumer import install as install_fast_consumer
 from streams.metrics import WorkerMetrics, install_web
 from streams.services import FaustPublisher, Services, build_services
 from streams.stage import BatchHandler, run_stage
@@ -52,6 +53,7 @@ def build_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.max_in_flight * 2),
     )
+    install_fast_consumer(app)  # before anything asks for the transport
     names = TopicNames.from_settings(settings)
     metrics = WorkerMetrics()
     services = build_services(settings, metrics.publisher(FaustPublisher(app), names))
