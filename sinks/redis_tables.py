@@ -240,17 +240,23 @@ return 1
 # KEYS[1] = next-free-permit time; ARGV = interval_us, count.
 # Returns {now_us, start_us}: the permits are start, start + interval, ... (the caller groups
 # them with RcptPacing.slots); the next free one is start + count * interval.
+# KEYS = the next-free-permit key of each request (one MX may come twice);
+# ARGV = interval_us, then the permit count of each request; returns now, then each start
 _RCPT_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local start = math.max(now, nxt)
-local after = start + interval * tonumber(ARGV[2])
-local ttl_ms = math.ceil((after - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
-return {string.format('%.0f', now), string.format('%.0f', start)}
+local out = {string.format('%.0f', now)}
+for i = 1, #KEYS do
+  local nxt = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  local start = math.max(now, nxt)
+  local after = start + interval * tonumber(ARGV[i + 1])
+  local ttl_ms = math.ceil((after - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
+  out[#out + 1] = string.format('%.0f', start)
+end
+return out
 """
 
 
@@ -348,6 +354,8 @@ class RedisPoliteness:
         self._renew_script = redis.register_script(_RENEW_LUA)
         self._warn = _ThrottledWarning()
         self._background: set[asyncio.Task[None]] = set()
+        #: reservations asked for within the same millisecond, made in one script
+        self._asked: list[tuple[str, int, asyncio.Future[tuple[float, float]]]] = []
         #: poll delay bounds while all slots are held (seconds)
         self.poll_min = 0.02
         self.poll_max = 0.1
@@ -401,14 +409,49 @@ class RedisPoliteness:
         backoff = self.retry_min
         while True:
             try:
-                reply = await _guarded(self._rcpt_script(
-                    keys=[self.rcpt_key(mx_ip)], args=[self.interval_us, count]))
-                now, start = _int(reply[0]) / 1_000_000, _int(reply[1]) / 1_000_000
+                now, start = await self._ask(self.rcpt_key(mx_ip), count)
                 pacing = RcptPacing(self.interval_us / 1_000_000, self.pacing.horizon)
                 sends, _ = pacing.slots(start, start, count)
                 return now, [max(0.0, s - now) for s in sends]
             except _UNAVAILABLE as exc:
                 backoff = await self._unavailable("RCPT rate", mx_ip, exc, backoff)
+
+    def _ask(self, key: str, count: int) -> asyncio.Future[tuple[float, float]]:
+        """(Redis time, start of the first permit) for ``count`` permits at ``key``; the
+        sessions of every MX asking within a millisecond share one script."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[float, float]] = loop.create_future()
+        self._asked.append((key, count, future))
+        if len(self._asked) == 1:
+            loop.call_later(0.001, self._send_asked)
+        return future
+
+    def _send_asked(self) -> None:
+        asked, self._asked = self._asked, []
+        task = asyncio.create_task(self._reserve_many(asked))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reserve_many(
+            self, asked: list[tuple[str, int, asyncio.Future[tuple[float, float]]]]) -> None:
+        try:
+            reply = await _guarded(self._rcpt_script(
+                keys=[key for key, _, _ in asked],
+                args=[self.interval_us, *(count for _, count, _ in asked)]))
+        except BaseException as exc:
+            for _, _, future in asked:
+                if not future.done():
+                    if isinstance(exc, Exception):
+                        future.set_exception(exc)
+                    else:
+                        future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        now = _int(reply[0]) / 1_000_000
+        for (_, _, future), start in zip(asked, reply[1:], strict=True):
+            if not future.done():
+                future.set_result((now, _int(start) / 1_000_000))
 
     async def _renew(self, mx_ip: str, token: str, lease: _Lease) -> None:
         """Extend the lease ``token`` every third of its life until cancelled; a failed

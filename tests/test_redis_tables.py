@@ -347,6 +347,27 @@ async def test_rcpt_rate_is_global_across_workers(
     assert all(len(p.granted) == 15 for p in workers)
 
 
+async def test_permits_asked_together_cost_one_script(
+    clients: ClientFactory, prefix: str
+) -> None:
+    p = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100, prefix=prefix)
+    calls: list[int] = []
+    script = p._rcpt_script
+
+    async def counted(*, keys: list[str], args: list[Any]) -> Any:
+        calls.append(len(keys))
+        return await script(keys=keys, args=args)
+
+    p._rcpt_script = counted  # type: ignore[assignment]
+    hosts = [f"127.0.3.{i}" for i in range(1, 6)]
+    waits = await asyncio.gather(*(p.reserve_rcpts(h, 3) for h in [*hosts, hosts[0]]))
+    assert calls == [6]  # six sessions, five hosts, one round trip
+    interval = RcptPacing.for_rate(100).interval
+    assert waits[0][0] < 0.005 and all(w[0] < 0.005 for w in waits[1:5])
+    # the host asked twice got its second group after its first
+    assert waits[5][0] >= 3 * interval - 0.005
+
+
 async def test_politeness_waits_while_redis_is_unreachable() -> None:
     client = redis_client(f"redis://127.0.0.1:{_free_port()}/0")
     try:
