@@ -239,14 +239,23 @@ class VerificationResult:
         return out
 
 
+#: field names of each dataclass seen by :func:`to_jsonable` (``fields()`` is slow)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses/enums/tuples to plain JSON types.
 
     >>> to_jsonable(SmtpReply(250, "OK", "2.1.5"))
     {'code': 250, 'message': 'OK', 'enhanced': '2.1.5'}
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_jsonable(getattr(value, name)) for name in names}
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, enum.Enum):
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
