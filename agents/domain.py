@@ -23,11 +23,12 @@ from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress, VerificationResult
 from schemas import AddressTask, SchemaError, verdict_key
 from streams.services import Services
-from streams.stage import Outcome, RawEvent, Record
+from streams.stage import Done, Outcome, RawEvent, Record
 
 __all__ = ["DomainHandler"]
 
-_Group = list[tuple[AddressTask, ParsedAddress]]
+#: the addresses of one domain in a stage batch: (event index, task, parsed address)
+_Group = list[tuple[int, AddressTask, ParsedAddress]]
 _Finished = asyncio.Queue[tuple[_Group, "asyncio.Future[list[VerificationResult]]"]]
 
 
@@ -48,11 +49,13 @@ class DomainHandler:
             # and then reuse its cached catch-all result instead of probing again
             serial_per_key=True)
 
-    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+    async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
+                       ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         parse = self.s.engine.parse
         groups: dict[str, _Group] = {}
         records: list[Record] = []
+        finished_events: list[int] = []
         for i, event in enumerate(events):
             try:
                 task = AddressTask.decode(event.value)
@@ -62,23 +65,28 @@ class DomainHandler:
             parsed = parse(task.email)
             if isinstance(parsed, AddressProblem):  # cannot happen for intake's tasks
                 records.append(self._record(task, syntax_result(parsed)))
+                finished_events.append(i)
             else:
-                groups.setdefault(parsed.ascii_domain, []).append((task, parsed))
+                groups.setdefault(parsed.ascii_domain, []).append((i, task, parsed))
         # one completion queue instead of a task per domain: each domain's results are
-        # produced as soon as they are in, together with the others that finished with it
+        # produced as soon as they are in, together with the others that finished with it,
+        # and those events are done then (a slow domain holds back only its own)
         finished: _Finished = asyncio.Queue()
         for domain, group in groups.items():
-            future = self.batcher.enqueue(domain, [parsed for _, parsed in group])
+            future = self.batcher.enqueue(domain, [parsed for _, _, parsed in group])
             future.add_done_callback(functools.partial(_put, finished, group))
         left = len(groups)
         while left or records:
             while not finished.empty() or (left and not records):
                 group, future = await finished.get()
                 left -= 1
-                records += (self._record(task, result)
-                            for (task, _), result in zip(group, future.result(), strict=True))
+                for (i, task, _), result in zip(group, future.result(), strict=True):
+                    records.append(self._record(task, result))
+                    finished_events.append(i)
             await self.s.publisher.publish_many(records)
-            records = []
+            if done is not None:
+                done(finished_events)
+            records, finished_events = [], []
         return outcomes
 
     def _record(self, task: AddressTask, result: VerificationResult) -> Record:

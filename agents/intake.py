@@ -20,7 +20,7 @@ from checks.model import AddressProblem, ParsedAddress
 from schemas import AddressTask, JobEvent, SchemaError, Submission, verdict_key
 from streams.jobstore import job_key
 from streams.services import Services
-from streams.stage import Outcome, RawEvent, Record, retry_transient
+from streams.stage import Done, Outcome, RawEvent, Record, retry_transient
 
 __all__ = ["IntakeHandler"]
 
@@ -41,7 +41,8 @@ class IntakeHandler:
         # lock in the order they were dispatched (each takes it before its first await).
         self._claiming = asyncio.Lock()
 
-    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+    async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
+                       ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         parse = self.s.engine.parse
         by_job: dict[str, list[_Item]] = {}

@@ -15,7 +15,7 @@ from agents.batching import KeyedBatcher
 from schemas import JobEvent, SchemaError, VerdictEvent
 from streams.jobstore import JobProgress, job_key
 from streams.services import Services
-from streams.stage import Outcome, RawEvent
+from streams.stage import Done, Outcome, RawEvent
 
 __all__ = ["ProgressHandler"]
 
@@ -33,7 +33,8 @@ class ProgressHandler:
         self.finals: KeyedBatcher[_Final, None] = KeyedBatcher(
             self._count, window=0.02, max_batch=1000, serial_per_key=True)
 
-    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+    async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
+                       ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         verdicts_topic = self.s.topics.verdicts
         finals: dict[str, list[_Final]] = {}

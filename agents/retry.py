@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from schemas import AddressTask, SchemaError
 from streams.services import Services
-from streams.stage import Outcome, RawEvent, Record
+from streams.stage import Done, Outcome, RawEvent, Record
 
 __all__ = ["RetryHandler"]
 
@@ -22,7 +22,8 @@ class RetryHandler:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+    async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
+                       ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         tasks: list[AddressTask] = []
         for i, event in enumerate(events):

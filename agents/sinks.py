@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas import JobEvent, SchemaError, VerdictEvent
 from streams.services import Services
-from streams.stage import Outcome, RawEvent, retry_transient
+from streams.stage import Done, Outcome, RawEvent, retry_transient
 
 __all__ = ["PostgresSinkHandler", "BridgeHandler"]
 
@@ -38,7 +38,8 @@ class PostgresSinkHandler:
         self.s = services
         self.sink = sink  # sinks.postgres.PostgresSink
 
-    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+    async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
+                       ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         verdicts = _decode_verdicts(events, outcomes, self.s.topics.verdicts)
         if verdicts:
@@ -64,7 +65,8 @@ class BridgeHandler:
         # wrong credentials or vhost: hold the verdicts (logged) until the operator fixes it
         self._also = (BridgeConfigError,)
 
-    async def __call__(self, events: Sequence[RawEvent]) -> list[Outcome]:
+    async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
+                       ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         verdicts = _decode_verdicts(events, outcomes)
         if verdicts:

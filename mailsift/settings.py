@@ -305,7 +305,8 @@ class Settings:
         "Seconds before each retry of a temporary outcome (greylisting, 4xx, timeouts).")
     max_in_flight: int = _setting(
         "MAILSIFT_MAX_IN_FLIGHT", "500", _int_range(1, 100000),
-        "Events in progress per partition before the domain stage stops reading (backpressure).")
+        "Unfinished events per partition before a stage stops reading (backpressure); "
+        "finished ones waiting for an earlier one's ack count up to 4 times that.")
     domain_batch_window: float = _setting(
         "MAILSIFT_DOMAIN_BATCH_WINDOW", "0.2", _seconds,
         "Seconds to gather addresses of one domain into one SMTP session.")

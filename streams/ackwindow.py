@@ -8,7 +8,11 @@ once — an out-of-order ack can lose an event on a crash.
 
 :class:`OrderedAckWindow` keeps, per partition, the events in flight in offset order and
 acks only the completed prefix. Its bound is the stage's backpressure: :meth:`admit`
-waits while a partition has ``max_in_flight`` events in flight.
+waits while a partition has ``max_in_flight`` unfinished events, or holds ``max_held``
+events in all (finished ones wait for an earlier one to be acked). Counting only the
+unfinished ones keeps the stage reading while one slow event (an address queued behind a
+polite MX host) holds back the acks: the ones after it that finished make no room
+otherwise, and the hosts with work left would run dry.
 
 >>> import asyncio
 >>> async def demo() -> list[int]:
@@ -50,6 +54,7 @@ class _Partition(Generic[E]):
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.entries: OrderedDict[int, tuple[E, bool]] = OrderedDict()
+        self.unfinished = 0
         self.space = asyncio.Event()
         self.space.set()
 
@@ -57,10 +62,12 @@ class _Partition(Generic[E]):
 class OrderedAckWindow(Generic[E]):
     """A bounded, per-partition window of in-flight events acked in offset order."""
 
-    def __init__(self, max_in_flight: int, ack: Callable[[E], object]) -> None:
+    def __init__(self, max_in_flight: int, ack: Callable[[E], object], *,
+                 max_held: int | None = None) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.max_in_flight = max_in_flight
+        self.max_held = max(max_in_flight, max_held or 4 * max_in_flight)
         self._ack = ack
         self._parts: dict[Hashable, _Partition[E]] = {}
         self._generation = 0
@@ -81,7 +88,7 @@ class OrderedAckWindow(Generic[E]):
     async def admit(self, tp: Hashable, offset: int, item: E) -> Ticket:
         """Register an event before its work starts; waits while the partition is full."""
         part = self._part(tp)
-        while len(part.entries) >= self.max_in_flight:
+        while self._full(part):
             part.space.clear()
             await part.space.wait()
             part = self._part(tp)  # the partition may have been revoked meanwhile
@@ -90,7 +97,7 @@ class OrderedAckWindow(Generic[E]):
     def try_admit(self, tp: Hashable, offset: int, item: E) -> Ticket | None:
         """:meth:`admit` without waiting: None when the partition is full."""
         part = self._part(tp)
-        if len(part.entries) >= self.max_in_flight:
+        if self._full(part):
             return None
         return self._enter(part, tp, offset, item)
 
@@ -98,7 +105,11 @@ class OrderedAckWindow(Generic[E]):
         if part.entries and offset <= next(reversed(part.entries)):
             raise ValueError(f"offset {offset} of {tp} is not after the last admitted one")
         part.entries[offset] = (item, False)
+        part.unfinished += 1
         return Ticket(tp, offset, part.generation)
+
+    def _full(self, part: _Partition[E]) -> bool:
+        return part.unfinished >= self.max_in_flight or len(part.entries) >= self.max_held
 
     def complete(self, ticket: Ticket) -> None:
         """Mark an event's work done; ack every completed event at the head, in order."""
@@ -106,16 +117,17 @@ class OrderedAckWindow(Generic[E]):
         if part is None or part.generation != ticket.generation:
             return  # revoked: the event will be redelivered to the partition's new owner
         entry = part.entries.get(ticket.offset)
-        if entry is None:
+        if entry is None or entry[1]:
             return
         part.entries[ticket.offset] = (entry[0], True)
+        part.unfinished -= 1
         while part.entries:
             offset, (item, done) = next(iter(part.entries.items()))
             if not done:
                 break
             del part.entries[offset]
             self._ack(item)
-        if len(part.entries) < self.max_in_flight:
+        if not self._full(part):
             part.space.set()
 
     def revoke(self, tps: Iterable[Hashable]) -> None:

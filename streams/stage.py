@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -111,13 +111,19 @@ class Publisher(Protocol):
 
 #: what a handler says of one event: None when it is done, else why it is malformed
 Outcome = str | None
+#: a handler may say early that some events of its batch (by index) are done (None)
+Done = Callable[[Iterable[int]], None]
 
 
 class BatchHandler(Protocol):
-    async def __call__(self, events: Sequence[RawEvent]) -> Sequence[Outcome]:
+    async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
+                       ) -> Sequence[Outcome]:
         """Handle ``events`` (consecutive events of one stream) and say, per event, None or
         why it is malformed. Wait out transient failures, or raise them (the batch is then
-        handled again). A batch's events are handed over in offset order per partition."""
+        handled again). A batch's events are handed over in offset order per partition.
+
+        ``done(indexes)`` may be called for events finished before the rest of the batch
+        (their outcome is None), so they make room in the stage's window at once."""
         ...
 
 
@@ -180,12 +186,12 @@ async def run_stage(
     pending: list[tuple[RawEvent, Ticket, float]] = []
     timer: asyncio.Handle | None = None
 
-    async def handle(events: Sequence[RawEvent]) -> list[Outcome]:
+    async def handle(events: Sequence[RawEvent], done: Done | None) -> list[Outcome]:
         first = events[0]
         try:
             outcomes = list(await retry_transient(
                 f"{name} batch of {len(events)} from {first.source}",
-                lambda: handler(events)))
+                lambda: handler(events, done)))
             if len(outcomes) != len(events):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(events)} events")
             return outcomes
@@ -197,11 +203,16 @@ async def run_stage(
                 log.exception("%s failed on %s", name, first.source)
                 return [f"{type(exc).__name__}: {exc}"]
         # narrow it down: each event alone, in order, so only the one at fault is dropped
-        return [(await handle([event]))[0] for event in events]
+        return [(await handle([event], None))[0] for event in events]
 
     async def process(batch: list[tuple[RawEvent, Ticket, float]]) -> None:
         events = [event for event, _, _ in batch]
-        outcomes = await handle(events)
+
+        def done(indexes: Iterable[int]) -> None:
+            for i in indexes:
+                window.complete(batch[i][1])
+
+        outcomes = await handle(events, done)
         failed = [(event, why) for event, why in zip(events, outcomes, strict=True)
                   if why is not None]
         if failed:

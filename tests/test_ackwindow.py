@@ -39,20 +39,28 @@ async def test_partitions_are_independent() -> None:
     assert acked == [("b", 0), ("a", 0)]
 
 
-async def test_full_window_blocks_admission_until_the_head_completes() -> None:
+async def test_full_window_blocks_admission_until_an_event_finishes() -> None:
     acked: list[int] = []
-    window: OrderedAckWindow[int] = OrderedAckWindow(2, acked.append)
+    window: OrderedAckWindow[int] = OrderedAckWindow(2, acked.append, max_held=3)
     t0 = await window.admit("p", 0, 0)
     t1 = await window.admit("p", 1, 1)
     third = asyncio.create_task(window.admit("p", 2, 2))
     await asyncio.sleep(0.05)
-    assert not third.done()  # backpressure
-    window.complete(t1)      # completing a later one frees nothing: the head is in flight
+    assert not third.done()  # backpressure: two unfinished
+    # a later one finishing makes room although the head is still in flight (not acked)
+    window.complete(t1)
+    t2 = await asyncio.wait_for(third, 1)
+    assert acked == [] and window.in_flight() == 3
+    window.complete(t2)
+    # two finished and one unfinished are held: the hard bound on held events (3) stops it
+    fourth = asyncio.create_task(window.admit("p", 3, 3))
     await asyncio.sleep(0.05)
-    assert not third.done() and acked == []
+    assert not fourth.done()
     window.complete(t0)
-    await asyncio.wait_for(third, 1)
-    assert acked == [0, 1]
+    await asyncio.wait_for(fourth, 1)
+    assert acked == [0, 1, 2]
+    assert window.try_admit("p", 4, 4) is not None
+    assert window.try_admit("p", 5, 5) is None  # two unfinished again (3 and 4)
 
 
 async def test_revoked_partition_is_never_acked_by_us() -> None:

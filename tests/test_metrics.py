@@ -22,7 +22,7 @@ from mailsift.settings import Settings, load_settings
 from streams.ackwindow import OrderedAckWindow
 from streams.client import submit_job
 from streams.metrics import NO_REPLY, WorkerMetrics
-from streams.stage import RawEvent, Record, run_stage
+from streams.stage import Done, RawEvent, Record, run_stage
 from streams.topics import TopicNames, ensure_topics
 from tests.pipeline_support import (
     WorkerProcess,
@@ -155,7 +155,8 @@ def test_run_stage_records_latency_and_dead_letters() -> None:
     acked: list[int] = []
     events = [_Event(_Msg(i, b"bad" if i == 1 else b"ok"), acked) for i in range(3)]
 
-    async def handler(events: Sequence[RawEvent]) -> list[str | None]:
+    async def handler(events: Sequence[RawEvent], done: Done | None = None
+                      ) -> list[str | None]:
         await asyncio.sleep(0.01)
         return ["not JSON" if e.value == b"bad" else None for e in events]
 
