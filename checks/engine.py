@@ -200,6 +200,7 @@ class Engine:
         dozen cached queries."""
         memo = self._facts.get(ascii_domain)
         if memo is not None:
+            self.resolver.hits += 1  # counted as one cache hit (the metrics report hits)
             known = memo[0]
             return DomainFacts(known.mx, known.spf, known.dmarc, known.dkim, 0.0)
         started = time.monotonic()
