@@ -167,7 +167,7 @@ async def test_exchange_of_another_type_raises_a_config_error(stack: Settings) -
 async def test_cancelled_publish_leaves_the_bridge_usable(stack: Settings) -> None:
     exchange = f"mailsift.verdicts.test-{uuid.uuid4().hex[:8]}"
     job = uuid.uuid4().hex
-    big = [verdict(job, i) for i in range(20000)]
+    big = [verdict(job, i) for i in range(100_000)]  # over 2 s to publish: cancelled midway
     after = [verdict(job, 100000 + i, "risky", "role_account") for i in range(5)]
     with amqp(stack.amqp_url) as ch:
         q_big = bind_queue(ch, exchange, "verdict.deliverable.#")
