@@ -131,6 +131,8 @@ class _Host:
     limit_until: float = 0.0  # a lowered limit holds until then
 
 
+#: past this many hosts known, the idle ones are forgotten (their state is the default)
+_MAX_IDLE_HOSTS = 10_000
 #: a waiter for a session looks at the host again at least this often
 _RECHECK_SECONDS = 1.0
 #: how often a host busy with others (421 to a new connection) is asked again at once
@@ -166,8 +168,22 @@ class MxPool:
     def _host(self, ip: str) -> _Host:
         state = self._hosts.get(ip)
         if state is None:
+            if len(self._hosts) >= _MAX_IDLE_HOSTS:
+                self._forget_idle_hosts()
             state = self._hosts[ip] = _Host(limit=self.config.max_connections)
         return state
+
+    def _forget_idle_hosts(self) -> None:
+        """Drop the state of hosts with nothing open or waiting and nothing worth
+        remembering (no back-off, no lowered limit, failures long past): a list with many
+        MX addresses must not grow the pool for good."""
+        now = self._clock()
+        for ip in [ip for ip, s in self._hosts.items()
+                   if not s.count and not s.idle and not s.waiters
+                   and s.limit_until <= now and s.down_until <= now
+                   and (not s.failures
+                        or s.down_until + self.config.backoff_max <= now)]:
+            del self._hosts[ip]
 
     def open_sessions(self, ip: str) -> int:
         """Sessions of this process to ``ip`` (open or being opened)."""

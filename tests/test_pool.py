@@ -207,3 +207,21 @@ async def test_a_session_whose_lease_was_lost_is_closed_not_reused() -> None:
     assert server.log.count("QUIT") == 1  # the first session was closed politely
     await pool.aclose()
     assert server.open == 0
+
+
+@pytest.mark.asyncio
+async def test_idle_hosts_are_forgotten_but_not_the_ones_backing_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import checks.pool
+
+    monkeypatch.setattr(checks.pool, "_MAX_IDLE_HOSTS", 3)
+    servers = {f"127.0.4.{i}": FakeServer() for i in range(1, 6)}
+    servers["127.0.4.9"] = FakeServer(refuse=True)
+    p, _ = prober(servers, idle=0.01)
+    await p.probe(mx("127.0.4.9"), ["u@down.test"])  # refused: backing off
+    for i in range(1, 6):
+        await p.probe(mx(f"127.0.4.{i}"), [f"u@d{i}.test"])
+        await asyncio.sleep(0.05)  # its session went idle and was closed
+    hosts = p.pool._hosts
+    assert len(hosts) <= 4 and "127.0.4.9" in hosts and "127.0.4.5" in hosts
+    await p.pool.aclose()
