@@ -21,9 +21,9 @@ from agents.batching import KeyedBatcher
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress, VerificationResult
-from schemas import AddressTask, SchemaError, verdict_key
+from schemas import AddressTask, verdict_key
 from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, Record
+from streams.stage import Done, Outcome, RawEvent, Record, decode_each
 
 __all__ = ["DomainHandler"]
 
@@ -56,12 +56,7 @@ class DomainHandler:
         groups: dict[str, _Group] = {}
         records: list[Record] = []
         finished_events: list[int] = []
-        for i, event in enumerate(events):
-            try:
-                task = AddressTask.decode(event.value)
-            except SchemaError as exc:
-                outcomes[i] = str(exc)
-                continue
+        for i, task in decode_each(events, outcomes, AddressTask.decode):
             parsed = parse(task.email)
             if isinstance(parsed, AddressProblem):  # cannot happen for intake's tasks
                 records.append(self._record(task, syntax_result(parsed)))

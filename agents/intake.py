@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress
-from schemas import AddressTask, JobEvent, SchemaError, Submission, verdict_key
+from schemas import AddressTask, JobEvent, Submission, verdict_key
 from streams.jobstore import job_key
 from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, Record, retry_transient
+from streams.stage import Done, Outcome, RawEvent, Record, decode_each, retry_transient
 
 __all__ = ["IntakeHandler"]
 
@@ -46,17 +46,12 @@ class IntakeHandler:
         outcomes: list[Outcome] = [None] * len(events)
         parse = self.s.engine.parse
         by_job: dict[str, list[_Item]] = {}
-        for i, event in enumerate(events):
-            try:
-                sub = Submission.decode(event.value)
-            except SchemaError as exc:
-                outcomes[i] = str(exc)
-                continue
+        for i, sub in decode_each(events, outcomes, Submission.decode):
             parsed = parse(sub.email)
             dedupe_key = ("raw:" + sub.email.strip() if isinstance(parsed, AddressProblem)
                           else parsed.dedupe_key)
             by_job.setdefault(job_key(sub.job_id, sub.replay_id), []).append(
-                _Item(sub, parsed, dedupe_key, event.source))
+                _Item(sub, parsed, dedupe_key, events[i].source))
         firsts: list[tuple[_Item, bool]] = []
         async with self._claiming:
             for jkey, items in by_job.items():

@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
-from schemas import JobEvent, SchemaError, VerdictEvent
+from schemas import JobEvent, VerdictEvent
 from streams.jobstore import JobProgress, job_key
 from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent
+from streams.stage import Done, Outcome, RawEvent, decode_each
 
 __all__ = ["ProgressHandler"]
 
@@ -36,19 +36,13 @@ class ProgressHandler:
     async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
                        ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
-        verdicts_topic = self.s.topics.verdicts
+        topics = self.s.topics
         finals: dict[str, list[_Final]] = {}
-        job_events: list[JobEvent] = []
-        for i, event in enumerate(events):
-            try:
-                if event.topic == verdicts_topic:
-                    v = VerdictEvent.decode(event.value)
-                    finals.setdefault(job_key(v.job_id, v.replay_id), []).append(
-                        (v.job_id, v.replay_id, v.dedupe_key, v.verdict))
-                else:
-                    job_events.append(JobEvent.decode(event.value))
-            except SchemaError as exc:
-                outcomes[i] = str(exc)
+        for _, v in decode_each(events, outcomes, VerdictEvent.decode, topic=topics.verdicts):
+            finals.setdefault(job_key(v.job_id, v.replay_id), []).append(
+                (v.job_id, v.replay_id, v.dedupe_key, v.verdict))
+        job_events = [e for _, e in decode_each(events, outcomes, JobEvent.decode,
+                                                topic=topics.jobs)]
         waits = [self.finals.enqueue(jkey, items) for jkey, items in finals.items()]
         for job_event in job_events:
             await self._job_event(job_event)

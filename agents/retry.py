@@ -11,9 +11,9 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from schemas import AddressTask, SchemaError
+from schemas import AddressTask
 from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, Record
+from streams.stage import Done, Outcome, RawEvent, Record, decode_each
 
 __all__ = ["RetryHandler"]
 
@@ -25,12 +25,7 @@ class RetryHandler:
     async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
                        ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
-        tasks: list[AddressTask] = []
-        for i, event in enumerate(events):
-            try:
-                tasks.append(AddressTask.decode(event.value))
-            except SchemaError as exc:
-                outcomes[i] = str(exc)
+        tasks = [task for _, task in decode_each(events, outcomes, AddressTask.decode)]
         tasks.sort(key=lambda t: t.due_at or 0.0)
         while tasks:
             delay = (tasks[0].due_at or 0.0) - time.time()

@@ -13,24 +13,11 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from schemas import JobEvent, SchemaError, VerdictEvent
+from schemas import JobEvent, VerdictEvent
 from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, retry_transient
+from streams.stage import Done, Outcome, RawEvent, decode_each, retry_transient
 
 __all__ = ["PostgresSinkHandler", "BridgeHandler"]
-
-
-def _decode_verdicts(events: Sequence[RawEvent], outcomes: list[Outcome],
-                     verdicts_topic: str | None = None) -> list[VerdictEvent]:
-    out = []
-    for i, event in enumerate(events):
-        if verdicts_topic is not None and event.topic != verdicts_topic:
-            continue
-        try:
-            out.append(VerdictEvent.decode(event.value))
-        except SchemaError as exc:
-            outcomes[i] = str(exc)
-    return out
 
 
 class PostgresSinkHandler:
@@ -41,17 +28,12 @@ class PostgresSinkHandler:
     async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
                        ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
-        verdicts = _decode_verdicts(events, outcomes, self.s.topics.verdicts)
+        topics = self.s.topics
+        verdicts = [v for _, v in decode_each(events, outcomes, VerdictEvent.decode,
+                                              topic=topics.verdicts)]
         if verdicts:
             await retry_transient("postgres sink", lambda: self.sink.write_verdicts(verdicts))
-        for i, event in enumerate(events):
-            if event.topic == self.s.topics.verdicts:
-                continue
-            try:
-                job_event = JobEvent.decode(event.value)
-            except SchemaError as exc:
-                outcomes[i] = str(exc)
-                continue
+        for _, job_event in decode_each(events, outcomes, JobEvent.decode, topic=topics.jobs):
             await retry_transient("postgres sink",
                                   functools.partial(self.sink.write_job_event, job_event))
         return outcomes
@@ -68,7 +50,7 @@ class BridgeHandler:
     async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
                        ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
-        verdicts = _decode_verdicts(events, outcomes)
+        verdicts = [v for _, v in decode_each(events, outcomes, VerdictEvent.decode)]
         if verdicts:
             await retry_transient("rabbitmq bridge", lambda: self.bridge.publish(verdicts),
                                   also=self._also)

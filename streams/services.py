@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from faust.exceptions import ProducerSendError
+
 from checks import Engine, EngineConfig
 from mailsift.settings import Settings
 from streams.jobstore import JobStore, MemoryJobStore
@@ -35,8 +37,6 @@ class FaustPublisher:
         await self.publish_many([Record(topic, key, value)])
 
     async def publish_many(self, records: Sequence[Record]) -> None:
-        from faust.exceptions import ProducerSendError
-
         send = self.app.producer.send
         try:
             # queued one after the other (so in order per partition), then one wait for all

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from schemas import DeadLetter, SchemaError
 from streams.ackwindow import OrderedAckWindow, Ticket
@@ -31,10 +31,12 @@ from streams.ackwindow import OrderedAckWindow, Ticket
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
-__all__ = ["BatchHandler", "Outcome", "Publisher", "RawEvent", "Record", "run_stage",
-           "TRANSIENT_ERRORS", "transient_errors", "retry_transient", "dead_letters"]
+__all__ = ["BatchHandler", "Done", "Outcome", "Publisher", "RawEvent", "Record", "run_stage",
+           "TRANSIENT_ERRORS", "transient_errors", "retry_transient", "dead_letters",
+           "decode_each"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
@@ -147,6 +149,32 @@ async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
                 last = text
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+def decode_each(events: Sequence[RawEvent], outcomes: list[Outcome],
+                decode: Callable[[bytes | None], T], *, topic: str | None = None
+                ) -> list[tuple[int, T]]:
+    """``(index, record)`` for each event (of ``topic`` only, when given) that ``decode``
+    accepts; a malformed one gets the :class:`~schemas.SchemaError` text as its outcome.
+
+    >>> outcomes: list[Outcome] = [None, None]
+    >>> def number(raw: bytes | None) -> int:
+    ...     if not raw or not raw.isdigit():
+    ...         raise SchemaError("not a number")
+    ...     return int(raw)
+    >>> events = [RawEvent("t", 0, 0, None, b"7"), RawEvent("t", 0, 1, None, b"x")]
+    >>> decode_each(events, outcomes, number), outcomes
+    ([(0, 7)], [None, 'not a number'])
+    """
+    out = []
+    for i, event in enumerate(events):
+        if topic is not None and event.topic != topic:
+            continue
+        try:
+            out.append((i, decode(event.value)))
+        except SchemaError as exc:
+            outcomes[i] = str(exc)
+    return out
 
 
 def dead_letters(topic: str, failed: Sequence[tuple[RawEvent, str]]) -> list[Record]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 
 from checks.dns import DnsAnswer, NoData, NxDomain
 from checks.model import Reason, SmtpReply
 from checks.smtp import SmtpSession, SmtpTransportError
 
-__all__ = ["FakeResolver", "FakeServer", "FakeSession", "FakeConnector", "OK"]
+__all__ = ["FakeResolver", "FakeServer", "FakeSession", "FakeConnector", "OK", "FakeMessage",
+           "FakeEvent", "FakeStream"]
 
 OK = SmtpReply(250, "OK", "2.1.5")
 
@@ -141,3 +143,42 @@ class FakeConnector:
         server.sessions += 1
         server.open += 1
         return FakeSession(server)
+
+
+# --- a Faust stream, as streams.stage.run_stage reads it ----------------------------------
+
+
+@dataclass
+class FakeMessage:
+    offset: int
+    value: bytes
+    topic: str = "m.submissions"
+    partition: int = 0
+    key: bytes | None = None
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+
+@dataclass
+class FakeEvent:
+    """A Faust event whose ack appends its offset to ``acked``."""
+
+    message: FakeMessage
+    acked: list[int] = field(default_factory=list)
+
+    def ack(self) -> None:
+        self.acked.append(self.message.offset)
+
+
+class FakeStream:
+    def __init__(self, events: list[FakeEvent]) -> None:
+        self._events = events
+
+    def noack(self) -> FakeStream:
+        return self
+
+    async def events(self) -> AsyncIterator[FakeEvent]:
+        for e in self._events:
+            yield e

@@ -8,8 +8,7 @@ import json
 import socket
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from streams.client import submit_job
 from streams.metrics import NO_REPLY, WorkerMetrics
 from streams.stage import Done, RawEvent, Record, run_stage
 from streams.topics import TopicNames, ensure_topics
+from tests.fakes import FakeEvent, FakeMessage, FakeStream
 from tests.pipeline_support import (
     WorkerProcess,
     WorldProcess,
@@ -116,44 +116,10 @@ def test_dns_cache_and_in_flight_read_at_scrape() -> None:
     assert 'mailsift_events_in_flight{stage="domain"} 2.0' in text
 
 
-@dataclass
-class _Msg:
-    offset: int
-    value: bytes
-    topic: str = "m.submissions"
-    partition: int = 0
-    key: bytes | None = None
-
-    @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
-
-
-@dataclass
-class _Event:
-    message: _Msg
-    acked: list[int] = field(default_factory=list)
-
-    def ack(self) -> None:
-        self.acked.append(self.message.offset)
-
-
-class _Stream:
-    def __init__(self, events: list[_Event]) -> None:
-        self._events = events
-
-    def noack(self) -> _Stream:
-        return self
-
-    async def events(self) -> AsyncIterator[_Event]:
-        for e in self._events:
-            yield e
-
-
 def test_run_stage_records_latency_and_dead_letters() -> None:
     m = WorkerMetrics()
     acked: list[int] = []
-    events = [_Event(_Msg(i, b"bad" if i == 1 else b"ok"), acked) for i in range(3)]
+    events = [FakeEvent(FakeMessage(i, b"bad" if i == 1 else b"ok"), acked) for i in range(3)]
 
     async def handler(events: Sequence[RawEvent], done: Done | None = None
                       ) -> list[str | None]:
@@ -162,7 +128,7 @@ def test_run_stage_records_latency_and_dead_letters() -> None:
 
     async def run() -> None:
         pub = FakePublisher()
-        await run_stage(_Stream(events), handler, publisher=pub,
+        await run_stage(FakeStream(events), handler, publisher=pub,
                         dead_letter_topic=TOPICS.dead_letters, max_in_flight=10,
                         name="intake", metrics=m)
         for _ in range(100):

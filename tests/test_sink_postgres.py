@@ -27,6 +27,7 @@ from streams.client import read_topic, submit_job
 from streams.jobstore import MemoryJobStore
 from streams.services import Services
 from streams.topics import TopicNames, bootstrap_servers
+from tests.fakes import FakeEvent, FakeMessage, FakeStream
 from tests.pipeline_support import (
     WorkerProcess,
     WorldProcess,
@@ -236,36 +237,15 @@ def test_one_unwritable_verdict_does_not_sink_its_batch() -> None:
         async def publish_many(self, records: Sequence[Record]) -> None:
             self.sent += records
 
-    class Msg:
-        def __init__(self, offset: int, value: bytes) -> None:
-            self.topic, self.partition, self.offset = topics.verdicts, 0, offset
-            self.key, self.value, self.tp = None, value, (topics.verdicts, 0)
-
-    class Event:
-        def __init__(self, offset: int, value: bytes, acked: list[int]) -> None:
-            self.message, self._acked = Msg(offset, value), acked
-
-        def ack(self) -> None:
-            self._acked.append(self.message.offset)
-
-    class Stream:
-        def __init__(self, events: list[Event]) -> None:
-            self._events = events
-
-        def noack(self) -> Stream:
-            return self
-
-        async def events(self) -> AsyncIterator[Event]:
-            for e in self._events:
-                yield e
-
     async def run() -> tuple[list[int], Publisher]:
         acked: list[int] = []
         values = [verdict("j", k, "2026-11-25T10:00:00Z").dumps() for k in ("a", "bad", "c")]
         pub = Publisher()
         services = Services(settings, topics, Engine(EngineConfig()), MemoryJobStore(), pub)
         handler = PostgresSinkHandler(services, Sink())
-        await run_stage(Stream([Event(i, v, acked) for i, v in enumerate(values)]), handler,
+        events = [FakeEvent(FakeMessage(i, v, topic=topics.verdicts), acked)
+                  for i, v in enumerate(values)]
+        await run_stage(FakeStream(events), handler,
                         publisher=pub, dead_letter_topic=topics.dead_letters,
                         max_in_flight=10, name="sink-postgres")
         for _ in range(200):
