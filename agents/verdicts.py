@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from checks.model import VerificationResult
+from checks.model import VerificationResult, to_jsonable
 from schemas import AddressTask, Submission, VerdictEvent
 from schemas.base import utc_now_iso
 
@@ -17,7 +17,7 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 def verdict_event(origin: Submission | AddressTask, result: VerificationResult, *,
                   dedupe_key: str, attempt: int, source: str) -> VerdictEvent:
     """The final verdict event for ``result`` of an address that came from ``origin``."""
-    evidence = result.to_dict()["evidence"]
+    evidence = to_jsonable(result.evidence)
     return VerdictEvent(
         job_id=origin.job_id, email=origin.email, normalized=result.normalized,
         verdict=result.verdict.value, reason=result.reason.value, dedupe_key=dedupe_key,

@@ -16,6 +16,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 __all__ = [
     "Verdict", "Reason", "PERMANENT_FAILURES", "RISKY_REASONS", "INDETERMINATE",
     "TEMPORARY_REASONS", "ParsedAddress", "AddressProblem", "PolicyFlags", "MxHost",
@@ -239,23 +241,43 @@ class VerificationResult:
         return out
 
 
-#: field names of each dataclass seen by :func:`to_jsonable` (``fields()`` is slow)
+#: field names of each dataclass seen by :func:`_to_jsonable_py` (``fields()`` is slow)
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def to_jsonable(value: Any) -> Any:
     """Dataclasses/enums/tuples to plain JSON types.
 
+    orjson walks dataclasses, enums and tuples in C (about ten times faster than the Python
+    walk, which every verdict paid: issue #14); a value it cannot encode (a dict with
+    non-string keys, an unknown type) takes the Python walk.
+
     >>> to_jsonable(SmtpReply(250, "OK", "2.1.5"))
     {'code': 250, 'message': 'OK', 'enhanced': '2.1.5'}
+    >>> to_jsonable({1: (Verdict.UNKNOWN,)})
+    {'1': ['unknown']}
     """
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:
+        return _to_jsonable_py(value)
+
+
+def _to_jsonable_py(value: Any) -> Any:
     names = _FIELD_NAMES.get(type(value))
     if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = _FIELD_NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
     if names is not None:
-        return {name: to_jsonable(getattr(value, name)) for name in names}
+        return {name: _to_jsonable_py(getattr(value, name)) for name in names}
     if value is None or isinstance(value, (str, int, float)) and not isinstance(value, enum.Enum):
         return value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable_py(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable_py(v) for k, v in value.items()}
+    return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):

@@ -148,7 +148,7 @@ def suggest_domain(domain: str) -> str | None:
     return None
 
 
-def damerau_levenshtein(a: str, b: str) -> int:
+def damerau_levenshtein(a: str, b: str, limit: int | None = None) -> int:
     """Edit distance counting insertions, deletions, substitutions and transpositions of
     adjacent characters (optimal string alignment variant).
 
@@ -158,6 +158,12 @@ def damerau_levenshtein(a: str, b: str) -> int:
     2
     >>> damerau_levenshtein("", "abc"), damerau_levenshtein("same", "same")
     (3, 0)
+
+    With ``limit``, a distance above it may be reported as ``limit + 1`` (the walk stops
+    at the first row whose every cell exceeds it: the distance cannot shrink after that).
+
+    >>> damerau_levenshtein("bulk17.test", "gmail.com", limit=2)
+    3
     """
     if a == b:
         return 0
@@ -172,6 +178,9 @@ def damerau_levenshtein(a: str, b: str) -> int:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if limit is not None and min(cur) > limit:  # a transposition from two rows back
+            # costs at least the diagonal cell of this row, so no later cell comes back
+            return limit + 1
         prev2, prev = prev, cur
     return prev[-1]
 
@@ -183,7 +192,7 @@ def _closest_popular(domain: str) -> str | None:
         limit = 1 if min(len(domain), len(candidate)) <= _SHORT_DOMAIN else 2
         if abs(len(domain) - len(candidate)) > limit:
             continue
-        distance = damerau_levenshtein(domain, candidate)
+        distance = damerau_levenshtein(domain, candidate, limit)
         if 0 < distance <= limit and distance < best_distance:
             best, best_distance = candidate, distance
     return best

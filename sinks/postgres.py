@@ -16,12 +16,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 
 from schemas import JobEvent, VerdictEvent
 from sinks.migrations import MIGRATIONS
@@ -66,6 +66,12 @@ def dedupe_newest(rows: Iterable[T], *, key: Callable[[T], Hashable],
         if k not in best or newest(row) >= newest(best[k]):
             best[k] = row
     return list(best.values())
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text for a ``jsonb`` parameter (orjson: the sink writes one per
+    verdict)."""
+    return orjson.dumps(value).decode()
 
 
 def _ts(text: str | None) -> datetime | None:
@@ -140,7 +146,7 @@ class PostgresSink:
             await pool.execute(_JOB_CREATED, event.job_id, run, event.total, _ts(event.at))
         else:
             await pool.execute(_JOB_COMPLETED, event.job_id, run, event.total, _ts(event.at),
-                               json.dumps(event.counts or {}))
+                               _json(event.counts or {}))
 
     async def job_summary(self, job_id: str) -> dict[str, Any]:
         """Progress of a job as stored: total, completion and counts by verdict."""
@@ -158,5 +164,5 @@ class PostgresSink:
     def _row(v: VerdictEvent) -> tuple[Any, ...]:
         return (v.job_id, v.dedupe_key, v.email, v.normalized, v.verdict, v.reason,
                 v.temporary, v.attempt, _ts(v.checked_at), v.replay_id, v.request_id,
-                json.dumps(v.metadata) if v.metadata is not None else None,
-                json.dumps(v.evidence), v.source, v.worker)
+                _json(v.metadata) if v.metadata is not None else None,
+                _json(v.evidence), v.source, v.worker)

@@ -24,6 +24,7 @@ from mailsift.settings import Settings
 from streams.ackwindow import OrderedAckWindow
 from streams.fastconsumer import install as install_fast_consumer
 from streams.metrics import WorkerMetrics, install_web
+from streams.monitor import LeanMonitor
 from streams.services import FaustPublisher, Services, build_services
 from streams.stage import BatchHandler, run_stage
 from streams.topics import TopicNames
@@ -52,6 +53,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 4),
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.max_in_flight * 2),
+        Monitor=LeanMonitor,  # no per-event bookkeeping nobody reads (streams/monitor.py)
     )
     install_fast_consumer(app)  # before anything asks for the transport
     names = TopicNames.from_settings(settings)

@@ -195,3 +195,19 @@ def test_full_flags_combination() -> None:
     squatted = flags("info@gmial.com")
     assert squatted.suggestion == "info@gmail.com"
     assert squatted.disposable is is_disposable_domain("gmial.com")
+
+
+def test_bounded_distance_agrees_with_the_full_walk_within_the_limit() -> None:
+    """The early exit of ``damerau_levenshtein(limit=)`` never changes a distance within the
+    limit, and never reports one above it as within (random strings over a small alphabet,
+    so transpositions and repeats are common)."""
+    import random
+
+    rng = random.Random(14)
+    for _ in range(5000):
+        a = "".join(rng.choice("ab.c") for _ in range(rng.randint(0, 9)))
+        b = "".join(rng.choice("ab.c") for _ in range(rng.randint(0, 9)))
+        full = damerau_levenshtein(a, b)
+        for limit in (0, 1, 2, 3):
+            bounded = damerau_levenshtein(a, b, limit)
+            assert bounded == full if full <= limit else bounded > limit, (a, b, limit)

@@ -66,3 +66,35 @@ def test_smtp_outcomes(cls: ReplyClass, flags: PolicyFlags, catch_all: bool | No
                                     Reason.MX_NOT_ALLOWED])
 def test_transport_failures_are_unknown(reason: Reason) -> None:
     assert decide(PolicyFlags(), OK_MX, rcpt(None, reason), None) == (Verdict.UNKNOWN, reason)
+
+
+def test_evidence_encodes_the_same_through_orjson_and_the_python_walk() -> None:
+    """``to_jsonable`` takes orjson's C walk; it must give what the Python walk gives for a
+    full result (nested dataclasses, enums, tuples, None, floats)."""
+    from checks.model import (
+        DkimInfo,
+        DmarcInfo,
+        Evidence,
+        MxHost,
+        SpfInfo,
+        VerificationResult,
+        _to_jsonable_py,
+        to_jsonable,
+    )
+
+    evidence = Evidence(
+        flags=PolicyFlags(free=True, suggestion="gmail.com"),
+        mx=MxResult(MxStatus.OK, (MxHost(10, "mx.ok.test", ("127.0.0.1", "::1")),)),
+        spf=SpfInfo("present", "v=spf1 -all", "-"), dmarc=DmarcInfo("present", rua=("a@b",)),
+        dkim=DkimInfo("present", ("s1",)),
+        smtp=RcptResult(SmtpReply(550, "no such user", "5.1.1"), ReplyClass.MAILBOX_NOT_FOUND,
+                        mx_host="mx.ok.test", mx_address="127.0.0.1"),
+        catch_all=False, timings={"dns": 0.125, "smtp": 1.5},
+    )
+    result = VerificationResult("a@ok.test", "a@ok.test", Verdict.UNDELIVERABLE,
+                                Reason.MAILBOX_NOT_FOUND, False, evidence)
+    fast = to_jsonable(result)
+    assert fast == _to_jsonable_py(result)
+    assert fast["evidence"]["mx"]["hosts"][0]["addresses"] == ["127.0.0.1", "::1"]
+    assert fast["verdict"] == "undeliverable" and fast["evidence"]["smtp"]["reply_class"]
+    assert to_jsonable({1: (Verdict.UNKNOWN,)}) == {"1": ["unknown"]}  # the fallback
