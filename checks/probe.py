@@ -41,6 +41,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: permits due within this many seconds of each other go out in one pipelined write (the
 #: politeness policy gives the permits of one group the same time)
 _SAME_GROUP = 0.001
+#: hosts whose last send time is kept before the past ones are forgotten
+_MAX_PACED_HOSTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class SmtpProber:
                  max_connections: int = 2) -> None:
         self.politeness = politeness
         self.config = config
+        #: per MX address: the loop time before which this process sends it no RCPT (the
+        #: actual send of the previous group plus its share of the permit grid)
+        self._quiet_until: dict[str, float] = {}
         self.pool = pool or MxPool(connector, politeness, PoolConfig(
             port=config.port, helo_name=config.helo_name, max_connections=max_connections))
 
@@ -116,6 +121,28 @@ class SmtpProber:
             elif step is _Next.ABORT:
                 break
         return self._finish(report, pending, failure)
+
+    async def _pace(self, ip: str, permit_at: float, count: int) -> None:
+        """Wait for the permit, and for the grid share of this process's previous send.
+
+        Permits are exact, but a command sent late (a busy event loop, a slow Redis
+        answer) would bunch up with the next one sent on time, and a server counting any
+        rolling second could see one RCPT more than the rate. So the next send to a host
+        from this process is also no sooner than the previous *actual* send plus the grid
+        time its group used: lateness delays what follows instead of crowding it.
+        """
+        loop = asyncio.get_running_loop()
+        while True:  # another session to the host may send while this one sleeps
+            now = loop.time()
+            delay = max(permit_at, self._quiet_until.get(ip, 0.0)) - now
+            if delay <= 0:
+                break
+            await asyncio.sleep(delay)
+        interval = self.politeness.rcpt_interval
+        if interval > 0:
+            if len(self._quiet_until) > _MAX_PACED_HOSTS:
+                self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
+            self._quiet_until[ip] = now + count * interval
 
     @staticmethod
     def _finish(report: ProbeReport, pending: deque[str], failure: RcptResult) -> ProbeReport:
@@ -196,9 +223,7 @@ class SmtpProber:
                 if pipelining:
                     while j < len(chunk) and waits[j] <= waits[i] + _SAME_GROUP:
                         j += 1
-                delay = reserved_at + waits[i] - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                await self._pace(ip, reserved_at + waits[i], j - i)
                 group = chunk[i:j]
                 replies: list[SmtpReply] | None = None
                 if not in_transaction:

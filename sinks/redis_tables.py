@@ -376,6 +376,11 @@ class RedisPoliteness:
         """How many permits one pipelined group can get."""
         return self.pacing.group_size
 
+    @property
+    def rcpt_interval(self) -> float:
+        """Seconds between two permits of one host, as the Lua script spaces them."""
+        return self.interval_us / 1_000_000
+
     def connection(self, mx_ip: str) -> _Lease:
         """Hold one of ``mx_ip``'s global connection slots for the ``async with`` block."""
         return _Lease(self, mx_ip)

@@ -109,7 +109,7 @@ async def test_lock_step_without_pipelining_and_groups_follow_the_rcpt_budget() 
     assert [c for c in piped.log if c.startswith(("GROUP", "PIPELINED"))] == [
         "PIPELINED 0+1+10", "GROUP 2"]
 
-    # 2 RCPT/s: permits 0.525 s apart, nothing grouped even when the server pipelines
+    # 2 RCPT/s: permits 0.515 s apart, nothing grouped even when the server pipelines
     slow = FakeServer(pipelining=True)
     p, _ = prober({"127.0.0.3": slow}, rcpt_per_second=2)
     started = asyncio.get_running_loop().time()

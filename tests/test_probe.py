@@ -110,3 +110,28 @@ async def test_public_only_by_default_mx_not_allowed() -> None:
     report = await p.probe(mx("127.0.0.1"), ["a@x.test"])
     assert report.results["a@x.test"].reason is Reason.MX_NOT_ALLOWED
     assert conn.opened == []
+
+
+@pytest.mark.asyncio
+async def test_a_late_send_delays_the_next_instead_of_crowding_it() -> None:
+    """Permits 103 ms apart (10 RCPT/s). The first is used 80 ms late (a busy loop); the
+    second permit is then already due, but the send still waits a full interval after the
+    first *actual* send, so no rolling second sees more than the rate."""
+    import asyncio
+
+    politeness = LocalPoliteness(max_connections=2, rcpt_per_second=10)
+    p = SmtpProber(FakeConnector({}), politeness, ProbeConfig())
+    loop = asyncio.get_running_loop()
+    interval = politeness.rcpt_interval
+    start = loop.time()
+    await p._pace("192.0.2.1", start - 0.08, 1)  # late: sent now, 80 ms after its permit
+    first = loop.time()
+    await p._pace("192.0.2.1", start - 0.08 + interval, 1)  # due 23 ms ago
+    second = loop.time()
+    assert second - first >= interval * 0.99
+    await p._pace("192.0.2.9", start - 1.0, 1)  # another host is not held back
+    assert loop.time() - second < interval / 2
+    await p._pace("192.0.2.1", start - 1.0, 3)  # a group of 3 uses three slots of the grid
+    group = loop.time()
+    await p._pace("192.0.2.1", start - 1.0, 1)
+    assert loop.time() - group >= 3 * interval * 0.99

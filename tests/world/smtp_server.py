@@ -10,7 +10,8 @@ never send them; tests assert the counter stays 0). Lines over 1000 bytes (CRLF
 included) get ``500 5.5.2``. Replies carry enhanced status codes.
 
 Counting rules (:class:`MxStats`): every MAIL and RCPT command received is counted (and
-every RCPT timestamped with ``time.monotonic()``), whatever its reply; connections
+every RCPT timestamped with the ``time.monotonic()`` of its arrival: commands pipelined in
+one write share it), whatever its reply; connections
 refused with 421 by ``max_connections`` still count as connections (and in the
 simultaneous maximum), plus in ``rejected_connections``.
 """
@@ -116,6 +117,8 @@ class _Session:
     mail_from: str | None = None
     rcpts: list[str] = field(default_factory=list)
     rcpt_count: int = 0  # RCPTs counted against max_rcpt_per_session
+    #: when the write holding the current command arrived (pipelined commands share it)
+    arrived: float = 0.0
 
     def reset_transaction(self) -> None:
         self.mail_from = None
@@ -263,6 +266,7 @@ class SmtpServer:
             if not buffered:
                 arrived = time.monotonic()
             due = arrived + self.latency
+            session.arrived = arrived
             if len(line) > MAX_LINE:
                 await self._send(writer, "500 5.5.2 Line too long", host.reply_delay)
                 continue
@@ -379,7 +383,9 @@ class SmtpServer:
         now = time.monotonic()
         stats = self.stats
         stats.rcpt += 1
-        stats.rcpt_times.append(now)
+        # the moment the server saw it: a RCPT pipelined behind MAIL FROM arrived with it,
+        # not when the reply to MAIL FROM (due one latency later) had gone out
+        stats.rcpt_times.append(s.arrived or now)
         code, text = self._rcpt_reply(arg, s, now)
         stats.rcpt_replies[code] += 1
         return f"{code} {text}"
