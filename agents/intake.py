@@ -1,6 +1,9 @@
 """Intake: normalize, check syntax and policy, dedupe within the job, fan out by domain.
 
-An input that is not an address gets its (final) syntax verdict at once. A repeat of an
+An input that is not an address gets its (final) syntax verdict at once, and so does a
+submission that breaks the schema but names its job (``Submission.salvage``): every
+submission of a job is accounted for, so the job completes. Only an event with no job goes
+to the dead letters. A repeat of an
 address already in the job is announced as a ``duplicate`` job event (it shares the first
 one's verdict). Every other address goes to ``by-domain``, keyed by its ASCII domain.
 
@@ -17,10 +20,11 @@ from dataclasses import dataclass
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress
-from schemas import AddressTask, JobEvent, Submission, verdict_key
+from checks.syntax import input_key
+from schemas import AddressTask, JobEvent, SchemaError, Submission, verdict_key
 from streams.jobstore import job_key
 from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, Record, decode_each, retry_transient
+from streams.stage import Done, Outcome, RawEvent, Record, retry_transient
 
 __all__ = ["IntakeHandler"]
 
@@ -46,12 +50,21 @@ class IntakeHandler:
         outcomes: list[Outcome] = [None] * len(events)
         parse = self.s.engine.parse
         by_job: dict[str, list[_Item]] = {}
-        for i, sub in decode_each(events, outcomes, Submission.decode):
-            parsed = parse(sub.email)
-            dedupe_key = ("raw:" + sub.email.strip() if isinstance(parsed, AddressProblem)
-                          else parsed.dedupe_key)
+        for i, event in enumerate(events):
+            try:
+                sub = Submission.decode(event.value)
+                parsed = parse(sub.email)
+                dedupe_key = input_key(parsed)
+            except SchemaError as exc:
+                salvaged = Submission.salvage(event.value)
+                if salvaged is None:  # not even a job: nothing waits for it
+                    outcomes[i] = str(exc)
+                    continue
+                # it still counts in its job: a final syntax verdict of its own
+                sub, dedupe_key = salvaged, "invalid:" + event.source
+                parsed = AddressProblem(sub.email, f"Not a valid submission: {exc}.")
             by_job.setdefault(job_key(sub.job_id, sub.replay_id), []).append(
-                _Item(sub, parsed, dedupe_key, events[i].source))
+                _Item(sub, parsed, dedupe_key, event.source))
         firsts: list[tuple[_Item, bool]] = []
         async with self._claiming:
             for jkey, items in by_job.items():

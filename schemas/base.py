@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 __all__ = ["SCHEMA_VERSION", "SchemaError", "load_object", "field_str", "field_opt_str",
-           "field_int", "field_dict", "utc_now_iso", "MAX_EVENT_BYTES", "EventRecord"]
+           "field_int", "field_dict", "field_text", "utc_now_iso", "MAX_EVENT_BYTES",
+           "EventRecord"]
 
 SCHEMA_VERSION = 1
 #: a submission is a few hundred bytes; anything far larger is not one
@@ -105,6 +106,23 @@ def field_str(data: Mapping[str, Any], name: str, *, max_len: int = 4096) -> str
         raise SchemaError(f"field {name!r} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise SchemaError(f"field {name!r} is empty")
+    if len(value) > max_len:
+        raise SchemaError(f"field {name!r} is longer than {max_len} characters")
+    if "\x00" in value:
+        raise SchemaError(f"field {name!r} contains a NUL character")
+    return value
+
+
+def field_text(data: Mapping[str, Any], name: str, *, max_len: int = 4096) -> str:
+    """A string field that may be blank (an input as given: a blank one is a fact too).
+
+    >>> field_text({"email": "  "}, "email")
+    '  '
+    """
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise SchemaError(f"missing field {name!r}" if value is None else
+                          f"field {name!r} must be a string, got {type(value).__name__}")
     if len(value) > max_len:
         raise SchemaError(f"field {name!r} is longer than {max_len} characters")
     if "\x00" in value:

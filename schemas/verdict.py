@@ -19,6 +19,7 @@ from schemas.base import (
     field_int,
     field_opt_str,
     field_str,
+    field_text,
     load_object,
 )
 
@@ -62,7 +63,7 @@ class VerdictEvent(EventRecord):
         if not isinstance(temporary, bool):
             raise SchemaError("field 'temporary' must be a boolean")
         return cls(
-            job_id=field_str(data, "job_id"), email=field_str(data, "email"),
+            job_id=field_str(data, "job_id"), email=field_text(data, "email"),
             normalized=field_opt_str(data, "normalized"), verdict=field_str(data, "verdict"),
             reason=field_str(data, "reason"), dedupe_key=field_str(data, "dedupe_key"),
             attempt=field_int(data, "attempt", 1), checked_at=field_str(data, "checked_at"),

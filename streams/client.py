@@ -15,10 +15,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from checks.model import ParsedAddress
-from checks.syntax import parse_address
+from checks.syntax import input_key, parse_address
 from mailsift.settings import Settings
 from schemas import JobEvent, SchemaError, Submission, VerdictEvent, submission_key
+from schemas.submission import submittable_email
 from streams.jobstore import JobProgress
 from streams.topics import TopicNames, bootstrap_servers, ensure_topics
 
@@ -49,15 +49,16 @@ def kafka_calls(settings: Settings) -> Iterator[None]:
         ) from None
 
 
-def dedupe_key(email: str) -> str:
-    """The identity intake gives an input: the address's dedupe key, or ``raw:`` and the
-    input as typed when it is not an address (the Kafka key of its submission).
+def dedupe_key(email: str, *, allow_test_tld: bool = True) -> str:
+    r"""The identity intake gives the input ``email`` (:func:`checks.syntax.input_key` of
+    what its submission carries): the address's dedupe key, or ``raw:`` and the input as
+    typed when it is not an address (the Kafka key of its submission, and how
+    ``mailsift validate`` finds each row's verdict).
 
-    >>> dedupe_key("Ann@Bücher.de"), dedupe_key(" not an address ")
-    ('ann@xn--bcher-kva.de', 'raw:not an address')
+    >>> dedupe_key("Ann@Bücher.de"), dedupe_key(" not an address "), dedupe_key("a\x00b")
+    ('ann@xn--bcher-kva.de', 'raw:not an address', 'raw:a\ufffdb')
     """
-    parsed = parse_address(email, allow_test_tld=True)
-    return parsed.dedupe_key if isinstance(parsed, ParsedAddress) else "raw:" + email.strip()
+    return input_key(parse_address(submittable_email(email), allow_test_tld=allow_test_tld))
 
 
 def new_job_id() -> str:

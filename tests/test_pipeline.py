@@ -22,7 +22,7 @@ import pytest
 
 from mailsift.settings import Settings
 from schemas import DeadLetter
-from streams.client import read_topic, submit_job
+from streams.client import job_verdicts, read_topic, submit_job
 from streams.topics import ensure_topics
 from tests.pipeline_support import (
     WorkerProcess,
@@ -137,19 +137,29 @@ class LegacyConsumer:
         self.conn.close()
 
 
+#: events no job waits for: dead letters
 BAD_EVENTS = [
     (b"this is not json", "not JSON"),
     (b'{"job_id": 5, "email": "a@ok.test"}', "must be a string"),
-    (b'{"job_id": "j-bad"}', "missing field 'email'"),
+    (b'{"email": "a@ok.test"}', "missing field 'job_id'"),
     (b"[1, 2, 3]", "expected a JSON object"),
-    (b'{"job_id": "j-bad", "email": "' + b"x" * 70000 + b'"}', "exceeds"),
     (b"\xff\xfe\x00garbage", "not JSON"),
-    (b'{"job_id": "j-bad", "email": "a\\u0000@ok.test"}', "contains a NUL character"),
+]
+#: submissions of job ``j-bad`` that break the schema or hold no address: each one still
+#: gets a final undeliverable/syntax verdict, so the job completes
+SALVAGED = [
+    (b'{"job_id": "j-bad"}', "missing field 'email'"),
+    (b'{"job_id": "j-bad", "email": "' + b"x" * 70000 + b'"}', "exceeds"),
+    (b'{"job_id": "j-bad", "email": {"not": "text"}, "metadata": 7}', "must be a string"),
+    (b'{"job_id": "j-bad", "email": "a\\u0000@ok.test"}', "invalid characters"),
+    (b'{"job_id": "j-bad", "email": "  "}', "empty"),
 ]
 
 
 def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
         stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    from schemas import JobEvent
+
     env = pipeline_env(world)
     settings = settings_for(env)
     worker = WorkerProcess(env, tmp_path / "worker.log")
@@ -157,11 +167,27 @@ def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
         async def run() -> None:
             names = await ensure_topics(settings)
             await produce_raw(settings, names.submissions,
-                              [(b"j-bad", raw) for raw, _ in BAD_EVENTS])
+                              [(b"j-bad", raw) for raw, _ in BAD_EVENTS + SALVAGED])
+            created = JobEvent.create("j-bad", "created", total=len(SALVAGED))
+            await produce_raw(settings, names.jobs, [(b"j-bad", created.dumps())])
             await produce_raw(settings, names.by_domain, [(b"ok.test", b'{"nonsense": true}')])
             # a good job after the bad events still completes: the worker kept going
             job = await submit_job(settings, ["alice@ok.test"])
             await wait_for_job(settings, job, {dedupe_key("alice@ok.test")}, timeout=90)
+            # and so does the job whose submissions were broken: one verdict each
+            bad = await wait_for_job(settings, "j-bad", (), timeout=60)
+            completed = bad.completed()
+            assert completed is not None and completed.counts == {
+                "undeliverable": len(SALVAGED)}, completed
+            finals = await job_verdicts(settings, "j-bad")  # all in the topic by now
+            assert len(finals) == len(SALVAGED)
+            assert {(v.verdict, v.reason) for v in finals.values()} == {
+                ("undeliverable", "syntax")}
+            errors = sorted(str(v.evidence.get("error")) for v in finals.values())
+            for _, error in SALVAGED:
+                assert any(error in e for e in errors), (error, errors)
+            assert all("\x00" not in v.email for v in finals.values())
+
             letters = [DeadLetter.decode(v) for _, _, _, v in
                        await read_topic(settings, names.dead_letters)]
             from_submissions = [d for d in letters if d.topic == names.submissions]

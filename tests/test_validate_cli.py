@@ -70,3 +70,35 @@ def test_validate_10000_row_csv(stack: Settings, world: WorldProcess, tmp_path: 
     assert not wrong, wrong[:5]
     # duplicates share the verdict of the first spelling
     assert rows[-1]["checked_at"] == rows[99]["checked_at"]
+
+
+def test_validate_keeps_one_row_per_line_whatever_a_line_holds(
+        stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    """NUL, a 10 kB line, bytes that are not UTF-8, and CR, VT or U+2028 inside a line: each
+    line is one row with a verdict, the job completes, and no DATA is ever sent."""
+    import json
+
+    lines = [b"alice@ok.test", b"a\x00b@ok.test", b"x" * 10_000 + b"@ok.test",
+             b"\xff\xfe@ok.test", b"al\rice@ok.test", b"bob\x0b@ok.test",
+             "carol\u2028@ok.test".encode(), b"alice@ok.test\r", b"a@nullmx.test"]
+    src = tmp_path / "list.txt"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    env = pipeline_env(world)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    out = tmp_path / "results.jsonl"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "mailsift.cli.main", "validate", str(src), "-o", str(out),
+             "--timeout", "120"],
+            cwd=REPO, env={**os.environ, **env, "COLUMNS": "120"}, capture_output=True,
+            text=True, timeout=180)
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        worker.stop()
+    rows = [json.loads(line) for line in out.read_text().split("\n") if line]
+    assert len(rows) == len(lines)
+    assert [(r["verdict"], r["reason"]) for r in rows] == [
+        ("deliverable", "ok")] + [("undeliverable", "syntax")] * 6 + [
+        ("deliverable", "ok"), ("undeliverable", "null_mx")]
+    assert rows[4]["email"] == "al\rice@ok.test" and rows[7]["email"] == "alice@ok.test"
+    assert world.stats()["data_commands"] == 0

@@ -21,17 +21,19 @@ from typing import Any
 
 from mailsift.cli.inputs import InputError, csv_rows
 
-__all__ = ["MAX_EMAIL_LENGTH", "csv_rows", "check_emails"]
-
-#: the longest address a submission may carry (``schemas.Submission`` refuses longer)
-MAX_EMAIL_LENGTH = 2000
+__all__ = ["csv_rows", "check_emails"]
 
 
 def check_emails(emails: Any) -> list[str]:
     """``emails`` as a list of submittable strings, or :class:`InputError` saying why.
 
-    The addresses themselves are judged by the pipeline (a non-address gets a ``syntax``
-    verdict); here each must be a non-blank string a submission can carry.
+    The addresses themselves are judged by the pipeline: anything that is not an address
+    (a NUL, a lone surrogate, 5,000 characters) gets a ``syntax`` verdict, exactly as the
+    same line would from ``mailsift validate`` (``schemas.submission.submittable_email``).
+    Here each must only be a non-blank string.
+
+    >>> check_emails(["a\\u0000b@ok.test"]) == ["a\\u0000b@ok.test"]
+    True
     """
     if not isinstance(emails, list):
         raise InputError("'emails' must be an array of strings")
@@ -41,17 +43,5 @@ def check_emails(emails: Any) -> list[str]:
             raise InputError(f"emails[{i}] must be a string, got {type(email).__name__}")
         if not email.strip():
             raise InputError(f"emails[{i}] is empty")
-        if len(email) > MAX_EMAIL_LENGTH:
-            raise InputError(f"emails[{i}] is longer than {MAX_EMAIL_LENGTH} characters")
-        if "\x00" in email or not _utf8(email):
-            raise InputError(f"emails[{i}] holds a NUL character or a lone surrogate")
         out.append(email)
     return out
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

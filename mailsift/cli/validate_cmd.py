@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from checks.model import ParsedAddress
-from checks.syntax import parse_address
+from checks.syntax import input_key, parse_address
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import read_addresses
 from mailsift.cli.jobs_cmd import emit_rows
@@ -31,6 +31,7 @@ from mailsift.cli.render import console
 from mailsift.results import RESULT_COLUMNS, result_row
 from mailsift.settings import Settings, load_settings
 from schemas import VerdictEvent
+from schemas.submission import submittable_email
 
 STALL_HINT_AFTER = 30.0
 
@@ -67,11 +68,9 @@ def validate(
             fail(f"job {job} not complete after {timeout:g}s; see `mailsift status {job}`")
     out_rows = []
     for email in emails:
-        parsed = parse_address(email, allow_test_tld=settings.allow_test_tld)
-        key, normalized = ((parsed.dedupe_key, parsed.normalized)
-                           if isinstance(parsed, ParsedAddress)
-                           else ("raw:" + email.strip(), ""))
-        verdict = verdicts.get(key)
+        parsed = parse_address(submittable_email(email), allow_test_tld=settings.allow_test_tld)
+        normalized = parsed.normalized if isinstance(parsed, ParsedAddress) else ""
+        verdict = verdicts.get(input_key(parsed))
         row = result_row(verdict) if verdict else {c: "" for c in RESULT_COLUMNS}
         # a repeated address shares the verdict but keeps its own spelling
         out_rows.append(row | {"email": email, "normalized": normalized})
