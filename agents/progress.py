@@ -20,8 +20,8 @@ from streams.stage import Done, Outcome, RawEvent, decode_each
 __all__ = ["ProgressHandler"]
 
 
-#: one final verdict to count: job id, replay id, dedupe key, verdict
-_Final = tuple[str, str | None, str, str]
+#: one final verdict to count: job id, replay id, dedupe key, verdict, source
+_Final = tuple[str, str | None, str, str, str | None]
 
 
 class ProgressHandler:
@@ -40,7 +40,7 @@ class ProgressHandler:
         finals: dict[str, list[_Final]] = {}
         for _, v in decode_each(events, outcomes, VerdictEvent.decode, topic=topics.verdicts):
             finals.setdefault(job_key(v.job_id, v.replay_id), []).append(
-                (v.job_id, v.replay_id, v.dedupe_key, v.verdict))
+                (v.job_id, v.replay_id, v.dedupe_key, v.verdict, v.source))
         job_events = [e for _, e in decode_each(events, outcomes, JobEvent.decode,
                                                 topic=topics.jobs)]
         waits = [self.finals.enqueue(jkey, items) for jkey, items in finals.items()]
@@ -53,7 +53,8 @@ class ProgressHandler:
     async def _count(self, batch: list[_Final]) -> list[None]:
         job_id, replay_id = batch[0][0], batch[0][1]
         jkey = job_key(job_id, replay_id)
-        progress = await self.s.jobs.record_finals(jkey, [(d, v) for _, _, d, v in batch])
+        progress = await self.s.jobs.record_finals(jkey, [(d, v, src)
+                                                          for _, _, d, v, src in batch])
         await self._announce(job_id, replay_id, jkey, progress)
         return [None] * len(batch)
 

@@ -1,4 +1,4 @@
-"""Shared state in Redis: the DNS cache, global per-MX politeness, and job bookkeeping.
+"""Shared state in Redis: the DNS cache and global per-MX politeness.
 
 Every worker process talks to the same Redis, so these tables make process-local
 mechanisms global:
@@ -8,21 +8,17 @@ mechanisms global:
 * :class:`RedisPoliteness` — a :class:`checks.politeness.Politeness` whose connection slots
   and RCPT spacing hold across all workers. Time comes from Redis (``TIME``), never from
   the local clocks. If Redis is unreachable it waits and retries; it never skips a limit.
-* :class:`RedisJobStore` — a :class:`streams.jobstore.JobStore` with exactly the semantics of
-  :class:`streams.jobstore.MemoryJobStore`, each operation atomic (one Lua script).
+
+The job bookkeeping (``RedisJobStore``) is in :mod:`sinks.redis_jobs`.
 
 Key layout (``prefix`` defaults to ``"mailsift:"``)::
 
     {prefix}{dns cache key}            string  cached DNS entry (CachingResolver's key,
                                                 e.g. mailsift:dns:example.com/MX), PX = ttl
     {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
+    {prefix}mx:leases-settled          string  when held leases had time to re-register
     {prefix}mx:{ip}:rcpt               string  next free RCPT permit time (µs, Redis time)
-    {prefix}job:{key}:claims           hash    dedupe key -> source of first submission
-    {prefix}job:{key}:dups             set     sources counted as duplicates
-    {prefix}job:{key}:total            string  number of submissions
-    {prefix}job:{key}:finals           hash    dedupe key -> final verdict
-    {prefix}job:{key}:by_verdict       hash    verdict -> count of final verdicts
-    {prefix}job:{key}:completed        string  "1" once completion was announced
+    {prefix}job:…, {prefix}jobs:intact  the job bookkeeping (``sinks.redis_jobs``)
 
 Scripts touch several keys, so this expects a single Redis (not Redis Cluster).
 """
@@ -35,55 +31,25 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import RedisError
 
 from checks.politeness import RcptPacing
-from streams.jobstore import JobProgress
+from sinks.redis_client import UNAVAILABLE as _UNAVAILABLE
+from sinks.redis_client import as_int as _int
+from sinks.redis_client import guarded as _guarded
+from sinks.redis_client import redis_client
 
 __all__ = [
     "RcptReservation",
     "RedisDnsCache",
-    "RedisJobStore",
     "RedisPoliteness",
     "redis_client",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Errors that mean "Redis did not answer" (redis-py wraps socket errors, but be safe).
-_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
-
-def redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.Redis:
-    """A client for ``url`` (``redis://host:port/db``) that returns bytes.
-
-    Socket connect/read timeouts of 5 s, keepalive, a health check of idle connections
-    every 30 s, and a short retry (3 times, 50-500 ms) of a command whose connection
-    broke, so a restarted Redis is noticed quickly and a dead one fails within a second
-    (redis-py's default retries 10 times, seconds in all).
-    """
-    # a blocking pool: when every connection is busy (hundreds of concurrent politeness
-    # waits and job updates), wait for one instead of failing with "Too many connections"
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=10,
-        decode_responses=False,
-        socket_timeout=5.0,
-        socket_connect_timeout=5.0,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 3),
-    )
-    return redis.asyncio.Redis(connection_pool=pool)
-
 
 class _ThrottledWarning:
     """Log a warning at most once per ``interval`` seconds; the others go to debug."""
@@ -107,29 +73,6 @@ class _ThrottledWarning:
 
 
 _T = TypeVar("_T")
-
-
-async def _guarded(aw: Awaitable[_T]) -> _T:
-    """Await a redis-py call without losing a cancellation of the current task.
-
-    redis-py sends every command under :func:`asyncio.wait_for`, which on Python 3.11
-    returns the result, and drops the cancellation, when both arrive together; the caller
-    would carry on as if never cancelled (a lease taken after its ``async with`` was
-    abandoned, a timeout that never fires). Re-raise it here instead.
-    """
-    task = asyncio.current_task()
-    before = task.cancelling() if task is not None else 0
-    result = await aw
-    if task is not None and task.cancelling() > before:
-        raise asyncio.CancelledError()
-    return result
-
-
-def _int(value: Any) -> int:
-    """An integer from a Redis reply (int, bytes or str)."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    return int(value)
 
 
 # --------------------------------------------------------------------------- DNS cache
@@ -210,10 +153,20 @@ class RedisDnsCache:
 
 # KEYS[1] = lease zset; ARGV = max_connections, token, lease_ms.
 # Returns 1 when the lease was taken, 0 when all slots are held.
+# KEYS[1] = lease zset, KEYS[2] = the leases' marker; ARGV = max, token, lease_ms, grace_ms.
+# Returns 1 (taken), 0 (full), or minus the ms to wait while the held leases re-register.
 _ACQUIRE_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local settled = tonumber(redis.call('GET', KEYS[2]) or '')
+if not settled then
+  -- no marker: a new Redis, or one that lost its leases. Every held lease re-registers
+  -- at its next renewal; no new one is given before they all could.
+  settled = now + tonumber(ARGV[4])
+  redis.call('SET', KEYS[2], string.format('%.0f', settled))
+end
+if settled > now then return now - settled end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
   return 0
@@ -224,16 +177,22 @@ redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
 return 1
 """
 
-# KEYS[1] = lease zset; ARGV = token, lease_ms. Extends a held lease (1), or 0 if gone.
+# KEYS[1] = lease zset; ARGV = token, lease_ms, max. Extends a held lease (1); puts back
+# one that vanished (Redis lost it) while there is room (2); 0 if it cannot be held.
 _RENEW_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+local kept = 1
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+  kept = 2
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
-return 1
+return kept
 """
 
 # The permit grid of checks.politeness.RcptPacing, in Redis time.
@@ -313,8 +272,11 @@ class RedisPoliteness:
     cancellation) removes the lease. A lease lasts ``lease_seconds`` unless renewed, so
     a crashed worker frees its slots by itself.
 
-    A held lease is renewed every third of ``lease_seconds`` while its ``async with``
-    block runs, so a pooled session may live longer than one lease.
+    A held lease is renewed every ``renew_seconds`` (1 s) while its ``async with`` block
+    runs, so a pooled session may live longer than one lease. If Redis loses the leases (a
+    restart without persistence: the ``mx:leases-settled`` marker is gone too), no new
+    lease is given for twice that, while the held ones put themselves back: no host ever
+    sees more than its limit from us.
 
     *RCPT rate*: the evenly spaced permits of :class:`checks.politeness.RcptPacing` per
     MX IP, in Redis time, shared by all workers: a "next free permit" time that each
@@ -332,6 +294,7 @@ class RedisPoliteness:
         max_connections: int,
         rcpt_per_second: float,
         lease_seconds: float = 180.0,
+        renew_seconds: float = 1.0,
         prefix: str = "mailsift:",
     ) -> None:
         if max_connections < 1:
@@ -349,6 +312,11 @@ class RedisPoliteness:
         # ceil: rounding the spacing down could let one RCPT too many into a second
         self.interval_us = math.ceil(1_000_000 * self.pacing.interval)
         self._lease_ms = max(1, math.ceil(lease_seconds * 1000))
+        #: a held lease is renewed this often, which is also how soon one that Redis lost
+        #: is put back; new leases wait twice that (plus slack) after a loss
+        self.renew_seconds = min(renew_seconds, lease_seconds / 3)
+        self._grace_ms = math.ceil(2000 * self.renew_seconds) + 500
+        self.leases_key = f"{prefix}mx:leases-settled"
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
         self._renew_script = redis.register_script(_RENEW_LUA)
@@ -459,25 +427,30 @@ class RedisPoliteness:
                 future.set_result((now, _int(start) / 1_000_000))
 
     async def _renew(self, mx_ip: str, token: str, lease: _Lease) -> None:
-        """Extend the lease ``token`` every third of its life until cancelled; a failed
-        renewal is tried again within a second. When the lease is gone from Redis, mark
-        it ``lost`` and stop: its session must close rather than run without a slot."""
+        """Extend the lease ``token`` every ``renew_seconds`` until cancelled; a failed
+        renewal is tried again within a second. A lease Redis lost (a restart without
+        persistence) is put back while the host has room, before any new lease is given
+        (see ``_ACQUIRE_LUA``); when it cannot be, mark it ``lost`` and stop: its session
+        must close rather than run without a slot."""
         key = self.conn_key(mx_ip)
-        delay = self.lease_seconds / 3
+        delay = self.renew_seconds
         while True:
             await asyncio.sleep(delay)
             try:
-                kept = await _guarded(
-                    self._renew_script(keys=[key], args=[token, self._lease_ms]))
+                kept = await _guarded(self._renew_script(
+                    keys=[key], args=[token, self._lease_ms, self.max_connections]))
             except _UNAVAILABLE as exc:
                 self._warn("politeness: could not renew lease on %s: %s", key, exc)
-                delay = min(1.0, self.lease_seconds / 3)
+                delay = min(1.0, self.renew_seconds)
                 continue
-            if _int(kept) != 1:
+            if _int(kept) == 0:
                 lease.lost = True
                 self._warn("politeness: the lease on %s was lost; closing its session", key)
                 return
-            delay = self.lease_seconds / 3
+            if _int(kept) == 2:
+                self._warn("politeness: Redis had lost the lease on %s; registered it again",
+                           key)
+            delay = self.renew_seconds
 
     async def _acquire(self, mx_ip: str) -> str:
         """Take a connection slot of ``mx_ip``; returns the lease token."""
@@ -487,15 +460,19 @@ class RedisPoliteness:
         try:
             while True:
                 try:
-                    got = await _guarded(self._acquire_script(
-                        keys=[key], args=[self.max_connections, token, self._lease_ms]
-                    ))
+                    got = _int(await _guarded(self._acquire_script(
+                        keys=[key, self.leases_key],
+                        args=[self.max_connections, token, self._lease_ms, self._grace_ms]
+                    )))
                 except _UNAVAILABLE as exc:
                     backoff = await self._unavailable("connection slot", mx_ip, exc, backoff)
                     continue
                 backoff = self.retry_min
-                if _int(got) == 1:
+                if got == 1:
                     return token
+                if got < 0:  # the held leases are re-registering (Redis lost them)
+                    await asyncio.sleep(min(1.0, -got / 1000))
+                    continue
                 await asyncio.sleep(random.uniform(self.poll_min, self.poll_max))
         except BaseException:
             # Cancelled (or failed) while a script may have run on the server: the lease
@@ -536,192 +513,3 @@ class RedisPoliteness:
         )
         await asyncio.sleep(random.uniform(backoff / 2, backoff))
         return min(self.retry_max, backoff * 2)
-
-
-# --------------------------------------------------------------------------- job store
-
-# Every job script gets the job's six keys in this order, so each write can refresh the
-# TTL of all of them (a job's keys live and expire together).
-_JOB_PARTS = ("claims", "dups", "total", "finals", "by_verdict", "completed")
-
-_TOUCH = """
-local function touch(ttl_ms)
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl_ms) end
-end
-"""
-
-# ARGV = dedupe_key, source, ttl_ms
-_CLAIM_LUA = _TOUCH + """
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-local first = redis.call('HGET', KEYS[1], ARGV[1])
-touch(ARGV[3])
-if first == ARGV[2] then return 1 end
-return 0
-"""
-
-# ARGV = ttl_ms, then dedupe_key, source pairs. Returns 1/0 per pair (first or not).
-_CLAIM_MANY_LUA = _TOUCH + """
-local out = {}
-for i = 2, #ARGV, 2 do
-  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
-  out[#out + 1] = (redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1]) and 1 or 0
-end
-touch(ARGV[1])
-return out
-"""
-
-# ARGV = source, ttl_ms
-_DUPLICATE_LUA = _TOUCH + """
-redis.call('SADD', KEYS[2], ARGV[1])
-touch(ARGV[2])
-return 1
-"""
-
-# ARGV = total, ttl_ms
-_TOTAL_LUA = _TOUCH + """
-redis.call('SET', KEYS[3], ARGV[1])
-touch(ARGV[2])
-return 1
-"""
-
-# ARGV = dedupe_key, verdict, ttl_ms
-_FINAL_LUA = _TOUCH + """
-local new = redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[2])
-if new == 1 then redis.call('HINCRBY', KEYS[5], ARGV[2], 1) end
-touch(ARGV[3])
-return new
-"""
-
-# ARGV = ttl_ms, then dedupe_key, verdict pairs.
-# Returns {total or false, finals, duplicates, completed, {verdict, count, ...}}.
-_FINALS_LUA = _TOUCH + """
-for i = 2, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('HINCRBY', KEYS[5], ARGV[i + 1], 1)
-  end
-end
-touch(ARGV[1])
-return {redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4]), redis.call('SCARD', KEYS[2]),
-        redis.call('EXISTS', KEYS[6]), redis.call('HGETALL', KEYS[5])}
-"""
-
-# ARGV = ttl_ms
-_COMPLETED_LUA = _TOUCH + """
-local ok = redis.call('SET', KEYS[6], '1', 'NX')
-touch(ARGV[1])
-if ok then return 1 end
-return 0
-"""
-
-
-def _progress(raw_total: Any, n_final: Any, n_dups: Any, raw_by: dict[Any, Any],
-              n_completed: Any) -> JobProgress:
-    """A :class:`JobProgress` from the Redis replies (a missing total is None/False)."""
-    by: dict[str, int] = {}
-    for verdict, count in raw_by.items():
-        name = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
-        if _int(count) > 0:
-            by[name] = _int(count)
-    return JobProgress(
-        None if raw_total is None or raw_total is False else _int(raw_total),
-        _int(n_final),
-        _int(n_dups),
-        by,
-        _int(n_completed) > 0,
-    )
-
-
-class RedisJobStore:
-    """A :class:`streams.jobstore.JobStore` in Redis, shared by every worker.
-
-    Same semantics as :class:`streams.jobstore.MemoryJobStore`; each write is one Lua
-    script, so it is atomic and idempotent under redelivery. Every write refreshes the
-    TTL (``ttl_seconds``, default 7 days) of all the job's keys. Redis errors propagate:
-    the stream processor must not acknowledge an event whose bookkeeping failed.
-    """
-
-    def __init__(
-        self,
-        redis: redis.asyncio.Redis,
-        *,
-        prefix: str = "mailsift:",
-        ttl_seconds: float = 7 * 86_400.0,
-    ) -> None:
-        if not ttl_seconds > 0:
-            raise ValueError("ttl_seconds must be positive")
-        self.redis = redis
-        self.prefix = prefix
-        self.ttl_seconds = ttl_seconds
-        self._ttl_ms = max(1, math.ceil(ttl_seconds * 1000))
-        self._claim = redis.register_script(_CLAIM_LUA)
-        self._claim_many = redis.register_script(_CLAIM_MANY_LUA)
-        self._finals = redis.register_script(_FINALS_LUA)
-        self._duplicate = redis.register_script(_DUPLICATE_LUA)
-        self._total = redis.register_script(_TOTAL_LUA)
-        self._final = redis.register_script(_FINAL_LUA)
-        self._completed = redis.register_script(_COMPLETED_LUA)
-
-    def keys(self, key: str) -> list[str]:
-        """The Redis keys of job run ``key``: claims, dups, total, finals, by_verdict,
-        completed."""
-        return [f"{self.prefix}job:{key}:{part}" for part in _JOB_PARTS]
-
-    async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
-        """True when ``source`` is the first submission of ``dedupe_key`` in the job run."""
-        got = await _guarded(
-            self._claim(keys=self.keys(key), args=[dedupe_key, source, self._ttl_ms])
-        )
-        return _int(got) == 1
-
-    async def claim_many(self, key: str, claims: Sequence[tuple[str, str]]) -> list[bool]:
-        """:meth:`claim` for many ``(dedupe_key, source)`` in order, in one script."""
-        if not claims:
-            return []
-        args: list[Any] = [self._ttl_ms]
-        for dedupe_key, source in claims:
-            args += [dedupe_key, source]
-        got = await _guarded(self._claim_many(keys=self.keys(key), args=args))
-        return [_int(g) == 1 for g in got]
-
-    async def record_finals(self, key: str, finals: Sequence[tuple[str, str]]) -> JobProgress:
-        """Count many final verdicts (once per dedupe key) and read the progress: one script."""
-        args: list[Any] = [self._ttl_ms]
-        for dedupe_key, verdict in finals:
-            args += [dedupe_key, verdict]
-        raw_total, n_final, n_dups, n_completed, raw_by = await _guarded(
-            self._finals(keys=self.keys(key), args=args))
-        flat = list(raw_by or [])
-        return _progress(raw_total, n_final, n_dups, dict(zip(flat[::2], flat[1::2],
-                                                              strict=True)), n_completed)
-
-    async def record_duplicate(self, key: str, source: str) -> None:
-        """Count ``source`` as a duplicate submission (idempotent per source)."""
-        await _guarded(self._duplicate(keys=self.keys(key), args=[source, self._ttl_ms]))
-
-    async def set_total(self, key: str, total: int) -> None:
-        """The number of submissions in the job run."""
-        await _guarded(self._total(keys=self.keys(key), args=[int(total), self._ttl_ms]))
-
-    async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
-        """Count a final verdict once per dedupe key; True when it was new."""
-        got = await _guarded(
-            self._final(keys=self.keys(key), args=[dedupe_key, verdict, self._ttl_ms])
-        )
-        return _int(got) == 1
-
-    async def progress(self, key: str) -> JobProgress:
-        """A consistent snapshot (MULTI/EXEC) of the job run's counters."""
-        _claims, dups, total, finals, by_verdict, completed = self.keys(key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(total)
-            pipe.hlen(finals)
-            pipe.scard(dups)
-            pipe.hgetall(by_verdict)
-            pipe.exists(completed)
-            raw_total, n_final, n_dups, raw_by, n_completed = await _guarded(pipe.execute())
-        return _progress(raw_total, n_final, n_dups, dict(raw_by or {}), n_completed)
-
-    async def mark_completed(self, key: str) -> bool:
-        """True exactly once per job run (until its keys expire)."""
-        got = await _guarded(self._completed(keys=self.keys(key), args=[self._ttl_ms]))
-        return _int(got) == 1

@@ -134,11 +134,14 @@ async def follow(settings: Settings, job_id: str | None = None, *,
 
 
 async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
-                     timeout: float = 600.0) -> AsyncIterator[Any]:
+                     timeout: float = 600.0, until_ms: int | None = None
+                     ) -> AsyncIterator[Any]:
     """Every record of ``topic`` from the beginning, until none arrives for ``idle`` seconds.
 
     The end is found by reading, not by asking the broker for end offsets: Tansu reports
-    end offsets per produced batch, not per record, so they cannot be trusted.
+    end offsets per produced batch, not per record, so they cannot be trusted. With
+    ``until_ms``, a partition is done at its first record stamped later than that (epoch
+    ms), so a topic that is still being written to ends too.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
@@ -154,10 +157,16 @@ async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         quiet_since = loop.time()
-        while loop.time() - quiet_since < idle and loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=int(idle * 1000 / 3))
-            for messages in batch.values():
+        open_tps = set(tps)
+        while (open_tps and loop.time() - quiet_since < idle
+               and loop.time() < deadline):
+            batch = await consumer.getmany(*open_tps, timeout_ms=int(idle * 1000 / 3))
+            for tp, messages in batch.items():
                 for msg in messages:
+                    if until_ms is not None and msg.timestamp > until_ms:
+                        open_tps.discard(tp)
+                        consumer.pause(tp)
+                        break
                     quiet_since = loop.time()
                     yield msg
     finally:
@@ -174,12 +183,15 @@ async def read_topic(settings: Settings, topic: str, *, idle: float = 1.5
 async def job_progress(settings: Settings, job_id: str,
                        replay_id: str | None = None) -> JobProgress:
     """The job run's progress as the workers recorded it (needs Redis)."""
-    from sinks.redis_tables import RedisJobStore, redis_client
+    from sinks.job_rebuild import rebuilder
+    from sinks.redis_jobs import RedisJobStore
+    from sinks.redis_tables import redis_client
     from streams.jobstore import job_key
 
     client = redis_client(settings.redis_url)
     try:
-        store = RedisJobStore(client, prefix=settings.redis_prefix)
+        store = RedisJobStore(client, prefix=settings.redis_prefix,
+                              rebuild=rebuilder(settings))
         return await store.progress(job_key(job_id, replay_id))
     finally:
         await client.aclose()

@@ -6,13 +6,14 @@ Every operation is idempotent under redelivery (Kafka delivers at least once):
   ``topic:partition:offset``) came first. Seeing that same submission again (after a crash)
   claims again; a different submission with the same key is a duplicate.
 * :meth:`JobStore.record_final` counts each dedupe key once, whatever the number of verdict
-  events for it.
+  events for it. A final verdict of another submission than the claimed one (possible only
+  after a claim was lost, see ``sinks.redis_jobs``) counts that submission as a duplicate.
 
 A *job key* is the job id, or ``job_id@replay_id`` for a replay run, so a replay is
 deduplicated and tracked on its own.
 
 :class:`MemoryJobStore` serves tests and single-process use; the Redis implementation
-(``sinks.redis_tables.RedisJobStore``) is the one workers share.
+(``sinks.redis_jobs.RedisJobStore``) is the one workers share.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["JobProgress", "JobStore", "MemoryJobStore", "job_key"]
+__all__ = ["Final", "JobProgress", "JobStore", "MemoryJobStore", "job_key"]
+
+#: one final verdict to count: dedupe key, verdict, and the source of the submission it
+#: answers (None when unknown)
+Final = tuple[str, str, str | None]
 
 
 def job_key(job_id: str, replay_id: str | None = None) -> str:
@@ -71,13 +76,14 @@ class JobStore(Protocol):
         """The number of submissions in the job run (from its job-created event)."""
         ...
 
-    async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
+    async def record_final(self, key: str, dedupe_key: str, verdict: str,
+                           source: str | None = None) -> bool:
         """Count a final verdict once per dedupe key; True when it was new."""
         ...
 
-    async def record_finals(self, key: str, finals: Sequence[tuple[str, str]]) -> JobProgress:
-        """:meth:`record_final` for many ``(dedupe_key, verdict)``, then :meth:`progress`,
-        in one round trip."""
+    async def record_finals(self, key: str, finals: Sequence[Final]) -> JobProgress:
+        """:meth:`record_final` for many ``(dedupe_key, verdict, source)``, then
+        :meth:`progress`, in one round trip."""
         ...
 
     async def progress(self, key: str) -> JobProgress: ...
@@ -110,16 +116,22 @@ class MemoryJobStore:
     async def set_total(self, key: str, total: int) -> None:
         self._totals[key] = total
 
-    async def record_final(self, key: str, dedupe_key: str, verdict: str) -> bool:
+    async def record_final(self, key: str, dedupe_key: str, verdict: str,
+                           source: str | None = None) -> bool:
+        if source:
+            claimed = self._claims.setdefault(key, {}).setdefault(dedupe_key, source)
+            if claimed != source:  # another submission of the address, verified on its own
+                self._dups.setdefault(key, set()).add(source)
+                return False
         finals = self._final.setdefault(key, {})
         if dedupe_key in finals:
             return False
         finals[dedupe_key] = verdict
         return True
 
-    async def record_finals(self, key: str, finals: Sequence[tuple[str, str]]) -> JobProgress:
-        for dedupe_key, verdict in finals:
-            await self.record_final(key, dedupe_key, verdict)
+    async def record_finals(self, key: str, finals: Sequence[Final]) -> JobProgress:
+        for dedupe_key, verdict, source in finals:
+            await self.record_final(key, dedupe_key, verdict, source)
         return await self.progress(key)
 
     async def progress(self, key: str) -> JobProgress:

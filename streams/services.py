@@ -63,7 +63,9 @@ def build_services(settings: Settings, publisher: Any) -> Services:
     config = EngineConfig.from_settings(settings)
     client = None
     if settings.redis_url:
-        from sinks.redis_tables import RedisDnsCache, RedisJobStore, RedisPoliteness, redis_client
+        from sinks.job_rebuild import rebuilder
+        from sinks.redis_jobs import RedisJobStore
+        from sinks.redis_tables import RedisDnsCache, RedisPoliteness, redis_client
 
         client = redis_client(settings.redis_url)
         engine = Engine(
@@ -71,13 +73,14 @@ def build_services(settings: Settings, publisher: Any) -> Services:
             politeness=RedisPoliteness(
                 client, max_connections=settings.mx_max_connections,
                 rcpt_per_second=settings.mx_max_rcpt_per_second,
-                # renewed every 10 s while a session is open: a crashed worker's slots
-                # are free again within 30 s
+                # renewed every second while a session is open (so a lease Redis lost is
+                # back within a second); a crashed worker's slots are free within 30 s
                 lease_seconds=30.0,
                 prefix=settings.redis_prefix,
             ),
         )
-        jobs: JobStore = RedisJobStore(client, prefix=settings.redis_prefix)
+        jobs: JobStore = RedisJobStore(client, prefix=settings.redis_prefix,
+                                       rebuild=rebuilder(settings))
     else:
         engine = Engine(config)
         jobs = MemoryJobStore()

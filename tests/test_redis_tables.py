@@ -23,10 +23,10 @@ import redis.asyncio
 from checks.dns import CachingResolver, DnsAnswer, NxDomain
 from checks.politeness import RcptPacing
 from mailsift.settings import Settings
+from sinks.redis_jobs import RedisJobStore, nothing_to_rebuild
 from sinks.redis_tables import (
     RcptReservation,
     RedisDnsCache,
-    RedisJobStore,
     RedisPoliteness,
     redis_client,
 )
@@ -54,6 +54,11 @@ async def clients(stack: Settings, prefix: str) -> AsyncIterator[ClientFactory]:
         made.append(client)
         return client
 
+    # a settled Redis: these tests start with no lease held anywhere (the loss of held
+    # leases has its own test), so new leases need not wait for re-registrations
+    setup = redis_client(stack.redis_url)
+    await setup.set(f"{prefix}mx:leases-settled", "0")
+    await setup.aclose()
     yield make
     cleaner = redis_client(stack.redis_url)
     try:
@@ -231,6 +236,27 @@ async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: s
     assert await other.redis.zcard(other.conn_key(MX)) == 0
 
 
+async def test_leases_redis_lost_are_put_back_before_any_new_one(
+        clients: ClientFactory, prefix: str) -> None:
+    """Two workers hold both slots of a host; Redis loses everything. No new lease is given
+    until the held ones had time to register again, and then the host is full."""
+    one = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
+                          renew_seconds=0.2, prefix=prefix)
+    two = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
+                          renew_seconds=0.2, prefix=prefix)
+    raw = clients()
+    held_one, held_two = one.connection(MX), two.connection(MX)
+    async with held_one, held_two:
+        await raw.delete(*await raw.keys(prefix + "*"))  # a restart without persistence
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(one.connection(MX).__aenter__(), 2.0)
+        assert time.monotonic() - started >= 1.9
+        assert await raw.zcard(one.conn_key(MX)) == 2  # both held leases are back
+        assert not held_one.lost and not held_two.lost
+    assert await raw.zcard(one.conn_key(MX)) == 0
+
+
 async def test_idle_lease_key_expires(clients: ClientFactory, prefix: str) -> None:
     p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
                         lease_seconds=0.3, prefix=prefix)
@@ -391,7 +417,9 @@ async def jobstore(
 ) -> JobStore:
     if request.param == "memory":
         return MemoryJobStore()
-    return RedisJobStore(clients(), prefix=prefix, ttl_seconds=600)
+    store: JobStore = RedisJobStore(clients(), prefix=prefix, ttl_seconds=600,
+                                    rebuild=nothing_to_rebuild)
+    return store
 
 
 async def test_jobstore_semantics(jobstore: JobStore) -> None:
@@ -446,11 +474,58 @@ async def test_jobstore_semantics(jobstore: JobStore) -> None:
     assert await jobstore.mark_completed(other_job) is True
 
 
+async def test_a_second_submission_verified_on_its_own_counts_as_a_duplicate(
+        jobstore: JobStore) -> None:
+    """After a lost claim, two submissions of one address can both be verified: the one
+    the claim does not name counts as a duplicate (once), so the job still completes."""
+    job = "job-lost-claim"
+    await jobstore.set_total(job, 2)
+    assert await jobstore.claim(job, "a@x.test", "submit:0:1") is True
+    assert await jobstore.record_final(job, "a@x.test", "deliverable", "submit:0:2") is False
+    assert await jobstore.record_final(job, "a@x.test", "deliverable", "submit:0:1") is True
+    again = await jobstore.record_finals(job, [("a@x.test", "deliverable", "submit:0:2")])
+    assert (again.final, again.duplicates, again.is_complete) == (1, 1, True)
+    assert again.by_verdict == {"deliverable": 1}
+    # a claim that is missing is taken by the first final verdict naming its source
+    other = "job-lost-claim-2"
+    assert await jobstore.record_final(other, "b@x.test", "undeliverable", "submit:0:3")
+    assert await jobstore.claim(other, "b@x.test", "submit:0:3") is True
+    assert await jobstore.claim(other, "b@x.test", "submit:0:4") is False
+
+
+async def test_a_lost_job_state_is_rebuilt_once_while_the_callers_wait(
+        clients: ClientFactory, prefix: str) -> None:
+    calls: list[str] = []
+
+    async def rebuild(store: RedisJobStore) -> None:
+        calls.append("rebuild")
+        await asyncio.sleep(0.3)  # the other callers wait meanwhile
+        await store.restore("job-r", total=3, duplicates=["s:0:9"])
+        await store.restore_finals("job-r", [("a@x.test", "deliverable", "s:0:1")])
+
+    one = RedisJobStore(clients(), prefix=prefix, rebuild=rebuild)
+    two = RedisJobStore(clients(), prefix=prefix, rebuild=rebuild)
+    # no marker yet (a new Redis): the first operations rebuild, exactly once
+    first, second, claimed = await asyncio.gather(
+        one.progress("job-r"), two.progress("job-r"), two.claim("job-r", "b@x.test", "s:0:2"))
+    assert calls == ["rebuild"]
+    assert (first.total, first.final, first.duplicates) == (3, 1, 1) and second == first
+    assert claimed is True
+    assert await one.claim("job-r", "a@x.test", "s:0:7") is False  # the claim came back
+
+    # Redis loses everything (a restart without persistence): rebuilt on the next call
+    client = clients()
+    await client.delete(*await client.keys(prefix + "*"))
+    assert (await two.record_finals("job-r", [("b@x.test", "undeliverable", "s:0:2")])
+            ).is_complete
+    assert calls == ["rebuild", "rebuild"]
+
+
 async def test_redis_jobstore_is_shared_and_keeps_a_ttl(
     clients: ClientFactory, prefix: str
 ) -> None:
-    one = RedisJobStore(clients(), prefix=prefix, ttl_seconds=600)
-    two = RedisJobStore(clients(), prefix=prefix, ttl_seconds=600)
+    one = RedisJobStore(clients(), prefix=prefix, ttl_seconds=600, rebuild=nothing_to_rebuild)
+    two = RedisJobStore(clients(), prefix=prefix, ttl_seconds=600)  # waits for one's rebuild
     job = "job-shared"
 
     results = await asyncio.gather(

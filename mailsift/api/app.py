@@ -56,6 +56,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
     Raises :class:`~mailsift.settings.SettingsError` when Redis or Postgres is not
     configured (the API cannot work without them).
     """
+    from sinks.job_rebuild import rebuilder
     from sinks.postgres import PostgresSink
     from sinks.redis_tables import redis_client
 
@@ -65,7 +66,8 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
     client = redis_client(settings.redis_url)
     state = ApiState(settings=settings, config=config, metrics=metrics,
                      sink=PostgresSink(settings.database_url, max_connections=8),
-                     redis=client, jobs=JobRegistry(client, prefix=settings.redis_prefix))
+                     redis=client, jobs=JobRegistry(client, prefix=settings.redis_prefix,
+                                                    rebuild=rebuilder(settings)))
     app = web.Application(
         client_max_size=config.api_max_body,
         middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(config)],

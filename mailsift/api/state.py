@@ -22,6 +22,7 @@ from mailsift.api.config import ApiConfig
 from mailsift.api.metrics import ApiMetrics
 from mailsift.settings import Settings
 from sinks.postgres import PostgresSink
+from sinks.redis_jobs import Rebuild
 from streams.jobstore import JobProgress
 
 __all__ = ["ApiState", "JobRegistry", "STATE", "TTL_SECONDS"]
@@ -39,11 +40,13 @@ class JobRegistry:
 
     PREFIX = "mailsift:api:"
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "mailsift:") -> None:
-        from sinks.redis_tables import RedisJobStore
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "mailsift:",
+                 rebuild: Rebuild | None = None) -> None:
+        from sinks.redis_jobs import RedisJobStore
 
         self.redis = client
-        self.store = RedisJobStore(client, prefix=prefix)
+        # with ``rebuild``, the API can also bring back a job state Redis lost
+        self.store = RedisJobStore(client, prefix=prefix, rebuild=rebuild)
 
     @classmethod
     def key(cls, job_id: str) -> str:

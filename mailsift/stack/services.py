@@ -303,7 +303,10 @@ def redis_service(settings: Settings) -> Service | None:
         url=settings.redis_url,
         port=port,
         argv=[binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-              "--save", "", "--appendonly", "no", "--daemonize", "no"],
+              # the job bookkeeping lives here: every acknowledged write is on disk first
+              # (AOF, fsync before the reply), so a restart or a crash loses none of it
+              "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+              "--daemonize", "no"],
         prepare=prepare,
         ready=ready,
     )

@@ -1,0 +1,127 @@
+"""Fault drills on Redis mid-job (issue #9): the job completes with exact counts.
+
+Each test has a private stack (so killing its Redis disturbs nobody) and a world of 20
+domains. The job has 200 addresses, 20 repeats and 5 non-addresses: 225 submissions,
+180 deliverable and 45 accounted otherwise (20 unknown mailboxes, 5 syntax, 20 repeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailsift.settings import Settings
+from mailsift.stack import stack_up
+from mailsift.stack.manager import run_dir
+from mailsift.stack.process import alive, load_record
+from streams.client import job_progress, submit_job
+from tests.pipeline_support import (
+    WorkerProcess,
+    WorldProcess,
+    dedupe_key,
+    pipeline_env,
+    private_stack,
+    running_world,
+    settings_for,
+    stack_env,
+    wait_for_job,
+)
+
+pytestmark = pytest.mark.stack
+
+ADDRESSES = [f"user{j}@bulk{i}.test" for i in range(20) for j in range(10)]
+EMAILS = ADDRESSES + [a.replace("user", "User") for a in ADDRESSES[::10]] + [
+    f"not an address {i}" for i in range(5)]
+
+
+@pytest.fixture
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with private_stack(tmp_path_factory.mktemp("stack"), 25160, database=False,
+                       amqp=False) as settings:
+        yield settings
+
+
+@pytest.fixture
+def world() -> Iterator[WorldProcess]:
+    with running_world("--no-default", "--bulk", "20", "--bulk-mailboxes", "9",
+                       "--bulk-mx-hosts", "4") as w:
+        yield w
+
+
+def kill_redis(settings: Settings, *, lose_data: bool) -> None:
+    """SIGKILL the stack's Redis (no shutdown save); optionally delete what it persisted."""
+    rdir = run_dir(settings)
+    record = load_record(rdir, "redis")
+    assert record is not None
+    os.kill(record.pid, signal.SIGKILL)
+    while alive(record):
+        time.sleep(0.05)
+    (rdir / "redis.json").unlink(missing_ok=True)
+    if lose_data:
+        shutil.rmtree(settings.stack_dir / "redis", ignore_errors=True)
+
+
+def run_job_through_a_redis_crash(settings_env: dict[str, str], stack: Settings,
+                                  tmp_path: Path, *, lose_data: bool) -> str:
+    """Run the job, SIGKILL Redis after 60 verdicts, restart it 3 s later; the worker's
+    log."""
+    settings = settings_for(settings_env)
+    worker = WorkerProcess(settings_env, tmp_path / "worker.log")
+    killed: list[bool] = []
+
+    async def crash_redis_midway(seen: int) -> None:
+        if not killed and seen >= 60:
+            await asyncio.to_thread(kill_redis, stack, lose_data=lose_data)
+            killed.append(True)
+            await asyncio.sleep(3)  # the stages wait it out
+            await asyncio.to_thread(stack_up, stack)  # starts only the missing Redis
+
+    try:
+        async def run() -> None:
+            job = await submit_job(settings, EMAILS)
+            outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in EMAILS},
+                                         timeout=180, on_verdict=crash_redis_midway)
+            completed = outcome.completed()
+            assert completed is not None
+            assert completed.total == len(EMAILS)
+            assert completed.counts == {"deliverable": 180, "undeliverable": 25}
+            progress = await job_progress(settings, job)
+            assert (progress.total, progress.final, progress.duplicates) == (225, 205, 20)
+
+        asyncio.run(run())
+        assert killed, "Redis was never killed mid-job"
+        assert worker.alive()
+        log = worker.log_text()
+        assert "Traceback" not in log
+        return log
+    finally:
+        worker.stop()
+
+
+def test_redis_killed_mid_job_keeps_every_count_and_every_limit(
+        own_stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    """Redis persists every acknowledged write (AOF, fsync always): after a SIGKILL and a
+    restart the job state and the connection leases are all there."""
+    env = pipeline_env(world, **stack_env(own_stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="5")
+    log = run_job_through_a_redis_crash(env, own_stack, tmp_path, lose_data=False)
+    # the state survived: only the new Redis's first job needed the log (an empty one)
+    assert log.count("rebuilding it from the event log") == 1, log[-3000:]
+    hosts = world.stats()["mx"].values()
+    assert max(h["max_simultaneous"] for h in hosts) <= 2  # MAILSIFT_MX_MAX_CONNECTIONS
+    assert sum(h["rejected_connections"] for h in hosts) == 0
+
+
+def test_a_redis_that_lost_everything_gets_the_job_state_back_from_the_log(
+        own_stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    """Redis comes back empty (its files gone): the job state is rebuilt from the topics
+    and the job still completes with exact counts."""
+    env = pipeline_env(world, **stack_env(own_stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="5")
+    log = run_job_through_a_redis_crash(env, own_stack, tmp_path, lose_data=True)
+    assert log.count("rebuilding it from the event log") == 2, log[-3000:]
