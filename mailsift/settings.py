@@ -294,6 +294,10 @@ class Settings:
     kafka_rebalance_timeout: float = _setting(
         "MAILSIFT_KAFKA_REBALANCE_TIMEOUT", "20", _seconds,
         "Seconds the group waits for every worker to rejoin during a rebalance.")
+    drain_seconds: float = _setting(
+        "MAILSIFT_DRAIN_SECONDS", "10", _seconds,
+        "On SIGTERM, seconds a worker lets its in-flight work finish and its SMTP sessions "
+        "QUIT before it commits what is done and leaves (the rest is redelivered).")
     partitions: int = _setting(
         "MAILSIFT_PARTITIONS", "8", _int_range(1, 1024),
         "Partitions of each topic mailsift creates (the most workers that can share a stage).")

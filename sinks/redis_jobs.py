@@ -285,12 +285,11 @@ class RedisJobStore:
                     self.redis.set(self.lock_key, token, nx=True, px=self._lock_ms))
                 if locked and self.rebuild is not None:
                     try:
-                        log.warning("the job state in Redis is gone (restarted without "
-                                    "persistence, or flushed): rebuilding it from the "
-                                    "event log")
+                        log.warning("no job state in Redis (a new Redis, or one that lost "
+                                    "its data): reading it from the event log")
                         await self.rebuild(self)
                         await guarded(self.redis.set(self.intact_key, "1"))
-                        log.warning("the job state is rebuilt; jobs go on")
+                        log.warning("the job state is back; jobs go on")
                     finally:
                         if await guarded(self.redis.get(self.lock_key)) == token.encode():
                             await guarded(self.redis.delete(self.lock_key))

@@ -27,45 +27,19 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from schemas import DeadLetter, SchemaError
 from streams.ackwindow import OrderedAckWindow, Ticket
+from streams.errors import is_transient
 
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
 __all__ = ["BatchHandler", "Done", "Outcome", "Publisher", "RawEvent", "Record", "run_stage",
-           "TRANSIENT_ERRORS", "transient_errors", "retry_transient", "dead_letters",
+           "retry_transient", "dead_letters",
            "decode_each"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def transient_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "a service is unavailable right now", not "this event is bad"."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, OSError]
-    try:
-        from aiokafka.errors import KafkaError
-
-        errors.append(KafkaError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import redis.exceptions
-
-        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                   redis.exceptions.BusyLoadingError]
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import asyncpg
-
-        errors += [asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                   asyncpg.InterfaceError]
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-TRANSIENT_ERRORS = transient_errors()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +106,8 @@ class BatchHandler(Protocol):
 async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
                           first_delay: float = 0.2, max_delay: float = 10.0,
                           also: tuple[type[BaseException], ...] = ()) -> Any:
-    """Call ``fn`` until it does not fail with a transient error (logged once per kind).
+    """Call ``fn`` until it does not fail with a transient error (logged once per kind;
+    :func:`streams.errors.is_transient` decides which are).
 
     ``also`` names more exceptions to wait out (e.g. a sink's configuration error: better
     to hold the events and say so than to dead-letter every one of them).
@@ -142,7 +117,9 @@ async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
     while True:
         try:
             return await fn()
-        except (*TRANSIENT_ERRORS, *also) as exc:
+        except Exception as exc:
+            if not (is_transient(exc) or isinstance(exc, also)):
+                raise
             text = f"{type(exc).__name__}: {exc}"
             if text != last:
                 log.warning("%s: %s; retrying until it works", what, text)

@@ -54,6 +54,10 @@ def build_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.max_in_flight * 2),
         Monitor=LeanMonitor,  # no per-event bookkeeping nobody reads (streams/monitor.py)
+        # A rebalance or a shutdown must not wait for every in-flight event (at polite
+        # rates that is minutes): unacked events are redelivered, and the ack window never
+        # acks past an unfinished one. A shutdown drains within MAILSIFT_DRAIN_SECONDS.
+        stream_wait_empty=False,
     )
     install_fast_consumer(app)  # before anything asks for the transport
     names = TopicNames.from_settings(settings)
@@ -117,16 +121,40 @@ def build_app(settings: Settings) -> faust.App:
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:
-        # QUIT the pooled SMTP sessions and give their connection slots back, so a worker
-        # started next does not wait for the leases to expire
-        try:
-            async with asyncio.timeout(5):
-                await services.engine.aclose()
-        except TimeoutError:
-            log.warning("SMTP sessions still closing after 5 s; their leases expire")
+        await drain(app, windows, services, settings.drain_seconds)
 
     app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
     return app
+
+
+async def drain(app: faust.App, windows: list[OrderedAckWindow[Any]], services: Services,
+                seconds: float) -> None:
+    """A stopping worker's last ``seconds``: take no more events, let the in-flight ones
+    finish while there is time, then QUIT the pooled SMTP sessions and give their slots
+    back (so a worker started next does not wait for the leases to expire). Faust then
+    commits the acked prefix and leaves the group; what did not finish is redelivered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    quit_budget = min(3.0, seconds / 3)
+    try:
+        app.consumer.stop_flow()  # fetched events not yet taken stay unacked
+        app.flow_control.suspend()
+    except Exception as exc:  # noqa: BLE001 - a consumer that never started
+        log.debug("drain: no consumer to stop (%s)", exc)
+    unfinished = sum(w.in_flight() for w in windows)
+    if unfinished:
+        log.info("draining: %d events in flight, up to %.0f s", unfinished, seconds)
+    while sum(w.in_flight() for w in windows) and loop.time() < deadline - quit_budget:
+        await asyncio.sleep(0.1)
+    left = sum(w.in_flight() for w in windows)
+    if left:
+        log.warning("draining: %d events unfinished after %.0f s; they will be redelivered",
+                    left, seconds - quit_budget)
+    try:
+        async with asyncio.timeout(max(0.5, deadline - loop.time())):
+            await services.engine.aclose()
+    except TimeoutError:
+        log.warning("SMTP sessions still closing at the drain deadline; their leases expire")
 
 
 def services_of(app: faust.App) -> Services:

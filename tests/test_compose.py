@@ -68,3 +68,15 @@ def test_docker_compose_config_accepts_the_file() -> None:
         assert result.returncode == 0, result.stderr
         return
     # without any compose binary the two structural tests above still judge the file
+
+
+def test_workers_get_longer_to_stop_than_their_drain() -> None:
+    """Docker SIGKILLs after ``stop_grace_period`` (default 10 s): it must exceed the
+    worker's drain, or a compose stop would kill it mid-drain."""
+    worker = load()["services"]["worker"]
+    env = {k: _interpolate(str(v)) for k, v in worker["environment"].items()}
+    drain = load_settings(env, dotenv=False).drain_seconds
+    grace = worker["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) >= drain + 10, (grace, drain)
+    redis = load()["services"]["redis"]["command"]
+    assert "--appendonly" in redis and "always" in redis  # the job state is durable

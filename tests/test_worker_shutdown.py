@@ -54,3 +54,64 @@ def test_stopped_worker_releases_its_pooled_sessions(stack: Settings, tmp_path: 
         # the leases are gone at once, not after their 30 s expiry
         assert asyncio.run(leases(settings)) == 0
         assert sum(h["current_connections"] for h in world.stats()["mx"].values()) == 0
+
+
+def test_sigterm_mid_job_drains_within_the_deadline_and_the_next_worker_finishes(
+        stack: Settings, tmp_path: Path) -> None:
+    """SIGTERM while hundreds of addresses are in flight at polite rates: the worker stops
+    taking events, QUITs its sessions and exits within MAILSIFT_DRAIN_SECONDS (plus Faust's
+    own stop); every session is closed; a worker started next completes the job."""
+    import os
+    import signal
+    import time
+
+    with running_world("--no-default", "--bulk", "20", "--bulk-mailboxes", "8",
+                       "--bulk-mx-hosts", "4") as world:
+        env = pipeline_env(world, MAILSIFT_DRAIN_SECONDS="4",
+                           MAILSIFT_MX_MAX_RCPT_PER_SECOND="5")
+        settings = settings_for(env)
+        emails = [f"user{j}@bulk{i}.test" for i in range(20) for j in range(10)]
+        first = WorkerProcess(env, tmp_path / "first.log")
+        seen: list[int] = []
+
+        async def until_midway(count: int) -> None:
+            seen.append(count)
+            if count == 30:
+                raise _Midway
+
+        async def start() -> str:
+            job = await submit_job(settings, emails)
+            try:
+                await wait_for_job(settings, job, {dedupe_key(e) for e in emails},
+                                   timeout=120, on_verdict=until_midway)
+            except _Midway:
+                pass
+            return job
+
+        try:
+            job = asyncio.run(start())
+            assert seen and seen[-1] == 30, "the job finished before the SIGTERM"
+            os.kill(first.pid, signal.SIGTERM)
+            started = time.monotonic()
+            first.proc.wait(timeout=30)
+            took = time.monotonic() - started
+        finally:
+            first.stop()
+        assert took < 4 + 8, f"the worker took {took:.1f} s to stop"
+        assert "draining:" in first.log_text()
+        assert sum(h["current_connections"] for h in world.stats()["mx"].values()) == 0
+        assert "Traceback" not in first.log_text()
+
+        second = WorkerProcess(env, tmp_path / "second.log")
+        try:
+            outcome = asyncio.run(wait_for_job(settings, job, {dedupe_key(e) for e in emails},
+                                               timeout=120))
+            completed = outcome.completed()
+            assert completed is not None and completed.counts == {
+                "deliverable": 160, "undeliverable": 40}
+        finally:
+            second.stop()
+
+
+class _Midway(Exception):
+    """Stop following the job: enough verdicts were seen."""

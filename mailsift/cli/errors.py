@@ -28,7 +28,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def run_guarded(fn: Callable[[], T]) -> T:
     """Call ``fn``; a known error becomes one line on stderr (no traceback)."""
-    from streams.stage import TRANSIENT_ERRORS
+    from streams.errors import is_transient
 
     try:
         return fn()
@@ -36,6 +36,9 @@ def run_guarded(fn: Callable[[], T]) -> T:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except TRANSIENT_ERRORS as exc:  # a service that did not answer, whichever it was
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # a service that did not answer, whichever it was
         fail(f"a service did not answer ({type(exc).__name__}: {exc}); is the stack "
              "running? (`mailsift stack status`)")
