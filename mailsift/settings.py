@@ -319,14 +319,14 @@ class Settings:
         "Most addresses checked together in one domain batch.")
     web_host: str = _setting(
         "MAILSIFT_WEB_HOST", "127.0.0.1", _str,
-        "Address the worker's web server (/metrics, /healthz) listens on.")
+        "Address the worker's web server (/metrics, /healthz, /readyz) listens on.")
     web_port: int = _setting(
         "MAILSIFT_WEB_PORT", "6066", _int_range(0, 65535),
         "Port of the worker's web server (0 disables it).")
     api_tokens: tuple[str, ...] = _setting(
         "MAILSIFT_API_TOKENS", "", _tokens,
-        "Comma list of bearer tokens the HTTP API accepts; empty = only /healthz and "
-        "/openapi.json answer.")
+        "Comma list of bearer tokens the HTTP API accepts; empty = only /healthz, /readyz "
+        "and /openapi.json answer.")
     api_max_body: int = _setting(
         "MAILSIFT_API_MAX_BODY", "10485760", _int_range(1024, 1 << 30),
         "Largest request body the HTTP API accepts, in bytes (larger gets 413).")

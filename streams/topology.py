@@ -25,6 +25,7 @@ from streams.ackwindow import OrderedAckWindow
 from streams.fastconsumer import install as install_fast_consumer
 from streams.metrics import WorkerMetrics, install_web
 from streams.monitor import LeanMonitor
+from streams.readiness import install_readiness
 from streams.services import FaustPublisher, Services, build_services
 from streams.stage import BatchHandler, run_stage
 from streams.topics import TopicNames
@@ -68,6 +69,7 @@ def build_app(settings: Settings) -> faust.App:
     app.mailsift_metrics = metrics  # type: ignore[attr-defined]
     if settings.web_port > 0:
         install_web(app, metrics)
+        install_readiness(app, services)
     windows: list[OrderedAckWindow[Any]] = []
 
     def topic(*topic_names: str) -> Any:

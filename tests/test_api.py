@@ -179,6 +179,8 @@ async def test_openapi_and_healthz_answer_without_a_token(api: Api) -> None:
     status, body, _ = await api.call("GET", "/openapi.json", auth=False)
     assert status == 200 and body == openapi_document()
     status, body, _ = await api.call("GET", "/healthz", auth=False)
+    assert status == 200 and body == {"status": "ok"}, body
+    status, body, _ = await api.call("GET", "/readyz", auth=False)
     assert status == 200, body
     assert body == {"status": "ok",
                     "services": {"kafka": "ok", "redis": "ok", "postgres": "ok"}}
@@ -411,7 +413,7 @@ async def test_metrics(api: Api) -> None:
     assert values["mailsift_dead_letter_records"] == 1
 
 
-async def test_healthz_and_errors_are_503_when_services_are_down(pipeline: Settings,
+async def test_readyz_and_errors_are_503_when_services_are_down(pipeline: Settings,
                                                                  api: Api) -> None:
     down = dataclasses.replace(pipeline, kafka_broker="kafka://127.0.0.1:9",
                                redis_url="redis://127.0.0.1:9/0")
@@ -419,6 +421,8 @@ async def test_healthz_and_errors_are_503_when_services_are_down(pipeline: Setti
     server = await _serve(app)
     try:
         async with api.http.get(server.make_url("/healthz")) as resp:
+            assert resp.status == 200  # alive all the same
+        async with api.http.get(server.make_url("/readyz")) as resp:
             assert resp.status == 503
             body = await resp.json()
         assert body["status"] == "unavailable"

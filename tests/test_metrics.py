@@ -213,6 +213,18 @@ def test_worker_serves_metrics_of_a_job(stack: Settings, world: WorldProcess,
             assert resp.status == 200 and body["status"] == "ok"
 
         eventually(healthy, timeout=30)
+
+        def ready() -> None:
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
+                    body: dict[str, Any] = json.loads(resp.read())
+            except OSError as exc:  # 503 (HTTPError) while it joins the group
+                raise AssertionError(str(exc)) from exc
+            assert resp.status == 200 and body == {
+                "status": "ready", "checks": {"group": "joined", "redis": "ok",
+                                              "postgres": "ok"}}, body
+
+        eventually(ready, timeout=60)
         first = ["alice@ok.test", "nobody@ok.test", "carol@greylist.test", "not an address"]
 
         async def run() -> list[Any]:

@@ -82,6 +82,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
     app.router.add_get("/v1/jobs/{job_id}/results", handlers.job_results)
     app.router.add_post("/v1/verify", handlers.verify)
     app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/openapi.json", openapi)
     app.cleanup_ctx.append(_lifecycle)

@@ -1,7 +1,7 @@
 """Bearer-token authentication and a per-token rate limit (token bucket).
 
 Tokens come from ``MAILSIFT_API_TOKENS``. With none configured, every endpoint except
-``/healthz`` and ``/openapi.json`` answers 401.
+``/healthz``, ``/readyz`` and ``/openapi.json`` answers 401.
 
 The rate limit is in process: each API instance allows ``MAILSIFT_API_RATE`` requests per
 second per token, with bursts up to ``MAILSIFT_API_BURST``. Behind a load balancer with
@@ -33,7 +33,7 @@ from mailsift.api.errors import ApiError
 __all__ = ["PUBLIC_PATHS", "TokenBucket", "auth_middleware"]
 
 #: answered without a token (load balancers' health checks, API clients' discovery)
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 #: request key of the authenticated token
 TOKEN = web.RequestKey("mailsift_token", str)
 

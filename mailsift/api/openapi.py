@@ -5,7 +5,7 @@ generated from it and checks every answer against it.
 
 >>> doc = openapi_document()
 >>> doc["openapi"], len(doc["paths"]), doc["components"]["securitySchemes"]["bearerAuth"]["scheme"]
-('3.0.3', 7, 'bearer')
+('3.0.3', 8, 'bearer')
 """
 
 from __future__ import annotations
@@ -267,7 +267,18 @@ _PATHS: dict[str, Any] = {
         },
     }},
     "/healthz": {"get": {
-        "operationId": "health",
+        "operationId": "liveness",
+        "summary": "Liveness: the API serves (no token needed).",
+        "security": [],
+        "responses": {
+            "200": {"description": "It serves.",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["status"],
+                        "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}},
+        },
+    }},
+    "/readyz": {"get": {
+        "operationId": "readiness",
         "summary": "Whether Kafka, Redis and Postgres answer (no token needed).",
         "security": [],
         "responses": {

@@ -1,8 +1,10 @@
-"""Operations endpoints: ``GET /healthz`` and ``GET /metrics``, and the dead-letter counter.
+"""Operations endpoints: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, and the
+dead-letter counter.
 
-``/healthz`` asks Kafka (metadata), Redis (``PING``) and Postgres (``SELECT 1``) at once,
-each within 3 s, and lists each one; 200 when all answer, else 503. The answer is cached
-for one second so a busy load balancer does not open a Kafka connection per probe.
+``/healthz`` is liveness: 200 while the process serves. ``/readyz`` asks Kafka (metadata),
+Redis (``PING``) and Postgres (``SELECT 1``) at once, each within 3 s, and lists each one;
+200 when all answer, else 503. Its answer is cached for one second so a busy load
+balancer does not open a Kafka connection per probe.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mailsift.api.state import STATE, ApiState
 from mailsift.settings import Settings
 
-__all__ = ["healthz", "metrics", "DeadLetterCounter", "DEAD_LETTER_SCAN_SECONDS",
+__all__ = ["healthz", "readyz", "metrics", "DeadLetterCounter", "DEAD_LETTER_SCAN_SECONDS",
            "HEALTH_CACHE"]
 
 log = logging.getLogger("mailsift.api")
@@ -70,6 +72,11 @@ async def health(state: ApiState) -> dict[str, Any]:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: 200 while the API serves (whether its services answer is ``/readyz``)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
     """200 when Kafka, Redis and Postgres answer, else 503; each service listed."""
     cache = request.app[HEALTH_CACHE]
     now = time.monotonic()
