@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["RESULT_COLUMNS", "result_row", "write_rows"]
@@ -36,7 +37,8 @@ def result_row(v: Any) -> dict[str, Any]:
     }
 
 
-def write_rows(rows: list[dict[str, Any]], fmt: str, out: Any) -> None:
+def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: Any) -> None:
+    """Write ``rows`` (any iterable: each is written as it comes) as CSV or JSON lines."""
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
         writer.writeheader()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,8 @@ from schemas.submission import submittable_email
 from streams.jobstore import JobProgress
 from streams.topics import TopicNames, bootstrap_servers, ensure_topics
 
-__all__ = ["new_job_id", "submit_job", "follow", "Followed", "read_topic", "job_progress",
-           "job_verdicts", "kafka_calls", "dedupe_key"]
+__all__ = ["new_job_id", "submit_job", "submit_emails", "follow", "Followed", "read_topic",
+           "job_progress", "job_verdicts", "kafka_calls", "dedupe_key"]
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
@@ -70,14 +70,26 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-async def submit_job(settings: Settings, emails: Sequence[str], *, job_id: str | None = None,
+async def submit_job(settings: Settings, emails: Iterable[str], *, job_id: str | None = None,
                      request_ids: Sequence[str] | None = None,
                      metadata: dict[str, Any] | None = None) -> str:
     """Produce one submission per address, then the job's ``created`` event; return the id."""
+    job, _ = await submit_emails(settings, emails, job_id=job_id, request_ids=request_ids,
+                                 metadata=metadata)
+    return job
+
+
+async def submit_emails(settings: Settings, emails: Iterable[str], *,
+                        job_id: str | None = None,
+                        request_ids: Sequence[str] | None = None,
+                        metadata: dict[str, Any] | None = None) -> tuple[str, int]:
+    """:func:`submit_job` for ``emails`` of any length, read as they are produced (at
+    most 10,000 unacknowledged at a time); returns the job id and how many there were."""
     names = await ensure_topics(settings)
     job_id = job_id or new_job_id()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings), acks="all",
                                 linger_ms=5, max_batch_size=256 * 1024)
+    total = 0
     try:
         await producer.start()  # stop() below also cleans up a failed start
         key = job_id.encode()
@@ -87,12 +99,16 @@ async def submit_job(settings: Settings, emails: Sequence[str], *, job_id: str |
                                     request_id=request_ids[i] if request_ids else None)
             futures.append(await producer.send(names.submissions, sub.dumps(),
                                                key=submission_key(job_id, dedupe_key(email))))
+            total += 1
+            if len(futures) >= 10_000:
+                await asyncio.gather(*futures)
+                futures = []
         await asyncio.gather(*futures)
-        created = JobEvent.create(job_id, "created", total=len(emails))
+        created = JobEvent.create(job_id, "created", total=total)
         await producer.send_and_wait(names.jobs, created.dumps(), key=key)
     finally:
         await producer.stop()
-    return job_id
+    return job_id, total
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["InputError", "InputRow", "read_addresses", "csv_rows"]
+__all__ = ["InputError", "InputRow", "read_addresses", "iter_addresses", "csv_rows"]
 
 
 class InputError(ValueError):
@@ -22,7 +23,8 @@ class InputRow:
 
 
 def read_addresses(path: Path, *, column: str | None = None) -> list[InputRow]:
-    """Rows of ``path`` in order. A ``.csv`` file (or ``column`` given) is read as CSV.
+    """Rows of ``path`` in order (all of them: :func:`iter_addresses` streams them). A
+    ``.csv`` file (or ``column`` given) is read as CSV.
 
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp(); p = Path(d, "list.txt")
@@ -37,20 +39,31 @@ def read_addresses(path: Path, *, column: str | None = None) -> list[InputRow]:
     >>> [(r.line, r.email) for r in read_addresses(p)]
     [(1, 'a@b.com'), (2, 'x\\ry@d.com')]
     """
+    return list(iter_addresses(path, column=column))
+
+
+def iter_addresses(path: Path, *, column: str | None = None) -> Iterator[InputRow]:
+    """The rows of ``path``, read as they are needed (a list of any length in bounded
+    memory). Raises :class:`InputError` for a file that cannot be read."""
     try:
-        # newline="": no universal newlines, which would end a line at a lone CR too
-        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
-            text = f.read()
+        # newline="\n": a line ends at LF only (universal newlines would end one at a CR)
+        f = path.open(encoding="utf-8-sig", errors="replace",
+                      newline="" if _is_csv(path, column) else "\n")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if path.suffix.lower() == ".csv" or column is not None:
-        return _read_csv(path, text, column or "email")
-    return [InputRow(i, line.strip()) for i, line in enumerate(text.split("\n"), 1)
-            if line.strip() and not line.lstrip().startswith("#")]
+    with f:
+        if _is_csv(path, column):
+            yield from _csv_rows(f, column or "email", source=str(path),
+                                 hint="choose one with --column")
+            return
+        for i, line in enumerate(f, 1):
+            text = line.strip()
+            if text and not text.startswith("#"):
+                yield InputRow(i, text)
 
 
-def _read_csv(path: Path, text: str, column: str) -> list[InputRow]:
-    return csv_rows(text, column, source=str(path))
+def _is_csv(path: Path, column: str | None) -> bool:
+    return path.suffix.lower() == ".csv" or column is not None
 
 
 def csv_rows(text: str, column: str, *, source: str = "",
@@ -63,17 +76,20 @@ def csv_rows(text: str, column: str, *, source: str = "",
     >>> [r.email for r in csv_rows("name,Email\\nAnn,ann@example.com\\nBob,\\n", "email")]
     ['ann@example.com']
     """
-    reader = csv.DictReader(io.StringIO(text))
+    return list(_csv_rows(io.StringIO(text), column, source=source, hint=hint))
+
+
+def _csv_rows(f: Iterable[str], column: str, *, source: str, hint: str
+              ) -> Iterator[InputRow]:
+    reader = csv.DictReader(f)
     fields = reader.fieldnames or []
     match = next((f for f in fields if f.strip().lower() == column.lower()), None)
     if match is None:
         where = f"{source}: " if source else ""
         raise InputError(f"{where}no column {column!r} (columns: {', '.join(fields) or 'none'};"
                          f" {hint})")
-    rows = []
     for row in reader:
         value = (row.get(match) or "").strip()
         if value:
-            rows.append(InputRow(reader.line_num, value,
-                                 {k: v for k, v in row.items() if k is not None}))
-    return rows
+            yield InputRow(reader.line_num, value,
+                           {k: v for k, v in row.items() if k is not None})

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.table import Table
 
 from mailsift.cli.errors import fail
-from mailsift.cli.inputs import read_addresses
+from mailsift.cli.inputs import iter_addresses
 from mailsift.cli.render import VERDICT_STYLE, console
 from mailsift.results import result_row, write_rows
 from mailsift.settings import load_settings
@@ -24,14 +24,14 @@ def submit(
     job_id: str | None = typer.Option(None, "--job-id", help="Use this job id."),
 ) -> None:
     """Submit a list as a job and print its id at once (the workers do the rest)."""
-    from streams.client import kafka_calls, submit_job
+    from streams.client import kafka_calls, submit_emails
 
     settings = load_settings()
-    rows = read_addresses(file, column=column)
-    if not rows:
+    if next(iter_addresses(file, column=column), None) is None:
         fail(f"{file} holds no addresses")
+    emails = (r.email for r in iter_addresses(file, column=column))  # read as submitted
     with kafka_calls(settings):
-        job = asyncio.run(submit_job(settings, [r.email for r in rows], job_id=job_id))
+        job, _ = asyncio.run(submit_emails(settings, emails, job_id=job_id))
     print(job)
 
 

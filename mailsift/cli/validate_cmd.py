@@ -3,15 +3,24 @@
 Submits the list as a job, follows its verdicts and job events (a progress bar on stderr:
 done/total, rate, ETA), and when the job completes writes one row per input row, in input
 order; repeated addresses get the same verdict.
+
+Memory stays flat whatever the list's length: the list is read as it is submitted, the
+verdicts go to a temporary SQLite file (one row per address), and the results are written
+while the list is read a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import sys
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import typer
 from rich.progress import (
     BarColumn,
@@ -25,10 +34,10 @@ from rich.progress import (
 from checks.model import ParsedAddress
 from checks.syntax import input_key, parse_address
 from mailsift.cli.errors import fail
-from mailsift.cli.inputs import read_addresses
-from mailsift.cli.jobs_cmd import emit_rows
+from mailsift.cli.inputs import InputRow, iter_addresses
+from mailsift.cli.jobs_cmd import show_rows
 from mailsift.cli.render import console
-from mailsift.results import RESULT_COLUMNS, result_row
+from mailsift.results import RESULT_COLUMNS, result_row, write_rows
 from mailsift.settings import Settings, load_settings
 from schemas import VerdictEvent
 from schemas.submission import submittable_email
@@ -48,41 +57,111 @@ def validate(
                                   "(0 = wait for completion)."),
 ) -> None:
     """Verify a list end to end through the pipeline and write one row per input row."""
-    from streams.client import kafka_calls, submit_job
+    from streams.client import kafka_calls, submit_emails
 
     settings = load_settings()
-    rows = read_addresses(input_file, column=column)
-    if not rows:
-        fail(f"{input_file} holds no addresses")
     fmt = fmt or (output.suffix.lstrip(".").lower() if output else "csv")
     if fmt not in {"csv", "jsonl", "table"}:
         fail(f"unknown format {fmt!r}: use csv, jsonl or table")
-    emails = [r.email for r in rows]
-    with kafka_calls(settings):
-        job = asyncio.run(submit_job(settings, emails))
-        err = console(stderr=True)
-        err.print(f"job [bold]{job}[/]: {len(emails)} addresses submitted")
-        try:
-            verdicts = asyncio.run(_wait(settings, job, len(emails), timeout or None))
-        except TimeoutError:
-            fail(f"job {job} not complete after {timeout:g}s; see `mailsift status {job}`")
-    out_rows = []
-    for email in emails:
-        parsed = parse_address(submittable_email(email), allow_test_tld=settings.allow_test_tld)
+    if next(iter_addresses(input_file, column=column), None) is None:
+        fail(f"{input_file} holds no addresses")
+    emails = (r.email for r in iter_addresses(input_file, column=column))
+    with tempfile.TemporaryDirectory(prefix="mailsift-validate-") as tmp, \
+            VerdictStore(Path(tmp, "verdicts.sqlite")) as store:
+        with kafka_calls(settings):
+            job, total = asyncio.run(submit_emails(settings, emails))
+            err = console(stderr=True)
+            err.print(f"job [bold]{job}[/]: {total} addresses submitted")
+            try:
+                asyncio.run(_wait(settings, job, total, timeout or None, store))
+            except TimeoutError:
+                fail(f"job {job} not complete after {timeout:g}s; see `mailsift status {job}`")
+        rows = _result_rows(store, iter_addresses(input_file, column=column),
+                            settings.allow_test_tld)
+        if fmt == "table":
+            show_rows(list(rows))
+            return
+        written = _write(rows, fmt, output)
+    if output:
+        console(stderr=True).print(f"wrote {written} rows to {output}")
+
+
+def _result_rows(store: VerdictStore, rows: Iterable[InputRow], allow_test_tld: bool
+                 ) -> Iterator[dict[str, Any]]:
+    """One result row per input row, in input order."""
+    empty = {c: "" for c in RESULT_COLUMNS}
+    for r in rows:
+        parsed = parse_address(submittable_email(r.email), allow_test_tld=allow_test_tld)
         normalized = parsed.normalized if isinstance(parsed, ParsedAddress) else ""
-        verdict = verdicts.get(input_key(parsed))
-        row = result_row(verdict) if verdict else {c: "" for c in RESULT_COLUMNS}
+        row = store.get(input_key(parsed)) or empty
         # a repeated address shares the verdict but keeps its own spelling
-        out_rows.append(row | {"email": email, "normalized": normalized})
-    emit_rows(out_rows, fmt, output)
+        yield row | {"email": r.email, "normalized": normalized}
 
 
-async def _wait(settings: Settings, job: str, total: int, timeout: float | None
-                ) -> dict[str, VerdictEvent]:
+def _write(rows: Iterable[dict[str, Any]], fmt: str, output: Path | None) -> int:
+    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    count = 0
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for row in rows:
+            count += 1
+            yield row
+
+    try:
+        write_rows(counted(), fmt, out)
+    finally:
+        if output:
+            out.close()
+    return count
+
+
+class VerdictStore:
+    """The latest verdict row per dedupe key and the duplicate sources, in a SQLite file
+    (so a list of millions needs no memory for them)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE verdicts (key TEXT PRIMARY KEY, row BLOB NOT NULL)")
+        self.db.execute("CREATE TABLE duplicates (source TEXT PRIMARY KEY)")
+        self.addresses = 0
+        self.duplicates = 0
+
+    def __enter__(self) -> VerdictStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+
+    def put(self, verdict: VerdictEvent) -> None:
+        row = orjson.dumps(result_row(verdict))
+        cur = self.db.execute("INSERT OR IGNORE INTO verdicts VALUES (?, ?)",
+                              (verdict.dedupe_key, row))
+        if cur.rowcount:
+            self.addresses += 1
+        else:  # a later verdict of the address (a retry's) replaces the earlier
+            self.db.execute("UPDATE verdicts SET row = ? WHERE key = ?",
+                            (row, verdict.dedupe_key))
+
+    def duplicate(self, source: str) -> None:
+        cur = self.db.execute("INSERT OR IGNORE INTO duplicates VALUES (?)", (source,))
+        self.duplicates += cur.rowcount
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found = self.db.execute("SELECT row FROM verdicts WHERE key = ?", (key,)).fetchone()
+        return None if found is None else dict(orjson.loads(found[0]))
+
+    @property
+    def done(self) -> int:
+        return self.addresses + self.duplicates
+
+
+async def _wait(settings: Settings, job: str, total: int, timeout: float | None,
+                store: VerdictStore) -> None:
     from streams.client import follow
 
-    verdicts: dict[str, VerdictEvent] = {}
-    duplicates: set[str] = set()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                         TextColumn("ETA"), TimeRemainingColumn(),
@@ -92,24 +171,23 @@ async def _wait(settings: Settings, job: str, total: int, timeout: float | None
     async def run() -> None:
         with progress:
             task = progress.add_task("verifying", total=total, rate="")
-            stalled = asyncio.create_task(_stall_hint(progress, task, lambda: len(verdicts)))
+            stalled = asyncio.create_task(_stall_hint(progress, task, lambda: store.done))
             try:
                 async for item in follow(settings, job):
                     if item.verdict is not None and item.verdict.replay_id is None:
-                        verdicts[item.verdict.dedupe_key] = item.verdict
+                        store.put(item.verdict)
                     elif item.job is not None and item.job.replay_id is None:
                         if item.job.kind == "duplicate" and item.job.source:
-                            duplicates.add(item.job.source)
+                            store.duplicate(item.job.source)
                         elif item.job.kind == "completed":
                             progress.update(task, completed=total, rate=_rate(total, started))
                             return
-                    done = len(verdicts) + len(duplicates)
+                    done = store.done
                     progress.update(task, completed=done, rate=_rate(done, started))
             finally:
                 stalled.cancel()
 
     await asyncio.wait_for(run(), timeout)
-    return verdicts
 
 
 def _rate(done: int, started: float) -> str:
