@@ -19,9 +19,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from mailsift.settings import Settings
-from schemas import JobEvent, SchemaError, VerdictEvent
+from schemas import JobEvent, VerdictEvent
 from sinks.redis_jobs import RedisJobStore
-from streams.client import scan_topic
+from streams.client import scan_records
 from streams.jobstore import Final, job_key
 from streams.topics import TopicNames
 
@@ -41,11 +41,7 @@ async def rebuild_job_state(settings: Settings, store: RedisJobStore, *,
     totals: dict[str, int] = {}
     completed: set[str] = set()
     duplicates: dict[str, list[str]] = defaultdict(list)
-    async for msg in scan_topic(settings, names.jobs, until_ms=until):
-        try:
-            event = JobEvent.decode(msg.value)
-        except SchemaError:
-            continue
+    async for event in scan_records(settings, names.jobs, JobEvent.decode, until_ms=until):
         jkey = job_key(event.job_id, event.replay_id)
         if event.kind == "created" and event.total is not None:
             totals[jkey] = event.total
@@ -64,11 +60,8 @@ async def rebuild_job_state(settings: Settings, store: RedisJobStore, *,
     async def flush(jkey: str) -> None:
         await store.restore_finals(jkey, pending.pop(jkey))
 
-    async for msg in scan_topic(settings, names.verdicts, until_ms=until):
-        try:
-            verdict = VerdictEvent.decode(msg.value)
-        except SchemaError:
-            continue
+    async for verdict in scan_records(settings, names.verdicts, VerdictEvent.decode,
+                                      until_ms=until):
         jkey = job_key(verdict.job_id, verdict.replay_id)
         pending[jkey].append((verdict.dedupe_key, verdict.verdict, verdict.source))
         verdicts += 1

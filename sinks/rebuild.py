@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mailsift.settings import Settings
-from schemas import JobEvent, SchemaError, VerdictEvent
+from schemas import JobEvent, VerdictEvent
 from sinks.postgres import PostgresSink
-from streams.client import scan_topic
+from streams.client import scan_records
 from streams.topics import TopicNames
 
 __all__ = ["DatabaseNotEmpty", "rebuild_from_topics"]
@@ -26,19 +26,13 @@ async def rebuild_from_topics(settings: Settings, *, batch_size: int = 1000
             raise DatabaseNotEmpty("the verdicts table is not empty: rebuild fills an empty "
                                    "database (drop or truncate the tables first)")
         jobs = 0
-        async for msg in scan_topic(settings, names.jobs):
-            try:
-                await sink.write_job_event(JobEvent.decode(msg.value))
-                jobs += 1
-            except SchemaError:
-                continue
+        async for event in scan_records(settings, names.jobs, JobEvent.decode):
+            await sink.write_job_event(event)
+            jobs += 1
         verdicts = 0
         batch: list[VerdictEvent] = []
-        async for msg in scan_topic(settings, names.verdicts):
-            try:
-                batch.append(VerdictEvent.decode(msg.value))
-            except SchemaError:
-                continue
+        async for verdict in scan_records(settings, names.verdicts, VerdictEvent.decode):
+            batch.append(verdict)
             if len(batch) >= batch_size:
                 await sink.write_verdicts(batch)
                 verdicts += len(batch)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -22,8 +22,10 @@ from schemas.submission import submittable_email
 from streams.jobstore import JobProgress
 from streams.topics import TopicNames, bootstrap_servers, ensure_topics
 
-__all__ = ["new_job_id", "submit_job", "submit_emails", "follow", "Followed", "read_topic",
-           "job_progress", "job_verdicts", "kafka_calls", "dedupe_key"]
+T = TypeVar("T")
+
+__all__ = ["scan_records", "new_job_id", "submit_job", "submit_emails", "follow", "Followed",
+           "read_topic", "job_progress", "job_verdicts", "kafka_calls", "dedupe_key"]
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
@@ -147,6 +149,17 @@ async def follow(settings: Settings, job_id: str | None = None, *,
                 continue  # not ours to judge here; the workers dead-letter bad events
     finally:
         await stop_consumer(consumer)
+
+
+async def scan_records(settings: Settings, topic: str, decode: Callable[[bytes | None], T],
+                       *, until_ms: int | None = None) -> AsyncIterator[T]:
+    """The records of ``topic`` from the beginning (see :func:`scan_topic`), decoded;
+    malformed ones (:class:`~schemas.SchemaError`) are skipped: they are dead letters."""
+    async for msg in scan_topic(settings, topic, until_ms=until_ms):
+        try:
+            yield decode(msg.value)
+        except SchemaError:
+            continue
 
 
 async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
