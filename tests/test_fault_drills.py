@@ -1,4 +1,5 @@
-"""Fault drills on Redis mid-job (issue #9): the job completes with exact counts.
+"""Fault drills mid-job (issue #9): Redis killed, Redis emptied, the broker paused. The
+job completes with exact counts every time.
 
 Each test has a private stack (so killing its Redis disturbs nobody) and a world of 20
 domains. The job has 200 addresses, 20 repeats and 5 non-addresses: 225 submissions,
@@ -125,3 +126,46 @@ def test_a_redis_that_lost_everything_gets_the_job_state_back_from_the_log(
     env = pipeline_env(world, **stack_env(own_stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="5")
     log = run_job_through_a_redis_crash(env, own_stack, tmp_path, lose_data=True)
     assert log.count("reading it from the event log") == 2, log[-3000:]
+
+
+def test_the_broker_paused_for_30_s_mid_job_is_waited_out(
+        own_stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    """SIGSTOP the broker for 30 s mid-job (every stage's fetches and produces hang, then
+    time out), then SIGCONT: the job completes with exact counts and nothing is
+    dead-lettered."""
+    from streams.client import read_topic
+    from streams.topics import TopicNames
+
+    env = pipeline_env(world, **stack_env(own_stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="5")
+    settings = settings_for(env)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    paused: list[bool] = []
+
+    async def pause_broker_midway(seen: int) -> None:
+        if not paused and seen >= 60:
+            record = load_record(run_dir(own_stack), "kafka")
+            assert record is not None
+            os.kill(record.pid, signal.SIGSTOP)
+            paused.append(True)
+            try:
+                await asyncio.sleep(30)
+            finally:
+                os.kill(record.pid, signal.SIGCONT)
+
+    try:
+        async def run() -> None:
+            job = await submit_job(settings, EMAILS)
+            outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in EMAILS},
+                                         timeout=240, on_verdict=pause_broker_midway)
+            completed = outcome.completed()
+            assert completed is not None
+            assert completed.counts == {"deliverable": 180, "undeliverable": 25}
+            letters = await read_topic(settings, TopicNames.from_settings(settings).dead_letters)
+            assert letters == []
+
+        asyncio.run(run())
+        assert paused, "the broker was never paused mid-job"
+        assert worker.alive()
+        assert "Traceback" not in worker.log_text()
+    finally:
+        worker.stop()
