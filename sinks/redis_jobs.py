@@ -88,10 +88,9 @@ local function final(k, v, src)
   return 0
 end
 """
-_PROGRESS = """
-return {redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4]), redis.call('SCARD', KEYS[2]),
-        redis.call('EXISTS', KEYS[6]), redis.call('HGETALL', KEYS[5])}
-"""
+#: the job run's counters: {total or false, finals, duplicates, completed, {verdict, count…}}
+_STATE = """{redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4]),
+ redis.call('SCARD', KEYS[2]), redis.call('EXISTS', KEYS[6]), redis.call('HGETALL', KEYS[5])}"""
 
 # ARGV = ttl_ms, then dedupe_key, source pairs. Returns 1/0 per pair (first or not).
 _CLAIM_MANY_LUA = _TOUCH + _GATE + """
@@ -119,17 +118,13 @@ return 1
 """
 
 # ARGV = ttl_ms, then dedupe_key, verdict, source triples.
-# Returns {new count, {total or false, finals, duplicates, completed, {verdict, count…}}}.
+# Returns {new count, state} (``_STATE``).
 _FINALS_BODY = _FINAL_FN + """
 local new = 0
 for i = 2, #ARGV, 3 do new = new + final(ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
 touch(ARGV[1])
 """
-_FINALS_LUA = _TOUCH + _GATE + _FINALS_BODY + """
-return {new, {redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4]),
-              redis.call('SCARD', KEYS[2]), redis.call('EXISTS', KEYS[6]),
-              redis.call('HGETALL', KEYS[5])}}
-"""
+_FINALS_LUA = _TOUCH + _GATE + _FINALS_BODY + f"return {{new, {_STATE}}}\n"
 
 # ARGV = ttl_ms
 _COMPLETED_LUA = _TOUCH + _GATE + """
@@ -139,7 +134,7 @@ if ok then return 1 end
 return 0
 """
 
-_PROGRESS_LUA = _GATE + _PROGRESS
+_PROGRESS_LUA = _GATE + f"return {_STATE}\n"
 
 # The rebuild's writes: the same effects without the marker check.
 # ARGV = ttl_ms, total or '', completed ('1' or ''), then duplicate sources.
@@ -281,13 +276,14 @@ class RedisJobStore:
         async with self._recovering:  # one recovery per process; the others wait for it
             while not await guarded(self.redis.exists(self.intact_key)):
                 token = uuid.uuid4().hex
-                locked: Any = self.rebuild is not None and await guarded(
+                rebuild = self.rebuild
+                locked: Any = rebuild is not None and await guarded(
                     self.redis.set(self.lock_key, token, nx=True, px=self._lock_ms))
-                if locked and self.rebuild is not None:
+                if locked and rebuild is not None:
                     try:
                         log.warning("no job state in Redis (a new Redis, or one that lost "
                                     "its data): reading it from the event log")
-                        await self.rebuild(self)
+                        await rebuild(self)
                         await guarded(self.redis.set(self.intact_key, "1"))
                         log.warning("the job state is back; jobs go on")
                     finally:

@@ -143,12 +143,14 @@ async def drain(app: faust.App, windows: list[OrderedAckWindow[Any]], services: 
         app.flow_control.suspend()
     except Exception as exc:  # noqa: BLE001 - a consumer that never started
         log.debug("drain: no consumer to stop (%s)", exc)
-    unfinished = sum(w.in_flight() for w in windows)
-    if unfinished:
-        log.info("draining: %d events in flight, up to %.0f s", unfinished, seconds)
-    while sum(w.in_flight() for w in windows) and loop.time() < deadline - quit_budget:
+    def in_flight() -> int:
+        return sum(w.in_flight() for w in windows)
+
+    if in_flight():
+        log.info("draining: %d events in flight, up to %.0f s", in_flight(), seconds)
+    while in_flight() and loop.time() < deadline - quit_budget:
         await asyncio.sleep(0.1)
-    left = sum(w.in_flight() for w in windows)
+    left = in_flight()
     if left:
         log.warning("draining: %d events unfinished after %.0f s; they will be redelivered",
                     left, seconds - quit_budget)
