@@ -71,6 +71,7 @@ class OrderedAckWindow(Generic[E]):
         self._ack = ack
         self._parts: dict[Hashable, _Partition[E]] = {}
         self._generation = 0
+        self.rewinds = 0  #: times a partition's offsets went back (see :meth:`_enter`)
 
     def in_flight(self, tp: Hashable | None = None) -> int:
         if tp is not None:
@@ -85,13 +86,20 @@ class OrderedAckWindow(Generic[E]):
             part = self._parts[tp] = _Partition(self._generation)
         return part
 
-    async def admit(self, tp: Hashable, offset: int, item: E) -> Ticket:
-        """Register an event before its work starts; waits while the partition is full."""
+    async def admit(self, tp: Hashable, offset: int, item: E) -> Ticket | None:
+        """Register an event before its work starts; waits while the partition is full.
+
+        None when the partition was revoked while the event waited: it was fetched for an
+        assignment that is over, and the partition's next owner (maybe this worker again,
+        from the committed offset) gets it redelivered. Admitting it would start the
+        partition's new window at an offset the redelivery goes back before.
+        """
         part = self._part(tp)
         while self._full(part):
             part.space.clear()
             await part.space.wait()
-            part = self._part(tp)  # the partition may have been revoked meanwhile
+            if self._parts.get(tp) is not part:
+                return None
         return self._enter(part, tp, offset, item)
 
     def try_admit(self, tp: Hashable, offset: int, item: E) -> Ticket | None:
@@ -103,7 +111,13 @@ class OrderedAckWindow(Generic[E]):
 
     def _enter(self, part: _Partition[E], tp: Hashable, offset: int, item: E) -> Ticket:
         if part.entries and offset <= next(reversed(part.entries)):
-            raise ValueError(f"offset {offset} of {tp} is not after the last admitted one")
+            # The consumer went back (a reassignment this window was not told of, or a
+            # seek): the events held are being redelivered, so they are forgotten, never
+            # acked by us, exactly as on a revoke. Raising instead would crash the agent
+            # and lose this event from the stream.
+            self.rewinds += 1
+            self.revoke([tp])
+            part = self._part(tp)
         part.entries[offset] = (item, False)
         part.unfinished += 1
         return Ticket(tp, offset, part.generation)

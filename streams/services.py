@@ -74,8 +74,10 @@ def build_services(settings: Settings, publisher: Any) -> Services:
                 client, max_connections=settings.mx_max_connections,
                 rcpt_per_second=settings.mx_max_rcpt_per_second,
                 # renewed every second while a session is open (so a lease Redis lost is
-                # back within a second); a crashed worker's slots are free within 30 s
-                lease_seconds=30.0,
+                # back within a second); a lease outlives five missed renewals (an event
+                # loop stalled for 5 s), and a crashed worker's slots are free within 6 s:
+                # the other workers' sessions to its hosts wait for no longer than that
+                lease_seconds=6.0,
                 prefix=settings.redis_prefix,
             ),
         )

@@ -250,6 +250,8 @@ async def run_stage(
         if ticket is None:
             flush()  # what is held goes now: its events hold the room this one waits for
             ticket = await window.admit(msg.tp, msg.offset, event)
+            if ticket is None:
+                continue  # revoked while it waited: redelivered to the partition's owner
         pending.append((RawEvent(msg.topic, msg.partition, msg.offset, msg.key, msg.value),
                         ticket, time.monotonic()))
         if len(pending) >= max_batch:
