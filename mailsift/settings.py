@@ -343,6 +343,11 @@ class Settings:
         _setting(
             "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS", "", _networks,
             "CIDRs webhooks may be sent to although private/loopback; empty = public only."))
+    webhook_retry_delays: tuple[float, ...] = _setting(
+        "MAILSIFT_WEBHOOK_RETRY_DELAYS", "10,30,60,300,900,1800,3600,7200,14400,21600",
+        _delays,
+        "Seconds before each retry of a webhook a receiver did not take (about 14 hours "
+        "in all by default); then the delivery is given up.")
     allow_test_tld: bool = _setting(
         "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")

@@ -112,7 +112,7 @@ async def _serve(app: web.Application) -> TestServer:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(pipeline: Settings) -> AsyncIterator[Api]:
-    app = create_app(pipeline, api_config(), webhook_first_delay=0.2,
+    app = create_app(pipeline, api_config(MAILSIFT_WEBHOOK_RETRY_DELAYS="0.2"),
                      dead_letter_interval=1.0)
     server = await _serve(app)
     http = aiohttp.ClientSession()
@@ -353,6 +353,18 @@ async def test_json_job_completes_with_results_and_a_signed_webhook(
     assert summary["counts"] == {"deliverable": 2, "undeliverable": 2}
     assert summary["completed_at"]
     assert rec.calls[0][1] == raw  # the same body on every try
+    assert rec.calls[0][0]["X-Mailsift-Delivery"] == headers["X-Mailsift-Delivery"]
+    assert (rec.calls[0][0]["X-Mailsift-Attempt"], headers["X-Mailsift-Attempt"]) == ("1", "2")
+    deadline = time.monotonic() + 10
+    while True:  # the outcome is recorded just after the answer
+        status, job, _ = await api.call("GET", f"/v1/jobs/{job_id}")
+        if job["webhook"]["state"] == "delivered" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    webhook = job["webhook"]
+    assert webhook["state"] == "delivered", webhook
+    assert webhook["delivery_id"] == headers["X-Mailsift-Delivery"]
+    assert [(e["attempt"], e["status"]) for e in webhook["log"]] == [(1, 503), (2, 204)]
 
 
 async def test_csv_upload_completes(api: Api) -> None:

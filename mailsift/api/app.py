@@ -22,7 +22,8 @@ from mailsift.api.errors import error_middleware
 from mailsift.api.metrics import ApiMetrics, metrics_middleware
 from mailsift.api.openapi import openapi_document
 from mailsift.api.state import STATE, ApiState, JobRegistry
-from mailsift.api.webhooks import GuardedResolver, WebhookDispatcher
+from mailsift.api.webhook_dispatch import WebhookDispatcher
+from mailsift.api.webhooks import GuardedResolver
 from mailsift.settings import Settings, SettingsError
 
 __all__ = ["create_app", "DISPATCHER", "DEAD_LETTERS"]
@@ -48,7 +49,6 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, config: ApiConfig | None = None, *,
-               webhook_tries: int = 5, webhook_first_delay: float = 1.0,
                dead_letter_interval: float = ops.DEAD_LETTER_SCAN_SECONDS
                ) -> web.Application:
     """The API application. ``config`` defaults to :func:`load_api_config` (environment).
@@ -59,6 +59,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
     from sinks.job_rebuild import rebuilder
     from sinks.postgres import PostgresSink
     from sinks.redis_tables import redis_client
+    from sinks.redis_webhooks import RedisWebhookOutbox
 
     _require(settings)
     config = config or load_api_config()
@@ -67,15 +68,17 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
     state = ApiState(settings=settings, config=config, metrics=metrics,
                      sink=PostgresSink(settings.database_url, max_connections=8),
                      redis=client, jobs=JobRegistry(client, prefix=settings.redis_prefix,
-                                                    rebuild=rebuilder(settings)))
+                                                    rebuild=rebuilder(settings)),
+                     # a claimed delivery is due again after 60 s (POSTs time out at 10)
+                     outbox=RedisWebhookOutbox(client, prefix=settings.redis_prefix,
+                                               lease_seconds=60.0))
     app = web.Application(
         client_max_size=config.api_max_body,
         middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(config)],
     )
     app[STATE] = state
     app[ops.HEALTH_CACHE] = {}
-    app[DISPATCHER] = WebhookDispatcher(state, tries=webhook_tries,
-                                        first_delay=webhook_first_delay)
+    app[DISPATCHER] = WebhookDispatcher(state)
     app[DEAD_LETTERS] = ops.DeadLetterCounter(state, interval=dead_letter_interval)
     app.router.add_post("/v1/jobs", handlers.submit_job)
     app.router.add_get("/v1/jobs/{job_id}", handlers.job_status)

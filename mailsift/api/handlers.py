@@ -198,6 +198,13 @@ async def job_status(request: web.Request) -> web.Response:
     if total is None and record.get("total"):
         total = int(record["total"])
     completed = progress.completed or summary["completed_at"] is not None
+    webhook: dict[str, Any] | None = None
+    if record.get("webhook"):
+        # scheduled when the completion is seen; until then it waits for the job
+        webhook = (await state.outbox.status(job_id)
+                   or {"delivery_id": None, "state": "waiting", "attempts": 0,
+                       "scheduled_at": None, "next_attempt_at": None, "delivered_at": None,
+                       "log": []})
     return web.json_response({
         "job_id": job_id,
         "status": "completed" if completed else "running",
@@ -208,6 +215,7 @@ async def job_status(request: web.Request) -> web.Response:
         "stored": summary["stored"],
         "submitted_at": record.get("submitted_at"),
         "completed_at": _iso(summary["completed_at"]),
+        "webhook": webhook,
     })
 
 

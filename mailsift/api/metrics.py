@@ -4,7 +4,7 @@
   ``mailsift_api_request_duration_seconds{route,method,status}``: every request, by route
   template (``/v1/jobs/{job_id}``, never the raw path) and status;
 * ``mailsift_api_jobs_submitted_total``, ``mailsift_api_addresses_submitted_total``;
-* ``mailsift_api_webhooks_total{outcome}``: webhook deliveries (delivered, failed);
+* ``mailsift_api_webhooks_total{outcome}``: webhook attempts (delivered, retrying, failed);
 * ``mailsift_stored_verdicts{verdict}``: addresses per verdict in Postgres, counted at scrape;
 * ``mailsift_dead_letter_records``: records in the dead-letters topic, counted by a
   background scan every 60 s (reading the new records only), -1 until the first scan.
@@ -53,7 +53,8 @@ class ApiMetrics:
             "mailsift_api_addresses_submitted", "Addresses submitted through the API.",
             registry=self.registry)
         self.webhooks = Counter(
-            "mailsift_api_webhooks", "Webhook deliveries by outcome (delivered, failed).",
+            "mailsift_api_webhooks",
+            "Webhook attempts by outcome (delivered, retrying, failed: given up).",
             ["outcome"], registry=self.registry)
         self.verdicts = Gauge(
             "mailsift_stored_verdicts", "Addresses per verdict stored in Postgres (all jobs).",

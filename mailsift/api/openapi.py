@@ -120,7 +120,7 @@ _SCHEMAS: dict[str, Any] = {
     "JobStatus": {
         "type": "object",
         "required": ["job_id", "status", "total", "done", "duplicates", "counts", "stored",
-                     "submitted_at", "completed_at"],
+                     "submitted_at", "completed_at", "webhook"],
         "properties": {
             "job_id": _STR,
             "status": {"type": "string", "enum": ["running", "completed"]},
@@ -133,6 +133,32 @@ _SCHEMAS: dict[str, Any] = {
             "stored": {"type": "integer", "description": "Verdict rows in Postgres."},
             "submitted_at": _NULLABLE_STR,
             "completed_at": _NULLABLE_STR,
+            "webhook": {"allOf": [_ref("WebhookDelivery")],
+                        "nullable": True,
+                        "description": "The completion webhook (null: none was asked)."},
+        },
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "required": ["delivery_id", "state", "attempts", "scheduled_at", "next_attempt_at",
+                     "delivered_at", "log"],
+        "properties": {
+            "delivery_id": {"type": "string", "nullable": True,
+                            "description": "`X-Mailsift-Delivery` of every attempt."},
+            "state": {"type": "string",
+                      "enum": ["waiting", "pending", "retrying", "delivered", "failed"],
+                      "description": "waiting: the job has not completed yet; failed: "
+                                     "given up after the last retry."},
+            "attempts": {"type": "integer", "minimum": 0},
+            "scheduled_at": _NULLABLE_STR,
+            "next_attempt_at": _NULLABLE_STR,
+            "delivered_at": _NULLABLE_STR,
+            "log": {"type": "array", "items": {
+                "type": "object", "required": ["attempt", "at", "outcome", "status", "state"],
+                "properties": {
+                    "attempt": {"type": "integer", "minimum": 1}, "at": _STR,
+                    "outcome": _STR, "status": {"type": "integer", "nullable": True},
+                    "state": _STR}}},
         },
     },
     "ResultRow": _RESULT_ROW,

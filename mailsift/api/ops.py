@@ -140,8 +140,8 @@ class DeadLetterCounter:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings),
                                     group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest", fetch_max_wait_ms=200)
-        await consumer.start()
         try:
+            await consumer.start()  # inside: a cancelled start is stopped too
             partitions = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             self.count = 0  # a new consumer reads from the beginning

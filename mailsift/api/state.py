@@ -5,8 +5,8 @@ and webhook URL in Redis (``mailsift:api:job:{job_id}``, a hash with the job sto
 TTL). The status endpoint knows a job from it before any worker has seen the job, and the
 webhook dispatcher finds the URL there (in whichever API instance sees the completion).
 
->>> JobRegistry.key("j1"), JobRegistry.sent_key("j1")
-('mailsift:api:job:j1', 'mailsift:api:webhook-sent:j1')
+>>> JobRegistry.key("j1")
+'mailsift:api:job:j1'
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from mailsift.api.metrics import ApiMetrics
 from mailsift.settings import Settings
 from sinks.postgres import PostgresSink
 from sinks.redis_jobs import Rebuild
+from sinks.redis_webhooks import RedisWebhookOutbox
 from streams.jobstore import JobProgress
 
 __all__ = ["ApiState", "JobRegistry", "STATE", "TTL_SECONDS"]
@@ -52,10 +53,6 @@ class JobRegistry:
     def key(cls, job_id: str) -> str:
         return f"{cls.PREFIX}job:{job_id}"
 
-    @classmethod
-    def sent_key(cls, job_id: str) -> str:
-        return f"{cls.PREFIX}webhook-sent:{job_id}"
-
     async def record(self, job_id: str, *, total: int, submitted_at: str,
                      webhook: str | None) -> None:
         """Remember a job at submission (before its events are produced)."""
@@ -71,11 +68,6 @@ class JobRegistry:
         """The job's record (empty when the API did not submit it or forgot it)."""
         raw = await self.redis.hgetall(self.key(job_id))
         return {_text(k): _text(v) for k, v in dict(raw or {}).items()}
-
-    async def claim_webhook(self, job_id: str) -> bool:
-        """True exactly once per job: whoever gets True delivers its webhook."""
-        return bool(await self.redis.set(self.sent_key(job_id), b"1", nx=True,
-                                         ex=TTL_SECONDS))
 
     async def progress(self, job_id: str) -> JobProgress:
         """The workers' bookkeeping of the job's original run (Redis job store)."""
@@ -94,6 +86,8 @@ class ApiState:
     sink: PostgresSink
     redis: redis.asyncio.Redis
     jobs: JobRegistry
+    #: scheduled webhook deliveries (:mod:`mailsift.api.webhook_dispatch`)
+    outbox: RedisWebhookOutbox
     http: aiohttp.ClientSession | None = None
     background: list[Any] = field(default_factory=list)
 
