@@ -42,11 +42,18 @@ __all__ = ["Due", "RedisWebhookOutbox", "State"]
 
 State = Literal["pending", "retrying", "delivered", "failed"]
 
-# KEYS[1] = delivery hash, KEYS[2] = due zset; ARGV = job id, delivery id, url, body,
-# ttl s. A delivery is scheduled once: a completion seen again (a redelivered event, a
-# second instance) finds it there.
+#: where the API kept "this job's webhook was claimed" before the outbox (read only, so
+#: jobs whose webhook an older version sent are not sent again after an upgrade)
+LEGACY_SENT_PREFIX = "mailsift:api:webhook-sent:"
+
+# KEYS[1] = delivery hash, KEYS[2] = due zset, KEYS[3] = the marker of a webhook sent by
+# a version before the outbox; ARGV = job id, delivery id, url, body, ttl s. A delivery
+# is scheduled once: a completion seen again (a redelivered event, a second instance,
+# a new consumer group reading the topic from its start) finds it, or the marker, there.
 _SCHEDULE_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'delivery_id', ARGV[2], 'url', ARGV[3], 'body', ARGV[4],
@@ -158,7 +165,7 @@ class RedisWebhookOutbox:
     async def schedule(self, job_id: str, url: str, body: bytes) -> bool:
         """Schedule the job's delivery, due now; False when it already was."""
         created = await guarded(self._schedule(
-            keys=[self.key(job_id), self.due_key],
+            keys=[self.key(job_id), self.due_key, f"{LEGACY_SENT_PREFIX}{job_id}"],
             args=[job_id, uuid.uuid4().hex, url, body, self._ttl]))
         return bool(as_int(created))
 

@@ -94,7 +94,7 @@ class OrderedAckWindow(Generic[E]):
         from the committed offset) gets it redelivered. Admitting it would start the
         partition's new window at an offset the redelivery goes back before.
         """
-        part = self._part(tp)
+        part = self._current(tp, offset)
         while self._full(part):
             part.space.clear()
             await part.space.wait()
@@ -104,12 +104,18 @@ class OrderedAckWindow(Generic[E]):
 
     def try_admit(self, tp: Hashable, offset: int, item: E) -> Ticket | None:
         """:meth:`admit` without waiting: None when the partition is full."""
-        part = self._part(tp)
+        part = self._current(tp, offset)
         if self._full(part):
             return None
         return self._enter(part, tp, offset, item)
 
-    def _enter(self, part: _Partition[E], tp: Hashable, offset: int, item: E) -> Ticket:
+    def _current(self, tp: Hashable, offset: int) -> _Partition[E]:
+        """The partition's window for ``offset``: a new one when the offset went back.
+
+        Checked before any wait for room: the old events must not be acked while the
+        ones before them are being redelivered.
+        """
+        part = self._part(tp)
         if part.entries and offset <= next(reversed(part.entries)):
             # The consumer went back (a reassignment this window was not told of, or a
             # seek): the events held are being redelivered, so they are forgotten, never
@@ -118,6 +124,9 @@ class OrderedAckWindow(Generic[E]):
             self.rewinds += 1
             self.revoke([tp])
             part = self._part(tp)
+        return part
+
+    def _enter(self, part: _Partition[E], tp: Hashable, offset: int, item: E) -> Ticket:
         part.entries[offset] = (item, False)
         part.unfinished += 1
         return Ticket(tp, offset, part.generation)

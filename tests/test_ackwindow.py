@@ -97,6 +97,21 @@ async def test_an_offset_going_back_restarts_the_partition() -> None:
     assert acked == [3]
 
 
+async def test_an_offset_going_back_into_a_full_partition_acks_nothing_old() -> None:
+    """The rewind is seen before the wait for room: events of the old window that finish
+    while the redelivered one waits are never acked (they are being redelivered)."""
+    acked: list[int] = []
+    window: OrderedAckWindow[int] = OrderedAckWindow(1, acked.append)
+    old = await admitted(window, "p", 40)
+    assert window.try_admit("p", 41, 41) is None  # full
+    redelivered = await asyncio.wait_for(window.admit("p", 3, 3), 1)  # a fresh window
+    assert redelivered is not None and window.rewinds == 1
+    window.complete(old)
+    assert acked == []
+    window.complete(redelivered)
+    assert acked == [3]
+
+
 async def test_an_event_waiting_when_its_partition_is_revoked_is_not_admitted() -> None:
     """It belongs to the assignment that ended: the partition's next owner gets it again,
     from the committed offset, and must find the window empty (faust's generation check

@@ -27,7 +27,7 @@ from mailsift.api.app import DISPATCHER, create_app
 from mailsift.api.config import load_api_config
 from mailsift.settings import Settings
 from sinks.redis_tables import redis_client
-from sinks.redis_webhooks import RedisWebhookOutbox
+from sinks.redis_webhooks import LEGACY_SENT_PREFIX, RedisWebhookOutbox
 from tests.pipeline_support import (
     WorkerProcess,
     dedupe_key,
@@ -46,10 +46,13 @@ SECRET = "whsec-" + uuid.uuid4().hex
 @pytest_asyncio.fixture
 async def outbox(stack: Settings) -> AsyncIterator[RedisWebhookOutbox]:
     client = redis_client(stack.redis_url)
+    prefix = f"mailsift-t{uuid.uuid4().hex[:10]}:"
     try:
-        yield RedisWebhookOutbox(client, prefix=f"mailsift-t{uuid.uuid4().hex[:10]}:",
-                                 lease_seconds=1.0)
+        yield RedisWebhookOutbox(client, prefix=prefix, lease_seconds=1.0)
     finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
         await client.aclose()
 
 
@@ -63,6 +66,13 @@ async def test_a_delivery_is_scheduled_once(outbox: RedisWebhookOutbox) -> None:
     assert status is not None and status["delivery_id"] == due[0].delivery_id
     assert status["state"] == "pending" and status["attempts"] == 1
     assert await outbox.status("j2") is None
+    # a job whose webhook a version before the outbox sent is not sent again
+    old_job = f"j-{uuid.uuid4().hex}"
+    await outbox.redis.set(f"{LEGACY_SENT_PREFIX}{old_job}", b"1", ex=60)
+    try:
+        assert not await outbox.schedule(old_job, "http://127.0.0.1:9/hook", b"{}")
+    finally:
+        await outbox.redis.delete(f"{LEGACY_SENT_PREFIX}{old_job}")
 
 
 async def test_a_claim_that_gets_no_outcome_is_due_again_after_its_lease(

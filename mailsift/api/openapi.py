@@ -133,7 +133,7 @@ _SCHEMAS: dict[str, Any] = {
             "stored": {"type": "integer", "description": "Verdict rows in Postgres."},
             "submitted_at": _NULLABLE_STR,
             "completed_at": _NULLABLE_STR,
-            "webhook": {"allOf": [_ref("WebhookDelivery")],
+            "webhook": {"type": "object", "allOf": [_ref("WebhookDelivery")],
                         "nullable": True,
                         "description": "The completion webhook (null: none was asked)."},
         },

@@ -50,22 +50,29 @@ class WebhookDispatcher:
     """Schedules the webhooks of completed jobs and delivers them (see the module doc)."""
 
     def __init__(self, state: ApiState, *, poll_seconds: float = 0.5,
-                 post_timeout: float = 10.0) -> None:
+                 post_timeout: float = 10.0, max_sending: int = 20) -> None:
         self.state = state
         self.outbox = state.outbox
         self.poll_seconds = poll_seconds
         self.post_timeout = post_timeout
+        #: POSTs at once (below the HTTP client's 50 connections: a claimed delivery
+        #: never waits for a connection, which would eat into its timeout)
+        self.max_sending = max_sending
         #: set while the consumer group has its partitions (tests wait for it)
         self.ready = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Both loops, until cancelled."""
+        """Both loops, until cancelled; if one fails, the other is stopped too."""
         try:
-            await asyncio.gather(self.schedule_completions(), self.send_due())
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.schedule_completions())
+                group.create_task(self.send_due())
         finally:
-            for task in list(self._sending):
-                task.cancel()
+            sending = list(self._sending)
+            for task in sending:
+                task.cancel()  # a claimed delivery is due again when its lease ends
+            await asyncio.gather(*sending, return_exceptions=True)
 
     # --- schedule ------------------------------------------------------------------------
 
@@ -141,8 +148,12 @@ class WebhookDispatcher:
         """Poll the outbox and deliver what is due, a few at a time."""
         wait = self.poll_seconds
         while True:
+            room = self.max_sending - len(self._sending)
+            if room <= 0:
+                await asyncio.sleep(self.poll_seconds)
+                continue
             try:
-                due = await self.outbox.claim_due(limit=20)
+                due = await self.outbox.claim_due(limit=room)
                 wait = self.poll_seconds
             except UNAVAILABLE as exc:
                 log.warning("webhook sender: Redis: %s: %s; retrying in %.0fs",
