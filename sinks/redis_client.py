@@ -11,7 +11,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-__all__ = ["UNAVAILABLE", "redis_client", "guarded", "as_int"]
+__all__ = ["UNAVAILABLE", "redis_client", "guarded", "as_int", "as_text"]
 
 _T = TypeVar("_T")
 
@@ -64,3 +64,8 @@ def as_int(value: Any) -> int:
     if isinstance(value, bytes):
         value = value.decode()
     return int(value)
+
+
+def as_text(value: Any) -> str:
+    """A string from a Redis reply (bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

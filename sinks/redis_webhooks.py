@@ -36,7 +36,8 @@ from typing import Any, Literal
 
 import redis.asyncio
 
-from sinks.redis_client import as_int, guarded
+from schemas.base import utc_now_iso
+from sinks.redis_client import as_int, as_text, guarded
 
 __all__ = ["Due", "RedisWebhookOutbox", "State"]
 
@@ -128,10 +129,6 @@ class Due:
     body: bytes
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _iso(ms: Any) -> str | None:
     if ms is None:
         return None
@@ -176,7 +173,7 @@ class RedisWebhookOutbox:
         out = []
         for i in range(0, len(raw), 5):
             job_id, attempt, delivery_id, url, body = raw[i:i + 5]
-            out.append(Due(_text(job_id), as_int(attempt), _text(delivery_id), _text(url),
+            out.append(Due(as_text(job_id), as_int(attempt), as_text(delivery_id), as_text(url),
                            bytes(body)))
         return out
 
@@ -184,8 +181,7 @@ class RedisWebhookOutbox:
                      status: int | None = None, retry_in: float = 0.0) -> bool:
         """Log attempt ``due.attempt``'s outcome and apply ``state`` (``retrying``: due
         again in ``retry_in`` seconds). False when a later claim owns the delivery."""
-        at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        entry = json.dumps({"attempt": due.attempt, "at": at, "outcome": outcome,
+        entry = json.dumps({"attempt": due.attempt, "at": utc_now_iso(), "outcome": outcome,
                             "status": status, "state": state})
         applied = await guarded(self._record(
             keys=[self.key(due.job_id), self.due_key, self.log_key(due.job_id)],
@@ -203,13 +199,13 @@ class RedisWebhookOutbox:
         delivery_id, state, attempts, created, next_at, delivered = fields
         if delivery_id is None:
             return None
-        state_text = _text(state)
+        state_name = as_text(state)
         return {
-            "delivery_id": _text(delivery_id),
-            "state": state_text,
+            "delivery_id": as_text(delivery_id),
+            "state": state_name,
             "attempts": as_int(attempts or 0),
             "scheduled_at": _iso(created),
-            "next_attempt_at": _iso(next_at) if state_text in ("pending", "retrying")
+            "next_attempt_at": _iso(next_at) if state_name in ("pending", "retrying")
             else None,
             "delivered_at": _iso(delivered),
             "log": [json.loads(entry) for entry in log],

@@ -22,6 +22,7 @@ from mailsift.api.config import ApiConfig
 from mailsift.api.metrics import ApiMetrics
 from mailsift.settings import Settings
 from sinks.postgres import PostgresSink
+from sinks.redis_client import as_text
 from sinks.redis_jobs import Rebuild
 from sinks.redis_webhooks import RedisWebhookOutbox
 from streams.jobstore import JobProgress
@@ -30,10 +31,6 @@ __all__ = ["ApiState", "JobRegistry", "STATE", "TTL_SECONDS"]
 
 #: how long the API remembers a job (the same as the workers' job bookkeeping)
 TTL_SECONDS = 7 * 86_400
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class JobRegistry:
@@ -67,7 +64,7 @@ class JobRegistry:
     async def get(self, job_id: str) -> dict[str, str]:
         """The job's record (empty when the API did not submit it or forgot it)."""
         raw = await self.redis.hgetall(self.key(job_id))
-        return {_text(k): _text(v) for k, v in dict(raw or {}).items()}
+        return {as_text(k): as_text(v) for k, v in dict(raw or {}).items()}
 
     async def progress(self, job_id: str) -> JobProgress:
         """The workers' bookkeeping of the job's original run (Redis job store)."""

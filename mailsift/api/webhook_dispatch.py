@@ -26,6 +26,7 @@ Two loops run in every API instance (:class:`WebhookDispatcher`):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from mailsift.api.webhooks import post_once, summary_body
 from mailsift.settings import Settings
 from sinks.redis_client import UNAVAILABLE
 from sinks.redis_webhooks import Due, State
+from streams.stage import retry_transient
 
 __all__ = ["WebhookDispatcher", "retry_delay"]
 
@@ -129,43 +131,30 @@ class WebhookDispatcher:
         if event.kind != "completed" or event.replay_id is not None:
             return
         body = summary_body(event.job_id, event.total, event.counts, event.at)
-        wait = 1.0
-        while True:
-            try:
-                url = (await self.state.jobs.get(event.job_id)).get("webhook")
-                if url and await self.outbox.schedule(event.job_id, url, body):
-                    log.info("webhook of job %s scheduled", event.job_id)
-                return
-            except UNAVAILABLE as exc:
-                log.warning("webhook of job %s: Redis: %s: %s; retrying in %.0fs",
-                            event.job_id, type(exc).__name__, exc, wait)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 30.0)
+
+        async def schedule() -> None:
+            url = (await self.state.jobs.get(event.job_id)).get("webhook")
+            if url and await self.outbox.schedule(event.job_id, url, body):
+                log.info("webhook of job %s scheduled", event.job_id)
+
+        await retry_transient(f"webhook of job {event.job_id}: Redis", schedule,
+                              first_delay=1.0, max_delay=30.0, also=UNAVAILABLE)
 
     # --- send ----------------------------------------------------------------------------
 
     async def send_due(self) -> None:
         """Poll the outbox and deliver what is due, a few at a time."""
-        wait = self.poll_seconds
         while True:
             room = self.max_sending - len(self._sending)
-            if room <= 0:
-                await asyncio.sleep(self.poll_seconds)
-                continue
-            try:
-                due = await self.outbox.claim_due(limit=room)
-                wait = self.poll_seconds
-            except UNAVAILABLE as exc:
-                log.warning("webhook sender: Redis: %s: %s; retrying in %.0fs",
-                            type(exc).__name__, exc, wait)
-                due = []
-                wait = min(wait * 2, 30.0)
+            due = [] if room <= 0 else await retry_transient(
+                "webhook sender: Redis", functools.partial(self.outbox.claim_due, limit=room),
+                first_delay=self.poll_seconds, max_delay=30.0, also=UNAVAILABLE)
             for item in due:
                 task = asyncio.create_task(self._send(item))
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
             if not due:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(self.poll_seconds)
 
     async def _send(self, due: Due) -> None:
         state = self.state
