@@ -57,7 +57,10 @@ class DomainHandler:
         records: list[Record] = []
         finished_events: list[int] = []
         for i, task in decode_each(events, outcomes, AddressTask.decode):
-            parsed = parse(task.email)
+            # intake's parse travels with the task (a list of distinct addresses would
+            # otherwise run the syntax check twice: the memo is long gone by now)
+            parsed = ParsedAddress.from_parts(task.email, task.domain, task.dedupe_key,
+                                              task.address) or parse(task.email)
             if isinstance(parsed, AddressProblem):  # cannot happen for intake's tasks
                 records.append(self._record(task, syntax_result(parsed)))
                 finished_events.append(i)

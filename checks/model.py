@@ -98,6 +98,38 @@ class ParsedAddress:
         """``local@ascii_domain``, what an SMTP ``RCPT TO`` carries."""
         return f"{self.local}@{self.ascii_domain}"
 
+    def parts(self) -> dict[str, Any]:
+        """What :meth:`from_parts` needs besides the input, the ASCII domain and the
+        dedupe key (which a pipeline event carries anyway): a parse result sent along
+        with its address, so a later stage need not parse it again."""
+        return {"local": self.local, "domain": self.domain, "normalized": self.normalized,
+                "display_name": self.display_name, "smtputf8": self.smtputf8}
+
+    @classmethod
+    def from_parts(cls, original: str, ascii_domain: str, dedupe_key: str,
+                   parts: dict[str, Any] | None) -> ParsedAddress | None:
+        """The address :meth:`parts` described, or None when ``parts`` is missing or not
+        of that shape (then parse ``original`` again).
+
+        >>> from checks.syntax import parse_address
+        >>> a = parse_address("Ann <Ann@Bücher.de>")
+        >>> ParsedAddress.from_parts(a.original, a.ascii_domain, a.dedupe_key, a.parts()) == a
+        True
+        >>> ParsedAddress.from_parts("x@y.de", "y.de", "x@y.de", {"local": 1}) is None
+        True
+        """
+        if parts is None:
+            return None
+        local, domain, normalized = parts.get("local"), parts.get("domain"), parts.get(
+            "normalized")
+        display_name, smtputf8 = parts.get("display_name"), parts.get("smtputf8")
+        if not (isinstance(local, str) and isinstance(domain, str)
+                and isinstance(normalized, str) and isinstance(smtputf8, bool)
+                and (display_name is None or isinstance(display_name, str))):
+            return None
+        return cls(original, local, domain, ascii_domain, normalized, display_name,
+                   smtputf8, dedupe_key)
+
 
 @dataclass(frozen=True)
 class AddressProblem:

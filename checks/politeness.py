@@ -31,12 +31,13 @@ import asyncio
 import math
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["Politeness", "LocalPoliteness", "RATE_MARGIN", "GROUP_HORIZON", "RcptPacing"]
+__all__ = ["Politeness", "WatchedLease", "LocalPoliteness", "RATE_MARGIN", "GROUP_HORIZON",
+           "RcptPacing"]
 
 #: Permits are spaced 3 % wider than ``1 / rate``: the permits and our sends are exact,
 #: but the moments the commands reach the server jitter, and without slack a server
@@ -111,6 +112,21 @@ class Politeness(Protocol):
     def rcpt_interval(self) -> float:
         """Seconds of the permit grid per RCPT of one host (0 when RCPT is not limited)."""
         ...
+
+
+@runtime_checkable
+class WatchedLease(Protocol):
+    """A connection slot that can vanish while it is held (a shared store lost it, or
+    could not renew it in time): what :meth:`Politeness.connection` may return.
+
+    ``lost`` says so; ``watch(on_lost)`` has ``on_lost`` called at that moment (at once if
+    it already happened), so the session holding the slot can be dropped before another
+    worker is given the slot.
+    """
+
+    lost: bool
+
+    def watch(self, on_lost: Callable[[], None]) -> None: ...
 
 
 class LocalPoliteness:

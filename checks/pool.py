@@ -40,7 +40,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from checks.model import SmtpReply
-from checks.politeness import Politeness
+from checks.politeness import Politeness, WatchedLease
 from checks.smtp import SmtpConnector, SmtpSession, SmtpTransportError
 
 __all__ = ["PoolConfig", "MxPool", "PooledSession", "HostBackoff", "SessionRefused",
@@ -110,6 +110,12 @@ class PooledSession:
         self.rcpts = 0
         self.idle_timer: asyncio.TimerHandle | None = None
 
+    @property
+    def slot_lost(self) -> bool:
+        """The connection slot vanished while held (:class:`WatchedLease`): the session
+        was dropped, and what it was asked is to be asked again on another."""
+        return isinstance(self.lease, WatchedLease) and self.lease.lost
+
 
 @dataclass
 class PoolStats:
@@ -141,7 +147,7 @@ _BUSY_RETRIES = 3
 
 def _lost(ps: PooledSession) -> bool:
     """Whether the session's connection slot vanished (see the Redis politeness)."""
-    return bool(getattr(ps.lease, "lost", False))
+    return ps.slot_lost
 
 
 def _too_many_connections(exc: BaseException) -> bool:
@@ -315,6 +321,8 @@ class MxPool:
         except BaseException as exc:
             await lease.__aexit__(type(exc), exc, exc.__traceback__)
             raise
+        if isinstance(lease, WatchedLease):  # a slot lost mid-session drops the session
+            lease.watch(session.abort)
         return PooledSession(ip, session, lease)
 
     async def _greet(self, session: SmtpSession, host: str) -> None:

@@ -179,6 +179,8 @@ class SmtpProber:
             return _Next.ABORT, RcptResult(None, None, Reason.TIMEOUT, mx_host=host,
                                            mx_address=ip, error=str(expired))
         except SmtpTransportError as exc:
+            if ps.slot_lost:  # we dropped it (its slot vanished): ask again on a new one
+                return _Next.RECONNECT, self._transport_failure(exc, host, ip)
             if ps.reused and ps.rcpts == answered and exc.reason is not Reason.TIMEOUT:
                 return _Next.STALE, failure  # closed by the server while idle in the pool
             if exc.reason is Reason.TIMEOUT:

@@ -94,6 +94,11 @@ class SmtpSession(Protocol):
         """QUIT politely; never raises."""
         ...
 
+    def abort(self) -> None:
+        """Drop the connection at once, without QUIT (its connection slot is gone); a
+        command waiting for a reply fails with :class:`SmtpTransportError`."""
+        ...
+
 
 class SmtpConnector(Protocol):
     """Opens sessions to ``ip:port``."""
@@ -172,6 +177,7 @@ class _StreamSession:
         self._extensions: set[str] = set()
         self._tls = False
         self._closed = False
+        self._dropped = False  # by abort(): its slot was lost, the server did nothing
 
     async def _exchange(self, data: bytes, count: int) -> list[tuple[int, list[str]]]:
         """Write ``data`` (one or more commands), read ``count`` replies in order."""
@@ -193,6 +199,9 @@ class _StreamSession:
                                      f"timed out: no reply within {self._timeout:g}s") from None
         except SmtpTransportError:
             self._abort()
+            if self._dropped:
+                raise SmtpTransportError(Reason.CONNECTION_FAILED,
+                                         "dropped: its connection slot was lost") from None
             raise
         except (OSError, ssl.SSLError) as exc:
             self._abort()
@@ -257,6 +266,10 @@ class _StreamSession:
                 + _rcpt_lines(recipients))
         replies = await self._replies(data, int(reset) + 1 + len(recipients))
         return replies[int(reset)], replies[int(reset) + 1:]
+
+    def abort(self) -> None:
+        self._dropped = True
+        self._abort()
 
     def _abort(self) -> None:
         self._closed = True

@@ -38,6 +38,10 @@ class AddressTask(EventRecord):
     #: for the retries topics: when to try again (epoch seconds) and why
     due_at: float | None = None
     last_reason: str | None = None
+    #: what intake's syntax check made of ``email`` (``local``, ``domain``,
+    #: ``normalized``, ``display_name``, ``smtputf8``), so the domain stage need not parse
+    #: it again; absent in events of older versions
+    address: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -61,4 +65,5 @@ class AddressTask(EventRecord):
             replay_id=field_opt_str(data, "replay_id"),
             due_at=float(due) if due is not None else None,
             last_reason=field_opt_str(data, "last_reason"),
+            address=field_dict(data, "address"),
         )

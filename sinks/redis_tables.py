@@ -31,6 +31,7 @@ import math
 import random
 import time
 import uuid
+from collections.abc import Callable
 from types import TracebackType
 from typing import NamedTuple, TypeVar
 
@@ -228,7 +229,8 @@ class RcptReservation(NamedTuple):
 
 
 class _Lease:
-    """The async context manager of :meth:`RedisPoliteness.connection`."""
+    """The async context manager of :meth:`RedisPoliteness.connection` (a
+    :class:`~checks.politeness.WatchedLease`)."""
 
     def __init__(self, owner: RedisPoliteness, mx_ip: str) -> None:
         self._owner = owner
@@ -236,17 +238,34 @@ class _Lease:
         self._token: str | None = None
 
         self._renewal: asyncio.Task[None] | None = None
-        #: the lease vanished from Redis while held (Redis restarted, or renewals failed
-        #: for longer than the lease): the slot may be someone else's now
+        #: the slot may be someone else's now: Redis lost the lease and had no room to
+        #: put it back, or renewals failed until shortly before Redis would drop it
         self.lost = False
+        self._on_lost: Callable[[], None] | None = None
+
+    def watch(self, on_lost: Callable[[], None]) -> None:
+        """Call ``on_lost`` once when the lease is lost (at once if it already is)."""
+        self._on_lost = on_lost
+        if self.lost:
+            self._fire()
+
+    def mark_lost(self) -> None:
+        self.lost = True
+        self._fire()
+
+    def _fire(self) -> None:
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None:
+            callback()
 
     async def __aenter__(self) -> None:
         if self._token is not None:
             raise RuntimeError("this connection lease is already held")
-        self._token = await self._owner._acquire(self._mx_ip)
+        self._token, valid_until = await self._owner._acquire(self._mx_ip)
         # pooled sessions live as long as their host has work: keep the lease alive
         self.lost = False
-        self._renewal = asyncio.ensure_future(self._owner._renew(self._mx_ip, self._token, self))
+        self._renewal = asyncio.ensure_future(
+            self._owner._renew(self._mx_ip, self._token, self, valid_until))
 
     async def __aexit__(
         self,
@@ -256,6 +275,7 @@ class _Lease:
     ) -> None:
         token, self._token = self._token, None
         renewal, self._renewal = self._renewal, None
+        self._on_lost = None
         if renewal is not None:
             renewal.cancel()
         if token is not None:
@@ -316,6 +336,8 @@ class RedisPoliteness:
         #: is put back; new leases wait twice that (plus slack) after a loss
         self.renew_seconds = min(renew_seconds, lease_seconds / 3)
         self._grace_ms = math.ceil(2000 * self.renew_seconds) + 500
+        #: a lease not renewed until this long before it would expire is given up
+        self._lost_margin = min(1.0, self.lease_seconds / 3)
         self.leases_key = f"{prefix}mx:leases-settled"
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
@@ -426,39 +448,61 @@ class RedisPoliteness:
             if not future.done():
                 future.set_result((now, _int(start) / 1_000_000))
 
-    async def _renew(self, mx_ip: str, token: str, lease: _Lease) -> None:
-        """Extend the lease ``token`` every ``renew_seconds`` until cancelled; a failed
-        renewal is tried again within a second. A lease Redis lost (a restart without
-        persistence) is put back while the host has room, before any new lease is given
-        (see ``_ACQUIRE_LUA``); when it cannot be, mark it ``lost`` and stop: its session
-        must close rather than run without a slot."""
+    async def _renew(self, mx_ip: str, token: str, lease: _Lease,
+                     valid_until: float) -> None:
+        """Extend the lease ``token`` every ``renew_seconds`` until cancelled.
+
+        Each renewal has its own short timeout, and a failed one is tried again within a
+        second. The lease is known good until ``valid_until`` (loop time: the last
+        confirmed extension, counted from when it was *sent*, so Redis's clock drops it no
+        sooner). If no renewal gets through until shortly before then (this worker cut off
+        from a Redis the others still reach), the lease is marked ``lost`` and its session
+        must close: another worker may take the slot once Redis drops it. A lease Redis
+        lost (a restart without persistence) is put back while the host has room, before
+        any new lease is given (see ``_ACQUIRE_LUA``); when it cannot be, it is ``lost``
+        too.
+        """
         key = self.conn_key(mx_ip)
+        loop = asyncio.get_running_loop()
         delay = self.renew_seconds
         while True:
-            await asyncio.sleep(delay)
+            stale_at = valid_until - self._lost_margin
+            await asyncio.sleep(max(0.0, min(delay, stale_at - loop.time())))
+            sent = loop.time()
+            if sent >= stale_at:
+                self._warn("politeness: could not renew the lease on %s in time; closing "
+                           "its session", key)
+                lease.mark_lost()
+                return
             try:
-                kept = await _guarded(self._renew_script(
-                    keys=[key], args=[token, self._lease_ms, self.max_connections]))
-            except _UNAVAILABLE as exc:
-                self._warn("politeness: could not renew lease on %s: %s", key, exc)
+                async with asyncio.timeout(min(self.renew_seconds, stale_at - sent)):
+                    kept = await _guarded(self._renew_script(
+                        keys=[key], args=[token, self._lease_ms, self.max_connections]))
+            except _UNAVAILABLE as exc:  # TimeoutError included
+                self._warn("politeness: could not renew lease on %s: %s", key,
+                           exc or type(exc).__name__)
                 delay = min(1.0, self.renew_seconds)
                 continue
             if _int(kept) == 0:
-                lease.lost = True
+                lease.mark_lost()
                 self._warn("politeness: the lease on %s was lost; closing its session", key)
                 return
             if _int(kept) == 2:
                 self._warn("politeness: Redis had lost the lease on %s; registered it again",
                            key)
+            valid_until = sent + self.lease_seconds
             delay = self.renew_seconds
 
-    async def _acquire(self, mx_ip: str) -> str:
-        """Take a connection slot of ``mx_ip``; returns the lease token."""
+    async def _acquire(self, mx_ip: str) -> tuple[str, float]:
+        """Take a connection slot of ``mx_ip``; returns the lease token and until when
+        (loop time) the lease is known good."""
         key = self.conn_key(mx_ip)
         token = uuid.uuid4().hex
         backoff = self.retry_min
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                sent = loop.time()
                 try:
                     got = _int(await _guarded(self._acquire_script(
                         keys=[key, self.leases_key],
@@ -469,7 +513,7 @@ class RedisPoliteness:
                     continue
                 backoff = self.retry_min
                 if got == 1:
-                    return token
+                    return token, sent + self.lease_seconds
                 if got < 0:  # the held leases are re-registering (Redis lost them)
                     await asyncio.sleep(min(1.0, -got / 1000))
                     continue

@@ -26,12 +26,20 @@ otherwise, and the hosts with work left would run dry.
 ...     return before + [-1] + acked
 >>> asyncio.run(demo())
 [-1, 0, 1]
+
+A partition revoked and given back (a rebalance: the same worker again) is redelivered from
+its committed offset. Its events whose work finished (acked, but maybe not committed yet),
+or is still running for the old assignment, are not worked on again: their new tickets are ``carried`` (the stage skips
+them); a finished one counts as done at once, a running one is completed when its old
+ticket is. Only events the old assignment never admitted are new work, so nothing is done
+twice across a rebalance. A ticket is completed only once its event's output is published,
+so acking the redelivery is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -48,12 +56,18 @@ class Ticket:
     tp: Hashable
     offset: int
     generation: int
+    #: the event's work was done, or is running, under a ticket of an earlier assignment
+    #: (its partition was revoked and came back): not to be done again, the window
+    #: completes this ticket itself
+    carried: bool = False
 
 
 class _Partition(Generic[E]):
-    def __init__(self, generation: int) -> None:
+    def __init__(self, generation: int, remember: int) -> None:
         self.generation = generation
         self.entries: OrderedDict[int, tuple[E, bool]] = OrderedDict()
+        #: the last offsets acked: maybe not committed yet when the partition is revoked
+        self.acked: deque[int] = deque(maxlen=remember)
         self.unfinished = 0
         self.space = asyncio.Event()
         self.space.set()
@@ -71,7 +85,13 @@ class OrderedAckWindow(Generic[E]):
         self._ack = ack
         self._parts: dict[Hashable, _Partition[E]] = {}
         self._generation = 0
-        self.rewinds = 0  #: times a partition's offsets went back (see :meth:`_enter`)
+        self.rewinds = 0  #: times a partition's offsets went back (see :meth:`_current`)
+        #: redelivered events whose work was not done again (see the module docstring)
+        self.carried_over = 0
+        #: per revoked partition, offset -> (generation, finished) of what it had admitted
+        self._carried: dict[Hashable, OrderedDict[int, tuple[int, bool]]] = {}
+        #: (tp, generation, offset) of a revoked ticket still running -> its redelivery's
+        self._successors: dict[tuple[Hashable, int, int], Ticket] = {}
 
     def in_flight(self, tp: Hashable | None = None) -> int:
         if tp is not None:
@@ -83,7 +103,7 @@ class OrderedAckWindow(Generic[E]):
         part = self._parts.get(tp)
         if part is None:
             self._generation += 1
-            part = self._parts[tp] = _Partition(self._generation)
+            part = self._parts[tp] = _Partition(self._generation, self.max_held)
         return part
 
     async def admit(self, tp: Hashable, offset: int, item: E) -> Ticket | None:
@@ -127,9 +147,35 @@ class OrderedAckWindow(Generic[E]):
         return part
 
     def _enter(self, part: _Partition[E], tp: Hashable, offset: int, item: E) -> Ticket:
-        part.entries[offset] = (item, False)
-        part.unfinished += 1
-        return Ticket(tp, offset, part.generation)
+        carried = self._take_carried(tp, offset)
+        if carried is None:
+            part.entries[offset] = (item, False)
+            part.unfinished += 1
+            return Ticket(tp, offset, part.generation)
+        generation, finished = carried
+        self.carried_over += 1
+        ticket = Ticket(tp, offset, part.generation, carried=True)
+        part.entries[offset] = (item, finished)
+        if finished:  # its output is out: it only waits for its turn to be acked
+            self._ack_head(part)
+        else:
+            part.unfinished += 1
+            self._successors[(tp, generation, offset)] = ticket
+        return ticket
+
+    def _take_carried(self, tp: Hashable, offset: int) -> tuple[int, bool] | None:
+        """What an earlier assignment of ``tp`` knew of ``offset`` (its generation, and
+        whether its work finished), taken out; None when it never admitted it. Offsets
+        before it are not redelivered any more: forgotten."""
+        entries = self._carried.get(tp)
+        if entries is None:
+            return None
+        while entries and next(iter(entries)) < offset:
+            entries.popitem(last=False)
+        known = entries.pop(offset, None)
+        if not entries:
+            del self._carried[tp]
+        return known
 
     def _full(self, part: _Partition[E]) -> bool:
         return part.unfinished >= self.max_in_flight or len(part.entries) >= self.max_held
@@ -138,24 +184,55 @@ class OrderedAckWindow(Generic[E]):
         """Mark an event's work done; ack every completed event at the head, in order."""
         part = self._parts.get(ticket.tp)
         if part is None or part.generation != ticket.generation:
-            return  # revoked: the event will be redelivered to the partition's new owner
+            self._complete_revoked(ticket)
+            return
         entry = part.entries.get(ticket.offset)
         if entry is None or entry[1]:
             return
         part.entries[ticket.offset] = (entry[0], True)
         part.unfinished -= 1
+        self._ack_head(part)
+
+    def _complete_revoked(self, ticket: Ticket) -> None:
+        """A ticket of a revoked assignment finished. If its event was redelivered here,
+        that ticket is done too; if it is still to come, it will find the work done.
+        Otherwise the partition's new owner gets it: never acked by us."""
+        successor = self._successors.pop((ticket.tp, ticket.generation, ticket.offset), None)
+        if successor is not None:
+            self.complete(successor)
+            return
+        entries = self._carried.get(ticket.tp)
+        if entries is not None and entries.get(ticket.offset, (-1, False))[0] == (
+                ticket.generation):
+            entries[ticket.offset] = (ticket.generation, True)
+
+    def _ack_head(self, part: _Partition[E]) -> None:
         while part.entries:
             offset, (item, done) = next(iter(part.entries.items()))
             if not done:
                 break
             del part.entries[offset]
+            part.acked.append(offset)
             self._ack(item)
         if not self._full(part):
             part.space.set()
 
     def revoke(self, tps: Iterable[Hashable]) -> None:
-        """Forget revoked partitions: their in-flight events are never acked by us."""
+        """Forget revoked partitions: their in-flight events are never acked by us (but
+        remembered, in case the partition comes back: see the module docstring)."""
         for tp in tps:
             part = self._parts.pop(tp, None)
-            if part is not None:
-                part.space.set()  # wake admitters; they re-create the partition
+            if part is None:
+                continue
+            part.space.set()  # wake admitters; they re-create the partition
+            if not part.entries and not part.acked:
+                continue
+            # acked ones too: the commit may not have reached them (then they come back)
+            carried = OrderedDict((offset, (part.generation, True)) for offset in part.acked)
+            carried.update((offset, (part.generation, done))
+                           for offset, (_, done) in part.entries.items())
+            last = next(reversed(carried))
+            for offset, known in (self._carried.pop(tp, None) or {}).items():
+                if offset > last:  # an older assignment's, not redelivered yet
+                    carried[offset] = known
+            self._carried[tp] = carried

@@ -252,6 +252,8 @@ async def run_stage(
             ticket = await window.admit(msg.tp, msg.offset, event)
             if ticket is None:
                 continue  # revoked while it waited: redelivered to the partition's owner
+        if ticket.carried:
+            continue  # done, or being done, for the partition's previous assignment here
         pending.append((RawEvent(msg.topic, msg.partition, msg.offset, msg.key, msg.value),
                         ticket, time.monotonic()))
         if len(pending) >= max_batch:

@@ -73,6 +73,7 @@ class FakeSession:
         self.banner = SmtpReply(220, "ready")
         self.tls = False
         self.count = 0
+        self.dropped = False
 
     async def hello(self, name: str) -> SmtpReply:
         self.server.log.append(f"EHLO {name}")
@@ -93,10 +94,12 @@ class FakeSession:
         return SmtpReply(220, "go ahead")
 
     async def mail_from(self, sender: str, *, smtputf8: bool = False) -> SmtpReply:
+        self._check()
         self.server.log.append(f"MAIL {sender}")
         return self.server.mail or SmtpReply(250, "OK")
 
     async def rcpt_to(self, recipient: str) -> SmtpReply:
+        self._check()
         self.server.log.append(f"RCPT {recipient}")
         self.count += 1
         return self.server.rcpt(recipient, self.count)
@@ -106,6 +109,7 @@ class FakeSession:
         return [await self.rcpt_to(r) for r in recipients]
 
     async def rset(self) -> SmtpReply:
+        self._check()
         self.server.log.append("RSET")
         return SmtpReply(250, "OK")
 
@@ -120,8 +124,19 @@ class FakeSession:
         return mail, [await self.rcpt_to(r) for r in recipients]
 
     async def quit(self) -> None:
+        if self.dropped:
+            return
         self.server.log.append("QUIT")
         self.server.open -= 1
+
+    def abort(self) -> None:
+        self.server.log.append("ABORT")
+        self.server.open -= 1
+        self.dropped = True
+
+    def _check(self) -> None:
+        if self.dropped:
+            raise SmtpTransportError(Reason.CONNECTION_FAILED, "dropped")
 
 
 class FakeConnector:

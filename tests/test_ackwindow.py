@@ -129,3 +129,116 @@ async def test_an_event_waiting_when_its_partition_is_revoked_is_not_admitted() 
     window.complete(held)  # late: a ticket of the revoked assignment
     window.complete(redelivered)
     assert acked == [0]
+
+
+async def test_a_partition_that_comes_back_gets_no_work_done_twice() -> None:
+    """Revoked with work finished and running, then given back from the committed offset:
+    the finished events are acked without work, the running ones when their old work
+    ends, and only offsets the old assignment never admitted are new work."""
+    acked: list[int] = []
+    window: OrderedAckWindow[int] = OrderedAckWindow(10, acked.append)
+    old = [await admitted(window, "p", offset) for offset in range(4)]
+    window.complete(old[1])  # finished, held behind 0
+    window.revoke(["p"])
+    new = [await admitted(window, "p", offset) for offset in range(6)]
+    assert [t.carried for t in new] == [True] * 4 + [False] * 2
+    assert window.carried_over == 4 and window.in_flight("p") == 6
+    window.complete(new[4])
+    assert acked == []
+    window.complete(old[0])  # the old work of 0 ends: 0 and 1 are acked now, in order
+    assert acked == [0, 1]
+    window.complete(old[3])
+    window.complete(old[2])
+    assert acked == [0, 1, 2, 3, 4]
+    window.complete(new[5])
+    assert acked == [0, 1, 2, 3, 4, 5] and window.in_flight() == 0
+
+
+async def test_work_that_ends_before_its_redelivery_arrives_is_not_done_again() -> None:
+    acked: list[int] = []
+    window: OrderedAckWindow[int] = OrderedAckWindow(10, acked.append)
+    old = [await admitted(window, "p", offset) for offset in range(3)]
+    window.revoke(["p"])
+    for ticket in old:
+        window.complete(ticket)  # finished while the group rebalanced
+    assert acked == []
+    again = await admitted(window, "p", 0)
+    assert again.carried and acked == [0]
+    window.revoke(["p"])  # and again, before the rest came back
+    rest = [await admitted(window, "p", offset) for offset in (1, 2, 3)]
+    assert [t.carried for t in rest] == [True, True, False]
+    assert acked == [0, 1, 2]
+
+
+async def test_work_running_over_two_rebalances_completes_the_last_redelivery() -> None:
+    acked: list[int] = []
+    window: OrderedAckWindow[int] = OrderedAckWindow(10, acked.append)
+    first = await admitted(window, "p", 7)
+    window.revoke(["p"])
+    second = await admitted(window, "p", 7)
+    window.revoke(["p"])
+    third = await admitted(window, "p", 7)
+    assert second.carried and third.carried
+    window.complete(first)
+    assert acked == [7] and window.in_flight() == 0
+    window.complete(second)  # late, and already accounted for: nothing happens
+    window.complete(third)
+    assert acked == [7]
+
+
+async def test_the_stage_hands_carried_events_to_no_handler() -> None:
+    """run_stage over a partition revoked mid-stream and redelivered from its committed
+    offset: every offset is handled once, and the redelivered events are acked in order."""
+    from streams.stage import RawEvent, run_stage
+    from tests.fakes import FakeEvent, FakeMessage
+
+    handled: list[int] = []
+    gate = asyncio.Event()
+    old_acks: list[int] = []
+    new_acks: list[int] = []
+    window: OrderedAckWindow[FakeEvent] = OrderedAckWindow(10, lambda e: e.ack())
+
+    async def handler(events: list[RawEvent], done: object = None) -> list[str | None]:
+        handled.extend(e.offset for e in events)
+        if any(e.offset == 2 for e in events):
+            await gate.wait()  # still running when the partition is revoked
+        return [None] * len(events)
+
+    class Rebalancing:
+        def noack(self) -> Rebalancing:
+            return self
+
+        async def events(self) -> object:
+            for offset in range(4):
+                yield FakeEvent(FakeMessage(offset, b"x"), old_acks)
+                await asyncio.sleep(0.02)  # one event per batch
+            window.revoke([("m.submissions", 0)])
+            for offset in range(2, 6):  # 0 and 1 were acked (committed at the revoke)
+                yield FakeEvent(FakeMessage(offset, b"x"), new_acks)
+            await asyncio.sleep(0.05)
+            gate.set()
+
+    class Publisher:
+        async def publish_many(self, records: object) -> None: ...
+
+    await run_stage(Rebalancing(), handler, publisher=Publisher(),  # type: ignore[arg-type]
+                    dead_letter_topic="m.dead-letters", max_in_flight=10, name="t",
+                    window=window, linger=0.001)
+    for _ in range(100):
+        if len(new_acks) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(handled) == [0, 1, 2, 3, 4, 5]
+    assert old_acks == [0, 1] and new_acks == [2, 3, 4, 5]
+    assert window.carried_over == 2
+
+
+async def test_acked_events_the_commit_missed_are_not_done_again() -> None:
+    acked: list[int] = []
+    window: OrderedAckWindow[int] = OrderedAckWindow(10, acked.append)
+    for offset in range(3):
+        window.complete(await admitted(window, "p", offset))
+    window.revoke(["p"])  # before the commit reached 1 and 2: they come back
+    again = [await admitted(window, "p", offset) for offset in (1, 2, 3)]
+    assert [t.carried for t in again] == [True, True, False]
+    assert acked == [0, 1, 2, 1, 2]  # the redeliveries are acked at once, without work

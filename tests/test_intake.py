@@ -64,3 +64,27 @@ async def test_first_spelling_of_a_repeated_address_wins(seed: int) -> None:
     assert sorted(forwarded) == ["alice@ok.test", "bob@ok.test"]
     assert sorted(duplicates) == [f"{names.submissions}:0:1", f"{names.submissions}:0:3"]
     assert verdicts == ["x"]  # a non-address gets its syntax verdict at once
+
+
+async def test_the_task_carries_the_parse_the_domain_stage_would_make() -> None:
+    """Intake's parse travels with each task: rebuilt from it, it equals what parsing the
+    address again gives (the domain stage skips the syntax check), whatever the spelling."""
+    from checks.model import ParsedAddress
+    from schemas import AddressTask
+
+    settings = load_settings({"MAILSIFT_ALLOW_TEST_TLD": "true"}, dotenv=False)
+    names = TopicNames.from_settings(settings)
+    recorder = Recorder()
+    engine = Engine(EngineConfig(allow_test_tld=True))
+    handler = IntakeHandler(Services(settings, names, engine, MemoryJobStore(), recorder))
+    emails = ["Ann <Ann.Lee@Bücher.test>", '"a b"@ok.test', "josé@exämple.test",
+              "UPPER@OK.TEST"]
+    values = [json.dumps({"job_id": "j", "email": e}).encode() for e in emails]
+    await handler([RawEvent(names.submissions, 0, i, b"j", v) for i, v in enumerate(values)])
+    tasks = [AddressTask.decode(json.dumps(m).encode())
+             for t, m in recorder.sent if t == names.by_domain]
+    assert len(tasks) == len(emails) and all(t.address for t in tasks)
+    for task in tasks:
+        rebuilt = ParsedAddress.from_parts(task.email, task.domain, task.dedupe_key,
+                                           task.address)
+        assert rebuilt is not None and rebuilt == engine._parse_uncached(task.email)

@@ -128,8 +128,12 @@ def test_a_dead_worker_stalls_the_other_for_less_than_15_s(
         stack: Settings, tmp_path: Path) -> None:
     """SIGKILL one of two workers mid-job (default session timeout): verdicts keep coming,
     the longest gap between two of them stays under 15 s (the group notices the death and
-    rebalances; the survivor never waits for its in-flight SMTP work), nothing is lost."""
+    rebalances; the survivor never waits for its in-flight SMTP work), nothing is lost,
+    and the survivor checks no address twice (its own partitions come back to it from
+    their committed offsets: what it had done or was doing is not done again)."""
+    import socket
     import time
+    from collections import Counter
 
     world = WorldProcess("--no-default", "--bulk", "200", "--bulk-mailboxes", "9",
                          "--bulk-mx-hosts", "4")
@@ -139,6 +143,7 @@ def test_a_dead_worker_stalls_the_other_for_less_than_15_s(
     workers = [WorkerProcess(env, tmp_path / f"worker{i}.log") for i in range(2)]
     arrivals: list[float] = []
     killed_at: list[float] = []
+    verdicts: list[str] = []
 
     async def kill_one_midway(seen: int) -> None:
         arrivals.append(time.monotonic())
@@ -155,9 +160,13 @@ def test_a_dead_worker_stalls_the_other_for_less_than_15_s(
             completed = outcome.completed()
             assert completed is not None
             assert completed.counts == {"deliverable": 1800, "undeliverable": 200}
+            verdicts.extend(v.dedupe_key for v in outcome.verdicts
+                            if v.worker == f"{socket.gethostname()}:{workers[1].pid}")
 
         asyncio.run(run())
         assert killed_at, "no worker was killed mid-job"
+        twice = [key for key, n in Counter(verdicts).items() if n > 1]
+        assert not twice, f"the survivor checked {len(twice)} addresses twice: {twice[:5]}"
         after = [t for t in arrivals if t >= killed_at[0]]
         gaps = [b - a for a, b in zip([killed_at[0], *after], after, strict=False)]
         assert len(after) > 100, "the job was nearly done at the kill"

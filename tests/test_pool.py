@@ -179,16 +179,39 @@ async def test_too_many_recipients_on_a_reused_session_reconnects() -> None:
     await p.pool.aclose()
 
 
+class LosableLease:
+    """A local slot a test can lose, as a :class:`checks.politeness.WatchedLease` (what
+    Redis's leases are)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lost = False
+        self._on_lost: Any = None
+
+    async def __aenter__(self) -> None:
+        await self.inner.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+
+    def watch(self, on_lost: Any) -> None:
+        self._on_lost = on_lost
+
+    def lose(self) -> None:
+        self.lost = True
+        if self._on_lost is not None:
+            self._on_lost()
+
+
 class LosingPoliteness(LocalPoliteness):
     """Hands out leases that a test can mark lost (as Redis does when a lease vanished)."""
 
     def __init__(self) -> None:
         super().__init__(max_connections=2, rcpt_per_second=1000)
-        self.leases: list[Any] = []
+        self.leases: list[LosableLease] = []
 
     def connection(self, mx_ip: str) -> Any:
-        lease = super().connection(mx_ip)
-        lease.lost = False  # type: ignore[attr-defined]
+        lease = LosableLease(super().connection(mx_ip))
         self.leases.append(lease)
         return lease
 
@@ -205,6 +228,33 @@ async def test_a_session_whose_lease_was_lost_is_closed_not_reused() -> None:
     await p.probe(mx("127.0.0.1"), ["u@b.test"])
     assert server.sessions == 2 and pool.stats.reused == 0
     assert server.log.count("QUIT") == 1  # the first session was closed politely
+    await pool.aclose()
+    assert server.open == 0
+
+
+@pytest.mark.asyncio
+async def test_a_lease_lost_mid_session_drops_it_and_the_rest_is_asked_on_a_new_one(
+        ) -> None:
+    """The slot vanished while a domain's RCPTs were going out (a renewal that could not
+    get through in time): the session is dropped at once, without QUIT, and the
+    recipients not yet answered are asked on a new session, with no back-off."""
+    politeness = LosingPoliteness()
+
+    def rcpt(recipient: str, n: int) -> SmtpReply:
+        if len(politeness.leases) == 1 and n == 2:
+            politeness.leases[0].lose()
+        return SmtpReply(250, "OK", "2.1.5")
+
+    server = FakeServer(rcpt)
+    conn = FakeConnector({"127.0.0.1": server})
+    pool = MxPool(conn, politeness, PoolConfig(max_connections=2))
+    p = SmtpProber(conn, politeness, ProbeConfig(allowed_networks=LOOPBACK), pool=pool)
+    rcpts = [f"u{i}@a.test" for i in range(4)]
+    report = await p.probe(mx("127.0.0.1"), rcpts)
+    assert [report.results[r].reply_class for r in rcpts] == [ReplyClass.ACCEPTED] * 4
+    assert server.sessions == 2 and pool.stats.backoffs == 0
+    assert server.log.count("ABORT") == 1
+    assert server.log.count("RCPT u2@a.test") == 1  # asked once, on the new session
     await pool.aclose()
     assert server.open == 0
 

@@ -257,6 +257,40 @@ async def test_leases_redis_lost_are_put_back_before_any_new_one(
     assert await raw.zcard(one.conn_key(MX)) == 0
 
 
+async def test_a_lease_not_renewed_in_time_drops_its_session_before_redis_drops_it(
+        clients: ClientFactory, prefix: str) -> None:
+    """A worker cut off from a Redis the others still reach (its renewals hang): the
+    session is dropped before Redis expires the lease, so the worker that gets the slot
+    next never finds it still open."""
+    p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
+                        lease_seconds=1.5, renew_seconds=0.2, prefix=prefix)
+    other = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
+                            prefix=prefix)
+    dropped: list[float] = []
+    lease = p.connection(MX)
+    async with lease:
+        lease.watch(lambda: dropped.append(time.monotonic()))
+        await asyncio.sleep(0.5)  # renewed a few times: it holds
+        assert not dropped and not lease.lost
+        renewed = time.monotonic()
+        real_script = p._renew_script
+
+        async def hang(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(3600)
+
+        p._renew_script = hang  # type: ignore[assignment]  # packets go nowhere now
+        async with asyncio.timeout(3):
+            async with other.connection(MX):  # the slot, once Redis drops the lease
+                taken = time.monotonic()
+        p._renew_script = real_script  # type: ignore[assignment]
+        assert lease.lost and len(dropped) == 1
+        # given up at least one margin (0.5 s = a third of the lease) before Redis would
+        # drop it, and never before it had to be
+        assert renewed - 0.25 < dropped[0] < renewed + 1.5 - 0.4
+        assert dropped[0] < taken - 0.3
+    assert await other.redis.zcard(other.conn_key(MX)) == 0
+
+
 async def test_idle_lease_key_expires(clients: ClientFactory, prefix: str) -> None:
     p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
                         lease_seconds=0.3, prefix=prefix)
