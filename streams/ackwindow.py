@@ -29,11 +29,11 @@ otherwise, and the hosts with work left would run dry.
 
 A partition revoked and given back (a rebalance: the same worker again) is redelivered from
 its committed offset. Its events whose work finished (acked, but maybe not committed yet),
-or is still running for the old assignment, are not worked on again: their new tickets are ``carried`` (the stage skips
-them); a finished one counts as done at once, a running one is completed when its old
-ticket is. Only events the old assignment never admitted are new work, so nothing is done
-twice across a rebalance. A ticket is completed only once its event's output is published,
-so acking the redelivery is safe.
+or is still running for the old assignment, are not worked on again: their new tickets are
+``carried`` (the stage skips them); a finished one counts as done at once, a running one is
+completed when its old ticket is. Only events the old assignment never admitted are new
+work, so nothing is done twice across a rebalance. A ticket is completed only once its
+event's output is published, so acking the redelivery is safe.
 """
 
 from __future__ import annotations
