@@ -50,6 +50,7 @@ def run(lines: int, rcpt_per_second: int, work: Path, cli_tree: Path = REPO, *,
             [sys.executable, "-m", "mailsift.cli.main", "validate", str(src), "-o", str(out)],
             cwd=cli_tree, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
+        samples = sample_rss(proc)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         took = time.monotonic() - started
@@ -64,8 +65,38 @@ def run(lines: int, rcpt_per_second: int, work: Path, cli_tree: Path = REPO, *,
     in_order = rows == emails
     label = ("" if cli_tree == REPO else f"[{cli_tree}] ") + ("syntax-only " if syntax_only
                                                               else "")
+    quarters = " ".join(f"{mib:.0f}" for mib in by_quarter(samples))
     return (f"{label}{lines:>9,} lines: validate peak RSS {usage.ru_maxrss / 1024:6.1f} MiB, "
-            f"{took:6.1f} s, {len(rows):,} rows{' in order' if in_order else ' WRONG'}")
+            f"{took:6.1f} s, {len(rows):,} rows{' in order' if in_order else ' WRONG'}; "
+            f"RSS MiB at 1/4, 1/2, 3/4, end: {quarters}")
+
+
+def sample_rss(proc: subprocess.Popen[bytes], every: float = 0.5) -> list[float]:
+    """The process's RSS (MiB) every ``every`` seconds until it exits (it is not reaped:
+    the caller's ``wait4`` reads its peak)."""
+    samples: list[float] = []
+    while True:
+        try:
+            with open(f"/proc/{proc.pid}/status") as status:
+                rss = next((line for line in status if line.startswith("VmRSS:")), None)
+        except FileNotFoundError:
+            return samples
+        if rss is None:  # a zombie: it has exited
+            return samples
+        samples.append(int(rss.split()[1]) / 1024)
+        time.sleep(every)
+
+
+def by_quarter(samples: list[float]) -> list[float]:
+    """The highest sample of each quarter of the run.
+
+    >>> by_quarter([1, 2, 3, 4, 5, 6, 7, 8])
+    [2, 4, 6, 8]
+    """
+    n = len(samples)
+    if n < 4:
+        return samples
+    return [max(samples[i * n // 4:(i + 1) * n // 4]) for i in range(4)]
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -122,7 +122,7 @@ class Followed:
 
 
 async def follow(settings: Settings, job_id: str | None = None, *,
-                 from_beginning: bool = True) -> AsyncIterator[Followed]:
+                 from_beginning: bool = True) -> AsyncGenerator[Followed, None]:
     """Yield verdicts and job events (of ``job_id`` only, when given) as they arrive.
 
     Reads without a consumer group (it never disturbs the workers' offsets).

@@ -169,3 +169,60 @@ def test_the_broker_paused_for_30_s_mid_job_is_waited_out(
         assert "Traceback" not in worker.log_text()
     finally:
         worker.stop()
+
+
+def test_validate_waits_out_a_broker_paused_for_30_s(
+        own_stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    """`mailsift validate` as a user runs it, the broker SIGSTOPped for 30 s while the CLI
+    follows the job: it waits, then writes one row per input line, in order, and exits 0."""
+    import csv
+    import re
+    import subprocess
+    import sys
+
+    from tests.pipeline_support import REPO
+
+    env = pipeline_env(world, **stack_env(own_stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="5")
+    settings = settings_for(env)
+    src, out, err = tmp_path / "list.txt", tmp_path / "out.csv", tmp_path / "stderr.txt"
+    src.write_text("\n".join(EMAILS) + "\n")
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    record = load_record(run_dir(own_stack), "kafka")
+    assert record is not None
+    try:
+        with err.open("w") as stderr:
+            cli = subprocess.Popen(
+                [sys.executable, "-m", "mailsift.cli.main", "validate", str(src), "-o",
+                 str(out), "--timeout", "300"],
+                cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 120
+            job = None
+            while job is None and time.monotonic() < deadline and cli.poll() is None:
+                found = re.search(r"job (\w{32})", err.read_text())
+                job = found.group(1) if found else None
+                time.sleep(0.2)
+            assert job is not None, err.read_text()[-2000:]
+            while asyncio.run(job_progress(settings, job)).final < 60:
+                assert time.monotonic() < deadline and cli.poll() is None, err.read_text()
+                time.sleep(0.2)
+            os.kill(record.pid, signal.SIGSTOP)
+            try:
+                time.sleep(30)
+                assert cli.poll() is None, "validate gave up while the broker was paused"
+            finally:
+                os.kill(record.pid, signal.SIGCONT)
+            assert cli.wait(timeout=300) == 0, err.read_text()[-2000:]
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+        with out.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["email"] for r in rows] == EMAILS
+        verdicts = [r["verdict"] for r in rows]
+        assert verdicts.count("deliverable") == 180 + 20  # the repeats share their verdict
+        assert verdicts.count("undeliverable") == 25
+        assert "Traceback" not in err.read_text() and "Unclosed" not in err.read_text()
+        assert "Traceback" not in worker.log_text()
+    finally:
+        worker.stop()

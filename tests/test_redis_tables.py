@@ -111,6 +111,40 @@ async def test_dns_cache_set_get_expiry_delete(clients: ClientFactory, prefix: s
     assert await cache.get("dns:b.test/MX") is None
 
 
+async def test_dns_cache_calls_of_one_loop_turn_share_one_round_trip(
+        clients: ClientFactory, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A domain's lookups start together: their gets are one MGET, their sets one
+    pipeline, and each caller still gets its own answer."""
+    client = clients()
+    cache = RedisDnsCache(client, prefix=prefix)
+    calls: Counter[str] = Counter()
+    real_mget, real_pipeline = client.mget, client.pipeline
+
+    def mget(*args: Any, **kwargs: Any) -> Any:
+        calls["mget"] += 1
+        return real_mget(*args, **kwargs)
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        calls["pipeline"] += 1
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(client, "mget", mget)
+    monkeypatch.setattr(client, "pipeline", pipeline)
+    keys = [f"dns:d{i}.test/MX" for i in range(6)]
+    await asyncio.gather(*(cache.set(k, k.encode(), ttl=60) for k in keys[:5]),
+                         cache.set(keys[5], b"", ttl=0))
+    assert calls == {"pipeline": 1}
+    got = await asyncio.gather(*(cache.get(k) for k in keys), cache.get(keys[0]))
+    assert got == [k.encode() for k in keys[:5]] + [None, keys[0].encode()]
+    assert calls == {"pipeline": 1, "mget": 1}
+    # a caller that gives up takes nobody's answer with it
+    waiting = asyncio.ensure_future(cache.get(keys[1]))
+    other = asyncio.ensure_future(cache.get(keys[2]))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    assert await other == keys[2].encode()
+
+
 async def test_caching_resolver_over_redis_shared_by_two_workers(
     clients: ClientFactory, prefix: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -360,9 +361,11 @@ async def _verdict_from_kafka(state: ApiState, job_id: str) -> Any:
     """The first verdict of ``job_id`` on the verdicts topic, from now on."""
     from streams.client import follow
 
-    async for item in follow(state.settings, job_id, from_beginning=False):
-        if item.verdict is not None and item.verdict.replay_id is None:
-            return item.verdict
+    async with contextlib.aclosing(follow(state.settings, job_id, from_beginning=False)
+                                   ) as followed:  # its consumer closes when we return
+        async for item in followed:
+            if item.verdict is not None and item.verdict.replay_id is None:
+                return item.verdict
     return None
 
 

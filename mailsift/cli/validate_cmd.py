@@ -12,13 +12,14 @@ while the list is read a second time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -41,6 +42,9 @@ from mailsift.results import RESULT_COLUMNS, result_row, write_rows
 from mailsift.settings import Settings, load_settings
 from schemas import VerdictEvent
 from schemas.submission import submittable_email
+
+if TYPE_CHECKING:
+    from streams.client import Followed
 
 STALL_HINT_AFTER = 30.0
 
@@ -173,21 +177,28 @@ async def _wait(settings: Settings, job: str, total: int, timeout: float | None,
             task = progress.add_task("verifying", total=total, rate="")
             stalled = asyncio.create_task(_stall_hint(progress, task, lambda: store.done))
             try:
-                async for item in follow(settings, job):
-                    if item.verdict is not None and item.verdict.replay_id is None:
-                        store.put(item.verdict)
-                    elif item.job is not None and item.job.replay_id is None:
-                        if item.job.kind == "duplicate" and item.job.source:
-                            store.duplicate(item.job.source)
-                        elif item.job.kind == "completed":
-                            progress.update(task, completed=total, rate=_rate(total, started))
-                            return
-                    done = store.done
-                    progress.update(task, completed=done, rate=_rate(done, started))
+                async with contextlib.aclosing(follow(settings, job)) as followed:
+                    await _record(followed, store, progress, task, total, started)
             finally:
                 stalled.cancel()
 
     await asyncio.wait_for(run(), timeout)
+
+
+async def _record(followed: AsyncIterator[Followed], store: VerdictStore, progress: Progress,
+                  task: Any, total: int, started: float) -> None:
+    """Keep the job's verdicts and duplicates as they come, until it completes."""
+    async for item in followed:
+        if item.verdict is not None and item.verdict.replay_id is None:
+            store.put(item.verdict)
+        elif item.job is not None and item.job.replay_id is None:
+            if item.job.kind == "duplicate" and item.job.source:
+                store.duplicate(item.job.source)
+            elif item.job.kind == "completed":
+                progress.update(task, completed=total, rate=_rate(total, started))
+                return
+        done = store.done
+        progress.update(task, completed=done, rate=_rate(done, started))
 
 
 def _rate(done: int, started: float) -> str:
