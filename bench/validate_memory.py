@@ -4,7 +4,8 @@ For each size it writes a text list of that many lines (``user{j}@bulk{i}.test``
 bulk world of ``tests/world``, 10 per domain, 9 of them existing, shuffled), runs one warm
 worker and ``mailsift validate LIST -o results.csv`` as a user would, and reports the
 CLI's peak RSS (the kernel's ``VmHWM`` of the process, see :func:`sample_rss`) and its
-RSS over the run, its wall time, and whether every row came out in order. Only 127.0.0.0/8 is contacted.
+RSS over the run, its wall time, and whether every row came out in order. Only
+127.0.0.0/8 is contacted.
 
     .venv/bin/python -m bench.validate_memory --lines 10000,100000 --before /tmp/before
     .venv/bin/python -m bench.validate_memory --lines 10000,100000,1000000 --syntax-only

@@ -117,6 +117,9 @@ class ParsedAddress:
         True
         >>> ParsedAddress.from_parts("x@y.de", "y.de", "x@y.de", {"local": 1}) is None
         True
+        >>> forged = {**a.parts(), "local": "other"}  # not what the dedupe key says
+        >>> ParsedAddress.from_parts(a.original, a.ascii_domain, a.dedupe_key, forged) is None
+        True
         """
         if parts is None:
             return None
@@ -126,6 +129,12 @@ class ParsedAddress:
         if not (isinstance(local, str) and isinstance(domain, str)
                 and isinstance(normalized, str) and isinstance(smtputf8, bool)
                 and (display_name is None or isinstance(display_name, str))):
+            return None
+        # what a parse makes of its parts, and what an RCPT line can carry: anything else
+        # did not come from our syntax check (then it is parsed again)
+        if (normalized != f"{local}@{domain}" or smtputf8 == local.isascii()
+                or dedupe_key != f"{local.casefold()}@{ascii_domain}"
+                or not 0 < len(local) <= 64 or any(c in local for c in "<>\r\n\x00")):
             return None
         return cls(original, local, domain, ascii_domain, normalized, display_name,
                    smtputf8, dedupe_key)

@@ -65,5 +65,6 @@ class AddressTask(EventRecord):
             replay_id=field_opt_str(data, "replay_id"),
             due_at=float(due) if due is not None else None,
             last_reason=field_opt_str(data, "last_reason"),
-            address=field_dict(data, "address"),
+            # a hint only: anything but an object is ignored (the address is parsed again)
+            address=address if isinstance(address := data.get("address"), dict) else None,
         )

@@ -31,7 +31,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -131,7 +131,7 @@ class RedisDnsCache:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._gets.append((key, future))
         if len(self._gets) == 1:
-            asyncio.get_running_loop().call_soon(self._send, self._get_many)
+            asyncio.get_running_loop().call_soon(self._send_gets)
         return await future
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
@@ -141,21 +141,28 @@ class RedisDnsCache:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sets.append((key, value, ttl, future))
         if len(self._sets) == 1:
-            asyncio.get_running_loop().call_soon(self._send, self._set_many)
+            asyncio.get_running_loop().call_soon(self._send_sets)
         await future
 
-    def _send(self, run: Callable[[], Awaitable[None]]) -> None:
-        task = asyncio.ensure_future(run())
+    def _send_gets(self) -> None:
+        asked, self._gets = self._gets, []
+        self._run(self._get_many(asked))
+
+    def _send_sets(self) -> None:
+        asked, self._sets = self._sets, []
+        self._run(self._set_many(asked))
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._sending.add(task)  # referenced until done
         task.add_done_callback(self._sending.discard)
 
-    async def _get_many(self) -> None:
-        asked, self._gets = self._gets, []
+    async def _get_many(self, asked: list[tuple[str, asyncio.Future[bytes | None]]]) -> None:
         values: list[Any] = [None] * len(asked)
         try:
             async with asyncio.timeout(self.timeout):
                 values = await _guarded(self.redis.mget([self.prefix + k for k, _ in asked]))
-        except _UNAVAILABLE as exc:
+        except Exception as exc:  # noqa: BLE001 - a cache failure is a miss, never an error
             self._failed("get", exc)
         finally:
             for (_, future), value in zip(asked, values, strict=True):
@@ -164,8 +171,8 @@ class RedisDnsCache:
                                       value.encode() if isinstance(value, str) else
                                       bytes(value))
 
-    async def _set_many(self) -> None:
-        asked, self._sets = self._sets, []
+    async def _set_many(self, asked: list[tuple[str, bytes, float, asyncio.Future[None]]]
+                        ) -> None:
         try:
             async with asyncio.timeout(self.timeout):
                 pipe = self.redis.pipeline(transaction=False)
@@ -175,7 +182,7 @@ class RedisDnsCache:
                     else:
                         pipe.set(self.prefix + key, value, px=max(1, math.ceil(ttl * 1000)))
                 await _guarded(pipe.execute())
-        except _UNAVAILABLE as exc:
+        except Exception as exc:  # noqa: BLE001 - a cache failure loses an entry, no more
             self._failed("set", exc)
         finally:
             for *_, future in asked:
@@ -503,22 +510,24 @@ class RedisPoliteness:
             await asyncio.sleep(max(0.0, min(delay, stale_at - loop.time())))
             sent = loop.time()
             if sent >= stale_at:
-                self._warn("politeness: could not renew the lease on %s in time; closing "
-                           "its session", key)
+                log.warning("politeness: could not renew the lease on %s in time; closing "
+                            "its session", key)
                 lease.mark_lost()
                 return
             try:
-                async with asyncio.timeout(min(self.renew_seconds, stale_at - sent)):
+                # the whole time left: a renewal queued behind other commands of a busy
+                # worker, or a Redis pausing to fork, is not a loss
+                async with asyncio.timeout(stale_at - sent):
                     kept = await _guarded(self._renew_script(
                         keys=[key], args=[token, self._lease_ms, self.max_connections]))
             except _UNAVAILABLE as exc:  # TimeoutError included
                 self._warn("politeness: could not renew lease on %s: %s", key,
-                           exc or type(exc).__name__)
-                delay = min(1.0, self.renew_seconds)
+                           str(exc) or type(exc).__name__)
+                delay = min(0.2, self.renew_seconds)
                 continue
             if _int(kept) == 0:
                 lease.mark_lost()
-                self._warn("politeness: the lease on %s was lost; closing its session", key)
+                log.warning("politeness: the lease on %s was lost; closing its session", key)
                 return
             if _int(kept) == 2:
                 self._warn("politeness: Redis had lost the lease on %s; registered it again",

@@ -28,12 +28,13 @@ otherwise, and the hosts with work left would run dry.
 [-1, 0, 1]
 
 A partition revoked and given back (a rebalance: the same worker again) is redelivered from
-its committed offset. Its events whose work finished (acked, but maybe not committed yet),
+its committed offset. Its events whose work finished (acked, but maybe not committed yet:
+the last ``max_held`` acked per partition are remembered, and faust commits every second),
 or is still running for the old assignment, are not worked on again: their new tickets are
 ``carried`` (the stage skips them); a finished one counts as done at once, a running one is
 completed when its old ticket is. Only events the old assignment never admitted are new
-work, so nothing is done twice across a rebalance. A ticket is completed only once its
-event's output is published, so acking the redelivery is safe.
+work. A ticket is completed only once its event's output is published, so acking the
+redelivery is safe.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class OrderedAckWindow(Generic[E]):
         ones before them are being redelivered.
         """
         part = self._part(tp)
-        if part.entries and offset <= next(reversed(part.entries)):
+        if ((part.entries and offset <= next(reversed(part.entries)))
+                or (part.acked and offset <= part.acked[-1])):
             # The consumer went back (a reassignment this window was not told of, or a
             # seek): the events held are being redelivered, so they are forgotten, never
             # acked by us, exactly as on a revoke. Raising instead would crash the agent

@@ -187,7 +187,11 @@ async def _wait(settings: Settings, job: str, total: int, timeout: float | None,
 
 async def _record(followed: AsyncIterator[Followed], store: VerdictStore, progress: Progress,
                   task: Any, total: int, started: float) -> None:
-    """Keep the job's verdicts and duplicates as they come, until it completes."""
+    """Keep the job's verdicts and duplicates as they come, until it completes and every
+    one of them is in: ``completed`` can be read before the last verdicts (it is on another
+    topic, whose partitions the follower may have caught up with sooner, after a broker
+    pause or behind a long history of other jobs' verdicts)."""
+    completed = False
     async for item in followed:
         if item.verdict is not None and item.verdict.replay_id is None:
             store.put(item.verdict)
@@ -195,10 +199,11 @@ async def _record(followed: AsyncIterator[Followed], store: VerdictStore, progre
             if item.job.kind == "duplicate" and item.job.source:
                 store.duplicate(item.job.source)
             elif item.job.kind == "completed":
-                progress.update(task, completed=total, rate=_rate(total, started))
-                return
+                completed = True
         done = store.done
-        progress.update(task, completed=done, rate=_rate(done, started))
+        progress.update(task, completed=min(done, total), rate=_rate(done, started))
+        if completed and done >= total:
+            return
 
 
 def _rate(done: int, started: float) -> str:
