@@ -91,6 +91,17 @@ def _positive(unit: str) -> Callable[[str], float]:
 _seconds = _positive(" of seconds")
 
 
+def _seconds_or_zero(raw: str) -> float:
+    expected = "a number of seconds, 0 or more"
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(expected) from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(expected)
+    return value
+
+
 def _bool(raw: str) -> bool:
     v = raw.strip().lower()
     if v in {"1", "true", "yes", "on"}:
@@ -294,6 +305,10 @@ class Settings:
     kafka_rebalance_timeout: float = _setting(
         "MAILSIFT_KAFKA_REBALANCE_TIMEOUT", "20", _seconds,
         "Seconds the group waits for every worker to rejoin during a rebalance.")
+    kafka_wait: float = _setting(
+        "MAILSIFT_KAFKA_WAIT", "60", _seconds_or_zero,
+        "Seconds a command waits for an unreachable broker before it gives up: the CLI, an "
+        "API request, a worker's start (a running worker waits as long as it takes).")
     drain_seconds: float = _setting(
         "MAILSIFT_DRAIN_SECONDS", "10", _seconds,
         "On SIGTERM, seconds a worker lets its in-flight work finish and its SMTP sessions "

@@ -20,6 +20,7 @@ from mailsift.settings import Settings
 from schemas import JobEvent, SchemaError, Submission, VerdictEvent, submission_key
 from schemas.submission import submittable_email
 from streams.jobstore import JobProgress
+from streams.stage import retry_transient
 from streams.topics import TopicNames, bootstrap_servers, ensure_topics
 
 T = TypeVar("T")
@@ -87,13 +88,10 @@ async def submit_emails(settings: Settings, emails: Iterable[str], *,
                         metadata: dict[str, Any] | None = None) -> tuple[str, int]:
     """:func:`submit_job` for ``emails`` of any length, read as they are produced (at
     most 10,000 unacknowledged at a time); returns the job id and how many there were."""
-    names = await ensure_topics(settings)
     job_id = job_id or new_job_id()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings), acks="all",
-                                linger_ms=5, max_batch_size=256 * 1024)
+    names, producer = await _producer(settings)
     total = 0
     try:
-        await producer.start()  # stop() below also cleans up a failed start
         key = job_id.encode()
         futures = []
         for i, email in enumerate(emails):
@@ -111,6 +109,28 @@ async def submit_emails(settings: Settings, emails: Iterable[str], *,
     finally:
         await producer.stop()
     return job_id, total
+
+
+async def _producer(settings: Settings) -> tuple[TopicNames, AIOKafkaProducer]:
+    """The topics and a started producer, waiting up to ``MAILSIFT_KAFKA_WAIT`` for a broker
+    that does not answer. Only this part is retried: nothing has been produced yet. (Once
+    sending, the producer itself waits out a pause up to its delivery timeout.)"""
+
+    async def attempt() -> tuple[TopicNames, AIOKafkaProducer]:
+        names = await ensure_topics(settings)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings), acks="all",
+                                    linger_ms=5, max_batch_size=256 * 1024)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # also cleans up a failed start
+            raise
+        return names, producer
+
+    result: tuple[TopicNames, AIOKafkaProducer] = await retry_transient(
+        f"Kafka at {settings.kafka_broker}", attempt, first_delay=0.5, max_delay=5.0,
+        give_up_after=settings.kafka_wait)
+    return result
 
 
 @dataclass(frozen=True)

@@ -105,26 +105,39 @@ class BatchHandler(Protocol):
 
 async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
                           first_delay: float = 0.2, max_delay: float = 10.0,
-                          also: tuple[type[BaseException], ...] = ()) -> Any:
+                          also: tuple[type[BaseException], ...] = (),
+                          give_up_after: float | None = None) -> Any:
     """Call ``fn`` until it does not fail with a transient error (logged once per kind;
     :func:`streams.errors.is_transient` decides which are).
 
     ``also`` names more exceptions to wait out (e.g. a sink's configuration error: better
     to hold the events and say so than to dead-letter every one of them).
+    ``give_up_after`` (seconds) bounds the wait for callers with someone waiting on them
+    (the CLI, an HTTP request): the last error is raised once it has passed. Stages wait
+    as long as it takes.
     """
     delay = first_delay
     last: str | None = None
+    loop = asyncio.get_running_loop()
+    deadline = None if give_up_after is None else loop.time() + give_up_after
     while True:
         try:
             return await fn()
         except Exception as exc:
             if not (is_transient(exc) or isinstance(exc, also)):
                 raise
-            text = f"{type(exc).__name__}: {exc}"
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise
+            text = str(exc)
+            if not text.startswith(type(exc).__name__):
+                text = f"{type(exc).__name__}: {text}"
             if text != last:
-                log.warning("%s: %s; retrying until it works", what, text)
+                until = ("until it works" if give_up_after is None
+                         else f"for up to {give_up_after:g} s")
+                log.warning("%s: %s; retrying %s", what, text, until)
                 last = text
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay if left is None else min(delay, left))
             delay = min(delay * 2, max_delay)
 
 

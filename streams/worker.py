@@ -20,15 +20,22 @@ class KafkaUnavailable(RuntimeError):
 
 
 def check_kafka(settings: Settings) -> None:
-    """Create missing topics; raise :class:`KafkaUnavailable` when the broker is not there."""
+    """Create missing topics; raise :class:`KafkaUnavailable` when the broker is not there
+    within ``MAILSIFT_KAFKA_WAIT``."""
     from streams.client import kafka_calls
+    from streams.stage import retry_transient
 
     kafka_log = logging.getLogger("aiokafka")
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # a failure is reported once, as KafkaUnavailable
+    async def topics() -> None:
+        await asyncio.wait_for(ensure_topics(settings), 30)
+
     try:
         with kafka_calls(settings):
-            asyncio.run(asyncio.wait_for(ensure_topics(settings), 30))
+            asyncio.run(retry_transient(f"Kafka at {settings.kafka_broker}", topics,
+                                        first_delay=0.5, max_delay=5.0,
+                                        give_up_after=settings.kafka_wait))
     finally:
         kafka_log.setLevel(level)
 

@@ -26,6 +26,7 @@ DOWN = {
     "MAILSIFT_REDIS_URL": f"redis://127.0.0.1:{PORT}/0",
     "MAILSIFT_DATABASE_URL": f"postgresql://mailsift@127.0.0.1:{PORT}/mailsift",
     "MAILSIFT_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{PORT}/%2F",
+    "MAILSIFT_KAFKA_WAIT": "0",  # at once (waiting for a broker: tests/test_fault_drills.py)
 }
 
 

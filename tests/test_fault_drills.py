@@ -226,3 +226,72 @@ def test_validate_waits_out_a_broker_paused_for_30_s(
         assert "Traceback" not in worker.log_text()
     finally:
         worker.stop()
+
+
+def test_the_api_waits_out_a_broker_paused_for_20_s(
+        tmp_path_factory: pytest.TempPathFactory, world: WorldProcess, tmp_path: Path) -> None:
+    """The API as a user calls it while the broker is SIGSTOPped for 20 s: `/readyz` says
+    Kafka is down, a `POST /v1/jobs` sent during the pause is answered 202 once the broker
+    is back (not 503, not a lost job), and the job completes with exact counts. The worker
+    is started just before the pause: its start waits the pause out too."""
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from mailsift.api.app import create_app
+    from mailsift.api.config import load_api_config
+
+    with private_stack(tmp_path_factory.mktemp("stack"), 25170, amqp=False) as stack:
+        env = pipeline_env(world, **stack_env(stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="50")
+        settings = settings_for(env)
+        worker = WorkerProcess(env, tmp_path / "worker.log")
+        record = load_record(run_dir(stack), "kafka")
+        assert record is not None
+        auth = {"Authorization": "Bearer drill-token"}
+
+        async def run() -> None:
+            app = create_app(settings, load_api_config(
+                {"MAILSIFT_API_TOKENS": "drill-token"}, dotenv=False))
+            server = TestServer(app, host="127.0.0.1")
+            await server.start_server()
+            try:
+                async with aiohttp.ClientSession() as http:
+                    async def call(method: str, path: str, **kw: object
+                                   ) -> tuple[int, dict[str, object]]:
+                        async with http.request(method, str(server.make_url(path)),
+                                                headers=auth, **kw) as resp:  # type: ignore[arg-type]
+                            return resp.status, await resp.json()
+
+                    assert (await call("GET", "/readyz"))[0] == 200
+                    os.kill(record.pid, signal.SIGSTOP)
+                    try:
+                        submit = asyncio.create_task(
+                            call("POST", "/v1/jobs", json={"emails": EMAILS}))
+                        await asyncio.sleep(5)
+                        status, body = await call("GET", "/readyz")
+                        assert status == 503, body
+                        assert not submit.done(), "the API answered while Kafka was paused"
+                        await asyncio.sleep(15)
+                    finally:
+                        os.kill(record.pid, signal.SIGCONT)
+                    status, body = await asyncio.wait_for(submit, 60)
+                    assert status == 202, body
+                    job = str(body["job_id"])
+                    deadline = time.monotonic() + 180
+                    while True:
+                        status, body = await call("GET", f"/v1/jobs/{job}")
+                        assert status == 200, body
+                        if body.get("status") == "completed":
+                            break
+                        assert time.monotonic() < deadline, body
+                        await asyncio.sleep(0.5)
+                    assert body["total"] == len(EMAILS)
+                    assert body["counts"] == {"deliverable": 180, "undeliverable": 25}, body
+                    assert (await call("GET", "/readyz"))[0] == 200
+            finally:
+                await server.close()
+
+        try:
+            asyncio.run(run())
+            assert "Traceback" not in worker.log_text()
+        finally:
+            worker.stop()
