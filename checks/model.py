@@ -56,6 +56,8 @@ class Reason(enum.StrEnum):
     MX_NOT_ALLOWED = "mx_not_allowed"
     DNS_ERROR = "dns_error"
     SMTP_ERROR = "smtp_error"
+    SENDER_REJECTED = "sender_rejected"
+    SERVER_ERROR = "server_error"
 
 
 PERMANENT_FAILURES = frozenset({
@@ -67,11 +69,13 @@ RISKY_REASONS = frozenset({
 })
 INDETERMINATE = frozenset({
     Reason.TIMEOUT, Reason.CONNECTION_FAILED, Reason.BLOCKED, Reason.GREYLISTED,
-    Reason.MX_NOT_ALLOWED, Reason.DNS_ERROR, Reason.SMTP_ERROR,
+    Reason.MX_NOT_ALLOWED, Reason.DNS_ERROR, Reason.SMTP_ERROR, Reason.SENDER_REJECTED,
+    Reason.SERVER_ERROR,
 })
 #: outcomes worth asking again later (the pipeline re-queues them with a delay)
 TEMPORARY_REASONS = frozenset({
     Reason.TIMEOUT, Reason.CONNECTION_FAILED, Reason.GREYLISTED, Reason.DNS_ERROR,
+    Reason.SERVER_ERROR,
 })
 
 
@@ -235,6 +239,8 @@ class ReplyClass(enum.StrEnum):
     MAILBOX_FULL = "mailbox_full"
     BLOCKED = "blocked"
     TOO_MANY_RECIPIENTS = "too_many_recipients"
+    SENDER_REJECTED = "sender_rejected"  # our MAIL FROM was refused: nothing about the mailbox
+    SERVER_ERROR = "server_error"  # the server's own trouble (4.3.x, system storage)
     TEMPORARY = "temporary"
     PERMANENT = "permanent"  # another 5xx we cannot interpret as a mailbox fact
 

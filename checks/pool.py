@@ -135,6 +135,8 @@ class _Host:
     down_until: float = 0.0
     cause: SmtpTransportError | SessionRefused | None = None
     limit_until: float = 0.0  # a lowered limit holds until then
+    #: the recipients it takes per MAIL transaction, once it told us (452 4.5.3)
+    rcpt_per_transaction: int | None = None
 
 
 #: past this many hosts known, the idle ones are forgotten (their state is the default)
@@ -187,9 +189,22 @@ class MxPool:
         for ip in [ip for ip, s in self._hosts.items()
                    if not s.count and not s.idle and not s.waiters
                    and s.limit_until <= now and s.down_until <= now
+                   and s.rcpt_per_transaction is None
                    and (not s.failures
                         or s.down_until + self.config.backoff_max <= now)]:
             del self._hosts[ip]
+
+    def transaction_limit(self, ip: str) -> int | None:
+        """Recipients per MAIL transaction that ``ip`` showed it takes (None: not known)."""
+        state = self._hosts.get(ip)
+        return state.rcpt_per_transaction if state else None
+
+    def learn_transaction_limit(self, ip: str, recipients: int) -> None:
+        """Remember that ``ip`` takes only ``recipients`` per transaction (some servers,
+        consumer Outlook among them, answer the second RCPT with ``452 4.5.3``)."""
+        state = self._host(ip)
+        known = state.rcpt_per_transaction
+        state.rcpt_per_transaction = recipients if known is None else min(known, recipients)
 
     def open_sessions(self, ip: str) -> int:
         """Sessions of this process to ``ip`` (open or being opened)."""

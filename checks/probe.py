@@ -12,8 +12,12 @@ commands and gives the session back for the next group, whatever domain that is.
   (:meth:`~checks.politeness.Politeness.reserve_rcpts`, one Redis round trip) and each
   group waits for its permit time.
 * At most ``rcpt_per_transaction`` recipients per transaction, then ``RSET``.
-* A server that refuses more recipients (452 4.5.3) or closes with 421 is asked again on
-  a new connection; a session that an idle server closed meanwhile is replaced quietly.
+* A server that refuses more recipients (452 4.5.3) is asked again in a new transaction
+  on the same connection; if that one is answered, the limit was per transaction and the
+  pool remembers it for the host (one RCPT per transaction for consumer Outlook), else it
+  was per connection and the rest is asked on a new connection. A 421 mid-session is
+  asked again on a new connection; a session that an idle server closed meanwhile is
+  replaced quietly.
 
 It never sends ``DATA`` or ``BDAT`` — the transport cannot even express them.
 """
@@ -211,8 +215,15 @@ class SmtpProber:
         pipelining = self.config.pipelining and session.supports("pipelining")
         loop = asyncio.get_running_loop()
         in_transaction, sent = False, 0
+        #: recipients a transaction took before a 452 4.5.3: a limit per transaction if a
+        #: new transaction on this connection is answered, else one per connection
+        suspect: int | None = None
         while pending:
-            room = self.config.rcpt_per_transaction - (sent if in_transaction else 0)
+            most = self.config.rcpt_per_transaction
+            # while a limit is suspected, the new transaction asks no more than it
+            per_transaction = min(most, self.pool.transaction_limit(ip) or most,
+                                  suspect or most)
+            room = per_transaction - (sent if in_transaction else 0)
             chunk = [pending[i] for i in range(min(len(pending), room,
                                                    self.politeness.rcpt_group_size))]
             waits = await self.politeness.reserve_rcpts(ip, len(chunk))
@@ -220,7 +231,7 @@ class SmtpProber:
             # a command late, never early
             reserved_at = loop.time()
             i = 0
-            while i < len(chunk):
+            while i < len(chunk) and pending:
                 j = i + 1
                 if pipelining:
                     while j < len(chunk) and waits[j] <= waits[i] + _SAME_GROUP:
@@ -241,32 +252,56 @@ class SmtpProber:
                     ps.dirty = True
                     if mail.code >= 400:
                         cls = classify(mail)
-                        if mail.code >= 500:
+                        if mail.code >= 500 or cls is ReplyClass.SENDER_REJECTED:
                             # a sender refusal applies to every recipient on this server
+                            # (and on the next: it is our sender that is refused)
+                            refused = self._refused(mail, cls, host, ip)
                             for rcpt in pending:
-                                report.results[rcpt] = result(mail, cls)
+                                report.results[rcpt] = refused
                             pending.clear()
-                            return _Next.DONE, result(mail, cls)
+                            return _Next.DONE, refused
                         return _Next.NEXT_HOST, result(mail, cls)
                     in_transaction, sent = True, 0
                     ps.transactions += 1
                 if replies is None:
                     replies = (await session.rcpt_many(group) if len(group) > 1
                                else [await session.rcpt_to(group[0])])
+                new_transaction = False
                 for rcpt, reply in zip(group, replies, strict=True):
                     ps.rcpts += 1
                     cls = classify(reply)
                     if cls is ReplyClass.TOO_MANY_RECIPIENTS and ps.rcpts > 1:
+                        if sent > 0 and suspect is None:
+                            # no more in this transaction: RSET and a new one tells
+                            # whether the limit is per transaction or per connection
+                            suspect, new_transaction = sent, True
+                            break
                         return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
+                    if suspect is not None and sent == 0:
+                        self.pool.learn_transaction_limit(ip, suspect)
+                        suspect = None
                     if reply.code == 421:  # the server is closing: ask again on a new one
                         return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
-                    report.results[rcpt] = result(reply, cls)
+                    report.results[rcpt] = (self._refused(reply, cls, host, ip)
+                                            if cls is ReplyClass.SENDER_REJECTED
+                                            else result(reply, cls))
                     pending.popleft()
                     sent += 1
+                if new_transaction:
+                    break
                 i = j
-            if sent >= self.config.rcpt_per_transaction and pending:
+            if new_transaction or (sent >= per_transaction and pending):
                 in_transaction = False
         return _Next.DONE, RcptResult(None, None, None)
+
+    def _refused(self, reply: SmtpReply, cls: ReplyClass, host: str, ip: str) -> RcptResult:
+        """The outcome of a refused sender, with what to do about it."""
+        error = None
+        if cls is ReplyClass.SENDER_REJECTED:
+            error = (f"the server refused the probe's sender <{self.config.mail_from}>, not "
+                     "the recipient: set MAILSIFT_MAIL_FROM to an address at a domain that "
+                     "resolves (with an MX or A record)")
+        return RcptResult(reply, cls, mx_host=host, mx_address=ip, error=error)
 
     def _open_failure(self, exc: SmtpTransportError | SessionRefused, host: str, ip: str,
                       note: str | None = None) -> RcptResult:

@@ -6,8 +6,10 @@
   (when several apply, the first of that order is the reason);
 * accepted otherwise → ``deliverable`` with reason ``ok``;
 * could not tell (timeout, connection_failed, blocked, greylisted, mx_not_allowed,
-  dns_error, smtp_error) → ``unknown``; timeouts, connection failures, greylisting and DNS
-  errors are *temporary*: worth asking again later.
+  dns_error, smtp_error, sender_rejected, server_error) → ``unknown``; timeouts,
+  connection failures, greylisting, DNS errors and the server's own trouble are
+  *temporary*: worth asking again later. ``sender_rejected`` is not: the probe's sender
+  must change first.
 
 >>> decide(PolicyFlags(), MxResult(MxStatus.NULL_MX), None, None)
 (<Verdict.UNDELIVERABLE: 'undeliverable'>, <Reason.NULL_MX: 'null_mx'>)
@@ -48,6 +50,8 @@ _CLASS_REASON = {
     ReplyClass.BLOCKED: Reason.BLOCKED,
     ReplyClass.TEMPORARY: Reason.GREYLISTED,
     ReplyClass.TOO_MANY_RECIPIENTS: Reason.GREYLISTED,
+    ReplyClass.SENDER_REJECTED: Reason.SENDER_REJECTED,
+    ReplyClass.SERVER_ERROR: Reason.SERVER_ERROR,
     ReplyClass.PERMANENT: Reason.SMTP_ERROR,
 }
 

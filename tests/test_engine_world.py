@@ -68,6 +68,17 @@ CASES = [
     ("alice@nullmx.test", Verdict.UNDELIVERABLE, Reason.NULL_MX),
     ("alice@nomxhost.test", Verdict.UNDELIVERABLE, Reason.NO_MX_HOST),
     ("alice@nxdomain.test", Verdict.UNDELIVERABLE, Reason.NO_DOMAIN),
+    # real servers' texts (issue #10)
+    ("nobody@msft.test", Verdict.UNDELIVERABLE, Reason.MAILBOX_NOT_FOUND),
+    ("alice@msft.test", Verdict.DELIVERABLE, Reason.OK),
+    ("bob@msft.test", Verdict.DELIVERABLE, Reason.OK),
+    ("nobody@qmail.test", Verdict.UNDELIVERABLE, Reason.MAILBOX_NOT_FOUND),
+    ("alice@qmail.test", Verdict.DELIVERABLE, Reason.OK),
+    ("nobody@exchange.test", Verdict.UNDELIVERABLE, Reason.MAILBOX_NOT_FOUND),
+    ("storage@exchange.test", Verdict.UNKNOWN, Reason.SERVER_ERROR),
+    ("nobody@gmail.test", Verdict.UNDELIVERABLE, Reason.MAILBOX_NOT_FOUND),
+    ("alice@senderck.test", Verdict.DELIVERABLE, Reason.OK),  # our sender resolves
+    ("alice@senderrcpt.test", Verdict.DELIVERABLE, Reason.OK),
     ("not an address", Verdict.UNDELIVERABLE, Reason.SYNTAX),
     ("alice@ok.test\r\nDATA", Verdict.UNDELIVERABLE, Reason.SYNTAX),
 ]
@@ -86,6 +97,47 @@ async def test_every_behaviour_gets_its_verdict(world: World) -> None:
     amx = by["alice@amx.test"].evidence.mx
     assert amx is not None and amx.implicit
     assert world.mx_stats("mx.tls.test").starttls >= 1
+    assert by["storage@exchange.test"].temporary  # the server's trouble: ask again later
+    gmail = by["nobody@gmail.test"].evidence.smtp
+    assert gmail is not None and gmail.reply is not None
+    assert gmail.reply.message.count("5.1.1") == 0 and "double-checking" in gmail.reply.message
+
+
+async def test_a_refused_sender_is_no_verdict_on_the_recipient(world: World) -> None:
+    """A server that cannot resolve our MAIL FROM's domain refuses it (at MAIL, or at each
+    RCPT as Postfix does by default): the mailbox is `unknown` with `sender_rejected`, not
+    `mailbox_not_found`, and the evidence says what to change."""
+    engine = Engine(config_for(world, mail_from="verify@mailsift.invalid"))
+    results = await engine.verify_many(
+        ["alice@senderck.test", "nobody@senderck.test", "alice@senderrcpt.test",
+         "nobody@senderrcpt.test"])
+    for r in results:
+        assert (r.verdict, r.reason, r.temporary) == (
+            Verdict.UNKNOWN, Reason.SENDER_REJECTED, False), r.address
+        assert r.evidence.smtp is not None and r.evidence.smtp.error is not None
+        assert "MAILSIFT_MAIL_FROM" in r.evidence.smtp.error
+        assert "<verify@mailsift.invalid>" in r.evidence.smtp.error
+    # refused at MAIL: the RCPTs pipelined behind it were answered 503, none was judged
+    assert set(world.mx_stats("mx.senderck.test").rcpt_replies) <= {503}
+
+
+async def test_one_recipient_per_transaction_is_learned_for_the_host(world: World) -> None:
+    """Consumer Outlook answers a transaction's second RCPT with 452 4.5.3: a new
+    transaction on the same connection is answered, so the limit is per transaction and
+    the host gets one RCPT per transaction from then on, on one connection."""
+    engine = Engine(config_for(world))
+    addrs = ["alice@msft.test", "bob@msft.test", "carol@msft.test", "x1@msft.test",
+             "x2@msft.test", "x3@msft.test"]
+    results = await engine.verify_many(addrs)
+    assert [r.reason for r in results] == [Reason.OK] * 3 + [Reason.MAILBOX_NOT_FOUND] * 3
+    stats = world.mx_stats("mx.msft.test")
+    assert stats.connections == 1
+    told = stats.rcpt_replies[452]  # the pipelined RCPTs of the first transaction
+    assert 1 <= told <= len(addrs)
+    assert engine.prober.pool.transaction_limit("127.0.1.18") == 1
+    more = await engine.verify_many(["alice@msft.test", "x4@msft.test"])
+    assert [r.reason for r in more] == [Reason.OK, Reason.MAILBOX_NOT_FOUND]
+    assert world.mx_stats("mx.msft.test").rcpt_replies[452] == told  # remembered
 
 
 async def test_auth_records_evidence(world: World) -> None:
@@ -168,3 +220,31 @@ async def test_dns_cache_spares_the_nameserver(world: World) -> None:
     before = world.dns_queries("ok.test", "MX")
     await engine.verify("bob@ok.test")
     assert world.dns_queries("ok.test", "MX") == before == 1
+
+
+@pytest.mark.parametrize(("mail_from", "warned"), [
+    ("verify@ok.test", None),  # has an MX
+    ("verify@amx.test", None),  # an A record only
+    ("verify@nxdomain.test", "nxdomain.test does not resolve"),
+    ("verify@mailsift.invalid", "mailsift.invalid does not resolve"),  # never asked
+    ("", None),  # the null sender is never refused for its domain
+])
+async def test_config_warns_when_the_sender_domain_does_not_resolve(
+        world: World, mail_from: str, warned: str | None) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAILSIFT_MAIL_FROM": mail_from,
+           "MAILSIFT_DNS_NAMESERVERS": world.nameserver}
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "mailsift.cli.main", "config"], env=env,
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "MAILSIFT_MAIL_FROM" in result.stdout  # the table
+    if warned is None:
+        assert result.stderr.strip() == ""
+    else:
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("warning: MAILSIFT_MAIL_FROM=") and warned in line, line
+        assert "sender_rejected" in line

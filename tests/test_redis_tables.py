@@ -316,7 +316,7 @@ async def test_a_lease_not_renewed_in_time_drops_its_session_before_redis_drops_
         async with asyncio.timeout(3):
             async with other.connection(MX):  # the slot, once Redis drops the lease
                 taken = time.monotonic()
-        p._renew_script = real_script  # type: ignore[assignment]
+        p._renew_script = real_script
         assert lease.lost and len(dropped) == 1
         # given up at least one margin (0.5 s = a third of the lease) before Redis would
         # drop it, and never before it had to be

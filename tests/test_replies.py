@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from checks.model import ReplyClass
-from checks.replies import classify, parse_reply
+from checks.replies import RULES, Rule, classify, parse_reply, rule_for
 
 C = ReplyClass
 
@@ -37,6 +37,31 @@ C = ReplyClass
         (554, "5.5.1 Error: transaction failed", C.PERMANENT),
         (501, "5.5.4 Syntax error in parameters", C.PERMANENT),
         (530, "5.7.0 Must issue a STARTTLS command first", C.BLOCKED),
+        # real servers' texts (issue #10), as they send them
+        (550, "5.4.1 Recipient address rejected: Access denied. AS(201806281) "
+              "[DM6NAM12FT034.eop-nam12.prod.protection.outlook.com]", C.MAILBOX_NOT_FOUND),
+        (550, "5.7.1 Recipient address rejected: Access denied", C.BLOCKED),
+        (452, "4.5.3 Too many recipients", C.TOO_MANY_RECIPIENTS),
+        (511, "sorry, no mailbox here by that name (#5.1.1)", C.MAILBOX_NOT_FOUND),
+        (550, "Requested action not taken: mailbox unavailable", C.MAILBOX_NOT_FOUND),
+        (550, "5.1.1 The email account that you tried to reach does not exist. Please try\n"
+              "5.1.1 double-checking the recipient's email address for typos or\n"
+              "5.1.1 unnecessary spaces. https://support.google.com/mail/?p=NoSuchUser",
+         C.MAILBOX_NOT_FOUND),
+        (452, "4.3.1 Insufficient system storage", C.SERVER_ERROR),
+        (452, "Requested action not taken: insufficient system storage", C.SERVER_ERROR),
+        (451, "4.3.0 Local error in processing", C.SERVER_ERROR),
+        (450, "4.1.8 <verify@mailsift.invalid>: Sender address rejected: Domain not found",
+         C.SENDER_REJECTED),
+        (550, "5.1.8 <verify@mailsift.invalid>: Sender address rejected: Domain not found",
+         C.SENDER_REJECTED),
+        (553, "5.1.8 <verify@mailsift.invalid>: Sender address rejected: Domain not found",
+         C.SENDER_REJECTED),
+        (550, "Verification failed for <verify@mailsift.invalid> Sender verify failed",
+         C.SENDER_REJECTED),
+        (550, "5.1.7 Invalid sender address", C.SENDER_REJECTED),
+        (550, "5.7.1 sender rejected by policy", C.BLOCKED),
+        (554, "5.7.1 <verify@ok.test>: Sender address rejected: Access denied", C.BLOCKED),
     ],
 )
 def test_classify(code: int, text: str, expected: ReplyClass) -> None:
@@ -50,3 +75,19 @@ def test_parse_reply_splits_enhanced_code_only_when_class_matches() -> None:
     assert r.enhanced is None and r.message == "5.1.1 odd"
     # multi-line replies are folded
     assert parse_reply(250, "first\nsecond").message == "first second"
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.name for r in RULES])
+def test_every_rule_decides_the_reply_it_quotes(rule: Rule) -> None:
+    """The table's order is right for every reply it was written for: no earlier rule
+    takes a later rule's example."""
+    code, text = rule.example
+    assert rule_for(parse_reply(code, text)) is rule
+
+
+def test_multi_line_replies_drop_the_repeated_enhanced_code() -> None:
+    reply = parse_reply(550, "5.1.1 The email account that you tried to reach does not "
+                             "exist. Please try\n5.1.1 double-checking the address.")
+    assert reply.enhanced == "5.1.1"
+    assert reply.message == ("The email account that you tried to reach does not exist. "
+                             "Please try double-checking the address.")

@@ -40,9 +40,15 @@ app.command(name="replay")(jobs_cmd.replay)
 
 @app.command()
 def config() -> None:
-    """Validate the MAILSIFT_* settings and print the table of variables."""
-    load_settings()
+    """Validate the MAILSIFT_* settings and print the table of variables; warn when the
+    probe's sender domain does not resolve."""
+    from mailsift.sender_check import sender_warning
+
+    settings = load_settings()
     print(settings_table())
+    warning = sender_warning(settings)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def main() -> None:

@@ -35,6 +35,19 @@ Domains (MX preference → host @ address: behaviour)::
     shared1..5.test  10 mx.shared.test @127.0.1.15: five domains, one host (politeness)
     notls.test       10 mx.notls.test @127.0.1.16: standard mailboxes, no STARTTLS
     helo.test        10 mx.helo.test @127.0.1.17: refuses EHLO (502), HELO only, no TLS
+    msft.test        10 mx.msft.test @127.0.1.18: standard mailboxes, but an unknown one
+                     gets Microsoft 365's "550 5.4.1 Recipient address rejected: Access
+                     denied. AS(201806281)"; 452 4.5.3 to a transaction's 2nd RCPT
+    qmail.test       10 mx.qmail.test @127.0.1.19: unknown → "511 sorry, no mailbox here
+                     by that name (#5.1.1)"
+    exchange.test    10 mx.exchange.test @127.0.1.20: unknown → "550 Requested action not
+                     taken: mailbox unavailable"; ``storage`` → 452 4.3.1 Insufficient
+                     system storage
+    gmail.test       10 mx.gmail.test @127.0.1.21: unknown → Gmail's three-line 550 5.1.1
+    senderck.test    10 mx.senderck.test @127.0.1.22: MAIL FROM of a domain outside .test
+                     → 553 5.1.8 Sender address rejected: Domain not found
+    senderrcpt.test  10 mx.senderrcpt.test @127.0.1.23: the same, told at every RCPT with
+                     450 4.1.8 (Postfix's delayed reject)
     nullmx.test      MX 0 . (null MX, RFC 7505)
     nomxhost.test    10 mx.nomxhost.test, a name with no record at all (NXDOMAIN)
     nxdomain.test    absent: NXDOMAIN
@@ -85,6 +98,12 @@ ADDRESSES: dict[str, str] = {
     "mx.shared.test": "127.0.1.15",
     "mx.notls.test": "127.0.1.16",
     "mx.helo.test": "127.0.1.17",
+    "mx.msft.test": "127.0.1.18",
+    "mx.qmail.test": "127.0.1.19",
+    "mx.exchange.test": "127.0.1.20",
+    "mx.gmail.test": "127.0.1.21",
+    "mx.senderck.test": "127.0.1.22",
+    "mx.senderrcpt.test": "127.0.1.23",
 }
 """MX host name → loopback address in the default world."""
 
@@ -131,6 +150,13 @@ def default_world(
         _host("mx.shared.test"),
         _host("mx.notls.test", tls=False),
         _host("mx.helo.test", tls=False, esmtp=False),
+        _host("mx.msft.test", unknown=Reply.MS365_UNKNOWN, rcpt_per_transaction=1),
+        _host("mx.qmail.test", unknown=Reply.QMAIL_UNKNOWN),
+        _host("mx.exchange.test", unknown=Reply.EXCHANGE_UNKNOWN,
+              mailboxes={**STANDARD_MAILBOXES, "storage": Reply.STORAGE}),
+        _host("mx.gmail.test", unknown=Reply.GMAIL_UNKNOWN),
+        _host("mx.senderck.test", sender_check="mail"),
+        _host("mx.senderrcpt.test", sender_check="rcpt"),
     ]
     records: list[Record] = [
         # ok.test and its authentication variants, all on mx.ok.test
@@ -167,6 +193,12 @@ def default_world(
         mx("slow.test", 10, "mx.slow.test"),
         mx("notls.test", 10, "mx.notls.test"),
         mx("helo.test", 10, "mx.helo.test"),
+        mx("msft.test", 10, "mx.msft.test"),
+        mx("qmail.test", 10, "mx.qmail.test"),
+        mx("exchange.test", 10, "mx.exchange.test"),
+        mx("gmail.test", 10, "mx.gmail.test"),
+        mx("senderck.test", 10, "mx.senderck.test"),
+        mx("senderrcpt.test", 10, "mx.senderrcpt.test"),
         # amx.test: no MX; its A record comes from the amx.test host (implicit MX)
         mx("backup.test", 20, "mx2.backup.test"),
         mx("backup.test", 10, "mx1.backup.test"),

@@ -117,12 +117,14 @@ class _Session:
     mail_from: str | None = None
     rcpts: list[str] = field(default_factory=list)
     rcpt_count: int = 0  # RCPTs counted against max_rcpt_per_session
+    transaction_rcpts: int = 0  # RCPTs of the current transaction (rcpt_per_transaction)
     #: when the write holding the current command arrived (pipelined commands share it)
     arrived: float = 0.0
 
     def reset_transaction(self) -> None:
         self.mail_from = None
         self.rcpts.clear()
+        self.transaction_rcpts = 0
 
 
 class _Close(Exception):
@@ -376,7 +378,11 @@ class SmtpServer:
         match = _ADDR_RE.match(arg[5:])
         if match is None:
             return "501 5.5.4 Syntax: MAIL FROM:<address>"
-        s.mail_from = match.group(1)
+        sender = match.group(1)
+        if self.host.sender_check == "mail" and not self.host.sender_resolves(sender):
+            return f"553 5.1.8 <{sender}>: Sender address rejected: Domain not found"
+        s.mail_from = sender
+        s.transaction_rcpts = 0
         return "250 2.1.0 OK"
 
     def _rcpt(self, arg: str, s: _Session) -> str:
@@ -388,7 +394,9 @@ class SmtpServer:
         stats.rcpt_times.append(s.arrived or now)
         code, text = self._rcpt_reply(arg, s, now)
         stats.rcpt_replies[code] += 1
-        return f"{code} {text}"
+        lines = text.split("\n")  # a multi-line reply: "550-…" lines, then "550 …"
+        return "\n".join(f"{code}{'-' if i < len(lines) - 1 else ' '}{ln}"
+                         for i, ln in enumerate(lines))
 
     def _rcpt_reply(self, arg: str, s: _Session, now: float) -> tuple[int, str]:
         host = self.host
@@ -406,6 +414,12 @@ class SmtpServer:
             return int(code), text
         if host.max_rcpt_per_session is not None and s.rcpt_count > host.max_rcpt_per_session:
             return 452, "4.5.3 Too many recipients"
+        s.transaction_rcpts += 1
+        if (host.rcpt_per_transaction is not None
+                and s.transaction_rcpts > host.rcpt_per_transaction):
+            return 452, "4.5.3 Too many recipients"
+        if host.sender_check == "rcpt" and not host.sender_resolves(s.mail_from):
+            return 450, f"4.1.8 <{s.mail_from}>: Sender address rejected: Domain not found"
         if host.greylist_seconds > 0:
             first = self._greylist.setdefault(address, now)
             if now - first < host.greylist_seconds:

@@ -54,6 +54,20 @@ class Reply(enum.Enum):
     FULL = (552, "5.2.2", "mailbox full")
     FULL_TEMP = (452, "4.2.2", "mailbox full")
     DISABLED = (550, "5.2.1", "mailbox disabled")
+    # real servers' texts (issue #10)
+    #: Microsoft 365 Directory-Based Edge Blocking: the mailbox does not exist
+    MS365_UNKNOWN = (550, "5.4.1", "Recipient address rejected: Access denied. "
+                     "AS(201806281) [DM6NAM12FT034.eop-nam12.prod.protection.outlook.com]")
+    #: qmail/chkuser: no enhanced code in front, one at the end
+    QMAIL_UNKNOWN = (511, "", "sorry, no mailbox here by that name (#5.1.1)")
+    #: Exchange on premises, no enhanced code at all
+    EXCHANGE_UNKNOWN = (550, "", "Requested action not taken: mailbox unavailable")
+    #: Gmail: three lines, each repeating the enhanced code
+    GMAIL_UNKNOWN = (550, "5.1.1", "The email account that you tried to reach does not "
+                     "exist. Please try\ndouble-checking the recipient's email address for "
+                     "typos or\nunnecessary spaces. https://support.google.com/mail/?p=NoSuchUser")
+    #: the server's own trouble, not a full mailbox
+    STORAGE = (452, "4.3.1", "Insufficient system storage")
 
     @property
     def code(self) -> int:
@@ -62,8 +76,10 @@ class Reply(enum.Enum):
 
     @property
     def line(self) -> str:
-        """The reply text after the code, e.g. ``"5.1.1 user unknown"``."""
-        return f"{self.value[1]} {self.value[2]}"
+        """The reply text after the code, e.g. ``"5.1.1 user unknown"``; the lines of a
+        multi-line reply (``\n``-separated) each start with the enhanced code."""
+        enhanced, text = self.value[1], self.value[2]
+        return "\n".join(f"{enhanced} {ln}" if enhanced else ln for ln in text.split("\n"))
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,7 @@ def txt(name: str, text: str, ttl: int = DEFAULT_TTL) -> Record:
 
 
 BlockedAt = Literal["banner", "rcpt"]
+SenderCheck = Literal["mail", "rcpt"]
 
 
 @dataclass
@@ -148,6 +165,16 @@ class MxHost:
         tls: advertise and support STARTTLS (with the shipped self-signed certificate).
         idle_timeout: seconds of client silence before the server closes the connection.
         esmtp: false = an old server that refuses EHLO (502) and speaks only HELO.
+        unknown: the reply for a mailbox not in ``mailboxes`` (when not ``catch_all``).
+        sender_check: refuse a MAIL FROM whose domain cannot resolve (one not under
+            ``sender_zones``, as the world serves only those) like Postfix's
+            ``reject_unknown_sender_domain``: ``"mail"`` = ``553 5.1.8`` to MAIL FROM,
+            ``"rcpt"`` = ``450 4.1.8`` to every RCPT (Postfix's delayed reject). The null
+            sender ``<>`` is never refused.
+        sender_zones: DNS suffixes a sender's domain must be under to pass ``sender_check``.
+        rcpt_per_transaction: if set (K), RCPT number K+1... of one *transaction* get
+            ``452 4.5.3`` (consumer Outlook answers the second RCPT so); RSET or a new
+            MAIL starts the count again.
     """
 
     address: str
@@ -167,6 +194,17 @@ class MxHost:
     idle_timeout: float = 120.0
     publish_a: bool = True
     esmtp: bool = True
+    unknown: Reply = Reply.UNKNOWN
+    sender_check: SenderCheck | None = None
+    sender_zones: tuple[str, ...] = ("test",)
+    rcpt_per_transaction: int | None = None
+
+    def sender_resolves(self, sender: str) -> bool:
+        """Whether ``sender``'s domain is one this world could resolve (``<>`` is fine)."""
+        if not sender:
+            return True
+        domain = normalize_name(sender.rpartition("@")[2])
+        return any(domain == z or domain.endswith("." + z) for z in self.sender_zones)
 
     def reply_for(self, address: str) -> Reply:
         """The mailbox rule for ``address`` (greylist/limits/blocks not considered)."""
@@ -176,7 +214,7 @@ class MxHost:
             return self.mailboxes[addr]
         if local in self.mailboxes:
             return self.mailboxes[local]
-        return Reply.ACCEPT if self.catch_all else Reply.UNKNOWN
+        return Reply.ACCEPT if self.catch_all else self.unknown
 
 
 @dataclass
