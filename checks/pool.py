@@ -16,6 +16,9 @@ Limits:
   pool's limit for it to what it accepted, for ``backoff_min`` seconds;
 * a ``421`` to a new connection while we hold none (busy with other clients) is asked
   again after a short pause, up to three times, before it counts as a failure;
+* a host whose TLS handshake breaks after it accepted STARTTLS gets a new connection
+  without TLS at once, and all its sessions go without TLS from then on (a server that
+  requires TLS then says so, 530, and the mailbox is ``unknown``);
 * a host that refused, timed out or tarpitted is not dialled again at once: it backs off
   ``backoff_min`` × 2^(failures-1) seconds (at most ``backoff_max``, with jitter of up to
   half), and meanwhile :meth:`MxPool.acquire` raises :class:`HostBackoff` at once. A
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 
 from checks.model import SmtpReply
 from checks.politeness import Politeness, WatchedLease
-from checks.smtp import SmtpConnector, SmtpSession, SmtpTransportError
+from checks.smtp import SmtpConnector, SmtpSession, SmtpTransportError, TlsFailed
 
 __all__ = ["PoolConfig", "MxPool", "PooledSession", "HostBackoff", "SessionRefused",
            "PoolStats"]
@@ -137,6 +140,8 @@ class _Host:
     limit_until: float = 0.0  # a lowered limit holds until then
     #: the recipients it takes per MAIL transaction, once it told us (452 4.5.3)
     rcpt_per_transaction: int | None = None
+    #: it offers STARTTLS, but the handshake breaks: its sessions go without TLS
+    tls_broken: bool = False
 
 
 #: past this many hosts known, the idle ones are forgotten (their state is the default)
@@ -189,7 +194,7 @@ class MxPool:
         for ip in [ip for ip, s in self._hosts.items()
                    if not s.count and not s.idle and not s.waiters
                    and s.limit_until <= now and s.down_until <= now
-                   and s.rcpt_per_transaction is None
+                   and s.rcpt_per_transaction is None and not s.tls_broken
                    and (not s.failures
                         or s.down_until + self.config.backoff_max <= now)]:
             del self._hosts[ip]
@@ -323,16 +328,23 @@ class MxPool:
 
     # --- internals ---------------------------------------------------------------------
 
+    def tls_broken(self, ip: str) -> bool:
+        """Whether ``ip``'s TLS handshake broke before (its sessions go without TLS)."""
+        state = self._hosts.get(ip)
+        return bool(state and state.tls_broken)
+
     async def _open(self, host: str, ip: str) -> PooledSession:
         lease = self.politeness.connection(ip)
         await lease.__aenter__()
         try:
-            session = await self.connector.open(ip, self.config.port)
+            state = self._host(ip)
             try:
-                await self._greet(session, host)
-            except BaseException:
-                await session.quit()
-                raise
+                session = await self._connect(host, ip, tls=not state.tls_broken)
+            except TlsFailed:
+                # offered, accepted, then broken: the same slot, a new connection without
+                # TLS (the broken one is closed already), and so from now on for the host
+                state.tls_broken = True
+                session = await self._connect(host, ip, tls=False)
         except BaseException as exc:
             await lease.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -340,11 +352,20 @@ class MxPool:
             lease.watch(session.abort)
         return PooledSession(ip, session, lease)
 
-    async def _greet(self, session: SmtpSession, host: str) -> None:
+    async def _connect(self, host: str, ip: str, *, tls: bool) -> SmtpSession:
+        session = await self.connector.open(ip, self.config.port)
+        try:
+            await self._greet(session, host, tls=tls)
+        except BaseException:
+            await session.quit()
+            raise
+        return session
+
+    async def _greet(self, session: SmtpSession, host: str, *, tls: bool = True) -> None:
         hello = await session.hello(self.config.helo_name)
         if hello.code >= 400:
             raise SessionRefused(hello)
-        if session.supports("starttls") and not session.tls_active:
+        if tls and session.supports("starttls") and not session.tls_active:
             tls = await session.starttls(host)
             if tls.code == 220:
                 hello = await session.hello(self.config.helo_name)

@@ -33,7 +33,7 @@ from checks.replies import parse_reply
 
 __all__ = [
     "SmtpTransportError", "SmtpConnector", "SmtpSession", "StreamSmtpConnector",
-    "read_reply", "read_reply_lines", "MAX_REPLY_LINES",
+    "read_reply", "read_reply_lines", "MAX_REPLY_LINES", "TlsFailed",
 ]
 
 #: a reply of more lines than this is not an SMTP server talking
@@ -48,6 +48,10 @@ class SmtpTransportError(Exception):
         super().__init__(message)
         self.reason = reason
         self.reply = reply  # a greeting refusal (e.g. 421/554 banner), when there was one
+
+
+class TlsFailed(SmtpTransportError):
+    """STARTTLS was accepted, but the TLS handshake broke (the connection is gone)."""
 
 
 class SmtpSession(Protocol):
@@ -242,8 +246,8 @@ class _StreamSession:
                 await self._writer.start_tls(_tls_context(), server_hostname=server_hostname)
         except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
             self._abort()
-            raise SmtpTransportError(Reason.CONNECTION_FAILED,
-                                     f"STARTTLS failed: {exc or type(exc).__name__}") from None
+            raise TlsFailed(Reason.CONNECTION_FAILED,
+                            f"STARTTLS failed: {exc or type(exc).__name__}") from None
         self._tls = True
         self._extensions = set()
         return reply

@@ -79,6 +79,7 @@ CASES = [
     ("nobody@gmail.test", Verdict.UNDELIVERABLE, Reason.MAILBOX_NOT_FOUND),
     ("alice@senderck.test", Verdict.DELIVERABLE, Reason.OK),  # our sender resolves
     ("alice@senderrcpt.test", Verdict.DELIVERABLE, Reason.OK),
+    ("alice@tlsbroken.test", Verdict.DELIVERABLE, Reason.OK),  # again, without TLS
     ("not an address", Verdict.UNDELIVERABLE, Reason.SYNTAX),
     ("alice@ok.test\r\nDATA", Verdict.UNDELIVERABLE, Reason.SYNTAX),
 ]
@@ -220,6 +221,23 @@ async def test_dns_cache_spares_the_nameserver(world: World) -> None:
     before = world.dns_queries("ok.test", "MX")
     await engine.verify("bob@ok.test")
     assert world.dns_queries("ok.test", "MX") == before == 1
+
+
+async def test_a_broken_tls_handshake_is_retried_without_tls_and_remembered(
+        world: World) -> None:
+    """STARTTLS offered and accepted, then the handshake breaks: the same probe asks
+    again on a new connection without TLS, and later sessions skip STARTTLS."""
+    engine = Engine(config_for(world, smtp_idle_seconds=0.05))
+    first = await engine.verify_many(["alice@tlsbroken.test", "nobody@tlsbroken.test"])
+    assert [r.reason for r in first] == [Reason.OK, Reason.MAILBOX_NOT_FOUND]
+    stats = world.mx_stats("mx.tlsbroken.test")
+    assert (stats.connections, stats.tls_failures) == (2, 1)
+    assert engine.prober.pool.tls_broken("127.0.1.24")
+    await asyncio.sleep(0.2)  # the pooled session is closed (idle)
+    again = await engine.verify_many(["bob@tlsbroken.test"])
+    assert again[0].reason is Reason.OK
+    assert (stats.connections, stats.tls_failures) == (3, 1)  # no STARTTLS tried again
+    assert stats.max_simultaneous == 1
 
 
 @pytest.mark.parametrize(("mail_from", "warned"), [

@@ -48,6 +48,8 @@ Domains (MX preference → host @ address: behaviour)::
                      → 553 5.1.8 Sender address rejected: Domain not found
     senderrcpt.test  10 mx.senderrcpt.test @127.0.1.23: the same, told at every RCPT with
                      450 4.1.8 (Postfix's delayed reject)
+    tlsbroken.test   10 mx.tlsbroken.test @127.0.1.24: offers and accepts STARTTLS, then
+                     breaks the handshake; standard mailboxes without TLS
     nullmx.test      MX 0 . (null MX, RFC 7505)
     nomxhost.test    10 mx.nomxhost.test, a name with no record at all (NXDOMAIN)
     nxdomain.test    absent: NXDOMAIN
@@ -104,6 +106,7 @@ ADDRESSES: dict[str, str] = {
     "mx.gmail.test": "127.0.1.21",
     "mx.senderck.test": "127.0.1.22",
     "mx.senderrcpt.test": "127.0.1.23",
+    "mx.tlsbroken.test": "127.0.1.24",
 }
 """MX host name → loopback address in the default world."""
 
@@ -157,6 +160,7 @@ def default_world(
         _host("mx.gmail.test", unknown=Reply.GMAIL_UNKNOWN),
         _host("mx.senderck.test", sender_check="mail"),
         _host("mx.senderrcpt.test", sender_check="rcpt"),
+        _host("mx.tlsbroken.test", tls_broken=True),
     ]
     records: list[Record] = [
         # ok.test and its authentication variants, all on mx.ok.test
@@ -199,6 +203,7 @@ def default_world(
         mx("gmail.test", 10, "mx.gmail.test"),
         mx("senderck.test", 10, "mx.senderck.test"),
         mx("senderrcpt.test", 10, "mx.senderrcpt.test"),
+        mx("tlsbroken.test", 10, "mx.tlsbroken.test"),
         # amx.test: no MX; its A record comes from the amx.test host (implicit MX)
         mx("backup.test", 20, "mx2.backup.test"),
         mx("backup.test", 10, "mx1.backup.test"),

@@ -75,6 +75,7 @@ class MxStats:
     rcpt: int = 0
     rcpt_times: list[float] = field(default_factory=list)
     rcpt_replies: Counter[int] = field(default_factory=Counter)
+    tls_failures: int = 0  # STARTTLS accepted, then the handshake broken (tls_broken)
     data: int = 0
 
     def max_rcpt_rate(self, window: float = 1.0) -> int:
@@ -338,6 +339,11 @@ class SmtpServer:
             if arg:
                 return "501 5.5.4 Syntax: STARTTLS"
             await self._send(writer, "220 2.0.0 Ready to start TLS", host.reply_delay)
+            if host.tls_broken:
+                self.stats.tls_failures += 1
+                writer.write(b"this is no TLS record\r\n")
+                await writer.drain()
+                raise ConnectionError("a broken TLS stack")
             await writer.start_tls(self.ssl_context)
             self.stats.starttls += 1
             s.tls = True

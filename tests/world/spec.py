@@ -172,6 +172,8 @@ class MxHost:
             ``"rcpt"`` = ``450 4.1.8`` to every RCPT (Postfix's delayed reject). The null
             sender ``<>`` is never refused.
         sender_zones: DNS suffixes a sender's domain must be under to pass ``sender_check``.
+        tls_broken: STARTTLS is advertised and accepted (220), then the server sends bytes
+            that are no TLS record and closes the connection (a broken TLS stack).
         rcpt_per_transaction: if set (K), RCPT number K+1... of one *transaction* get
             ``452 4.5.3`` (consumer Outlook answers the second RCPT so); RSET or a new
             MAIL starts the count again.
@@ -198,6 +200,7 @@ class MxHost:
     sender_check: SenderCheck | None = None
     sender_zones: tuple[str, ...] = ("test",)
     rcpt_per_transaction: int | None = None
+    tls_broken: bool = False
 
     def sender_resolves(self, sender: str) -> bool:
         """Whether ``sender``'s domain is one this world could resolve (``<>`` is fine)."""
