@@ -366,8 +366,8 @@ class MxPool:
         if hello.code >= 400:
             raise SessionRefused(hello)
         if tls and session.supports("starttls") and not session.tls_active:
-            tls = await session.starttls(host)
-            if tls.code == 220:
+            started = await session.starttls(host)
+            if started.code == 220:
                 hello = await session.hello(self.config.helo_name)
                 if hello.code >= 400:
                     raise SessionRefused(hello)
