@@ -80,6 +80,9 @@ CASES = [
     ("alice@senderck.test", Verdict.DELIVERABLE, Reason.OK),  # our sender resolves
     ("alice@senderrcpt.test", Verdict.DELIVERABLE, Reason.OK),
     ("alice@tlsbroken.test", Verdict.DELIVERABLE, Reason.OK),  # again, without TLS
+    ("alice@servfail.test", Verdict.UNKNOWN, Reason.DNS_ERROR),
+    ("alice@dnsdrop.test", Verdict.UNKNOWN, Reason.DNS_ERROR),
+    ("alice@bigtxt.test", Verdict.DELIVERABLE, Reason.OK),
     ("not an address", Verdict.UNDELIVERABLE, Reason.SYNTAX),
     ("alice@ok.test\r\nDATA", Verdict.UNDELIVERABLE, Reason.SYNTAX),
 ]
@@ -99,6 +102,17 @@ async def test_every_behaviour_gets_its_verdict(world: World) -> None:
     assert amx is not None and amx.implicit
     assert world.mx_stats("mx.tls.test").starttls >= 1
     assert by["storage@exchange.test"].temporary  # the server's trouble: ask again later
+    assert by["alice@servfail.test"].temporary and by["alice@dnsdrop.test"].temporary
+    big = by["alice@bigtxt.test"].evidence.spf  # 1.8 kB of TXT: TC over UDP, then TCP
+    assert big is not None and big.status == "present" and big.all_qualifier == "-"
+    import dns.asyncquery
+    import dns.flags
+    import dns.message
+
+    host, port = world.nameserver.rsplit(":", 1)
+    udp = await dns.asyncquery.udp(dns.message.make_query(
+        "bigtxt.test", "TXT", use_edns=0, payload=1232), host, port=int(port), timeout=2)
+    assert udp.flags & dns.flags.TC and not udp.answer  # so the SPF above came over TCP
     gmail = by["nobody@gmail.test"].evidence.smtp
     assert gmail is not None and gmail.reply is not None
     assert gmail.reply.message.count("5.1.1") == 0 and "double-checking" in gmail.reply.message
@@ -221,6 +235,27 @@ async def test_dns_cache_spares_the_nameserver(world: World) -> None:
     before = world.dns_queries("ok.test", "MX")
     await engine.verify("bob@ok.test")
     assert world.dns_queries("ok.test", "MX") == before == 1
+
+
+async def test_a_silent_or_failing_nameserver_stalls_no_other_domain(world: World) -> None:
+    """A domain whose nameserver never answers waits out its DNS timeout; the domains
+    checked beside it are done long before."""
+    engine = Engine(config_for(world, dns_timeout=2.0))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    done: dict[str, float] = {}
+
+    async def timed(address: str) -> Reason:
+        result = await engine.verify(address)
+        done[address] = loop.time() - start
+        return result.reason
+
+    reasons = await asyncio.gather(*(timed(a) for a in (
+        "carol@dnsdrop.test", "carol@servfail.test", "alice@ok.test", "alice@notls.test")))
+    assert reasons == [Reason.DNS_ERROR, Reason.DNS_ERROR, Reason.OK, Reason.OK]
+    assert done["carol@dnsdrop.test"] >= 1.5  # it did wait for its nameserver
+    assert done["alice@ok.test"] < 1.0 and done["alice@notls.test"] < 1.0, done
+    assert done["carol@servfail.test"] < 1.0, done  # a SERVFAIL is no timeout
 
 
 async def test_a_broken_tls_handshake_is_retried_without_tls_and_remembered(

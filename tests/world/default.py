@@ -50,6 +50,10 @@ Domains (MX preference → host @ address: behaviour)::
                      450 4.1.8 (Postfix's delayed reject)
     tlsbroken.test   10 mx.tlsbroken.test @127.0.1.24: offers and accepts STARTTLS, then
                      breaks the handshake; standard mailboxes without TLS
+    servfail.test    every query SERVFAIL
+    dnsdrop.test     no query answered (the resolver times out)
+    bigtxt.test      10 mx.ok.test; SPF among 14 other TXT records: too large for UDP (TC
+                     set), fetched over TCP
     nullmx.test      MX 0 . (null MX, RFC 7505)
     nomxhost.test    10 mx.nomxhost.test, a name with no record at all (NXDOMAIN)
     nxdomain.test    absent: NXDOMAIN
@@ -211,12 +215,17 @@ def default_world(
         mx("nomxhost.test", 10, "mx.nomxhost.test"),
     ]
     records += [mx(f"shared{i}.test", 10, "mx.shared.test") for i in range(1, 6)]
+    records += [mx("bigtxt.test", 10, "mx.ok.test"), txt("bigtxt.test", "v=spf1 mx -all")]
+    records += [txt("bigtxt.test", f"site-verification-{i:02d}=" + "x" * 90)
+                for i in range(14)]
     return WorldSpec(
         zones=["test"],
         records=records,
         mx_hosts=hosts,
         latency=latency,
         dns_latency=dns_latency,
+        servfail=["servfail.test"],
+        silent=["dnsdrop.test"],
     )
 
 

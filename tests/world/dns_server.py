@@ -8,7 +8,9 @@ It answers over UDP *and* TCP on the same loopback address and port:
   zone that has no record (empty non-terminals such as ``_domainkey.ok.test`` exist);
 * ``NOERROR`` with no answer (NODATA) and the SOA when the name exists but not the type;
 * ``REFUSED`` for a name outside the served zones;
-* UDP answers larger than the client's buffer (512, or its EDNS size) come back with TC.
+* UDP answers larger than the client's buffer (512, or its EDNS size) come back with TC;
+* ``SERVFAIL`` for the spec's ``servfail`` names, and no answer at all (over UDP and
+  TCP) for its ``silent`` names.
 
 Every query is counted per ``(qname, qtype)`` (:class:`DnsStats`), so cache tests can
 assert how often a name was really asked. An optional latency delays every answer.
@@ -184,6 +186,8 @@ class DnsServer:
         self.negative_ttl = negative_ttl
         self.stats = DnsStats()
         self._zones = _ZoneData(spec, host, negative_ttl)
+        self._servfail = {normalize_name(n) for n in spec.servfail}
+        self._silent = {normalize_name(n) for n in spec.silent}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -277,6 +281,10 @@ class DnsServer:
             if len(data) >= 12:  # echo the id with FORMERR
                 return data[:2] + b"\x81\x01" + b"\x00" * 8
             return None
+        if query.question and normalize_name(query.question[0].name.to_text()) in self._silent:
+            self.stats.record(query.question[0].name.to_text(),
+                              dns.rdatatype.to_text(query.question[0].rdtype))
+            return None  # a nameserver that never answers for this name
         try:
             response = self.resolve(query)
         except Exception:  # a bug here must not look like a timeout
@@ -307,6 +315,9 @@ class DnsServer:
         qname = question.name
         qtype = question.rdtype
         self.stats.record(qname.to_text(), dns.rdatatype.to_text(qtype))
+        if normalize_name(qname.to_text()) in self._servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return response
         apex = self._zones.zone_of(qname)
         if apex is None or question.rdclass != dns.rdataclass.IN:
             response.set_rcode(dns.rcode.REFUSED)

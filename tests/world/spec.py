@@ -232,6 +232,8 @@ class WorldSpec:
         latency: seconds added before *every* SMTP reply, banner included (benchmarks):
             a network round trip, so commands pipelined in one write (RFC 2920) share it.
         dns_latency: seconds added before every DNS answer.
+        servfail: names whose every query is answered ``SERVFAIL``.
+        silent: names whose queries get no answer at all (the client times out).
     """
 
     zones: list[str] = field(default_factory=lambda: ["test"])
@@ -239,6 +241,8 @@ class WorldSpec:
     mx_hosts: list[MxHost] = field(default_factory=list)
     latency: float = 0.0
     dns_latency: float = 0.0
+    servfail: list[str] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)
 
     def all_records(self) -> list[Record]:
         """``records`` plus the implicit ``A`` record of each MX host hostname."""
@@ -287,6 +291,8 @@ def merge(*specs: WorldSpec) -> WorldSpec:
         mx_hosts=[h for s in specs for h in s.mx_hosts],
         latency=max((s.latency for s in specs), default=0.0),
         dns_latency=max((s.dns_latency for s in specs), default=0.0),
+        servfail=[n for s in specs for n in s.servfail],
+        silent=[n for s in specs for n in s.silent],
     )
     merged.validate()
     return merged
