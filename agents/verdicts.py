@@ -6,6 +6,7 @@ import os
 import socket
 
 from checks.model import VerificationResult, to_jsonable
+from checks.score import score
 from schemas import AddressTask, Submission, VerdictEvent
 from schemas.base import utc_now_iso
 
@@ -24,4 +25,5 @@ def verdict_event(origin: Submission | AddressTask, result: VerificationResult, 
         attempt=attempt, checked_at=utc_now_iso(), evidence=evidence,
         temporary=result.temporary, request_id=origin.request_id, metadata=origin.metadata,
         replay_id=origin.replay_id, source=source, worker=WORKER_ID,
+        score=score(result, attempts=attempt),
     )

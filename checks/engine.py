@@ -51,6 +51,7 @@ from checks.policy import policy_flags
 from checks.politeness import LocalPoliteness, Politeness
 from checks.pool import MxPool, PoolConfig
 from checks.probe import ProbeConfig, SmtpProber
+from checks.provider import provider_of
 from checks.smtp import SmtpConnector, StreamSmtpConnector
 from checks.syntax import parse_address
 from checks.ttlmap import TtlMap
@@ -80,6 +81,7 @@ class DomainFacts:
     def __init__(self, mx: MxResult, spf: SpfInfo | None, dmarc: DmarcInfo | None,
                  dkim: DkimInfo | None, seconds: float) -> None:
         self.mx, self.spf, self.dmarc, self.dkim, self.seconds = mx, spf, dmarc, dkim, seconds
+        self.provider = provider_of(h.host for h in mx.hosts)
 
 
 def syntax_result(problem: AddressProblem) -> VerificationResult:
@@ -286,6 +288,7 @@ class Engine:
             flags=flags, mx=facts.mx, spf=facts.spf, dmarc=facts.dmarc, dkim=facts.dkim,
             smtp=rcpt, catch_all=catch_all,
             error=(rcpt.error if rcpt is not None else facts.mx.error), timings=timings,
+            provider=facts.provider,
         )
         return VerificationResult(
             address=address.original, normalized=address.normalized, verdict=verdict,

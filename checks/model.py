@@ -270,6 +270,8 @@ class Evidence:
     catch_all: bool | None = None
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: the mailbox provider, from the MX host names (:mod:`checks.provider`)
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -283,8 +285,16 @@ class VerificationResult:
     temporary: bool
     evidence: Evidence
 
+    @property
+    def score(self) -> int:
+        """0–100, how safe it is to send to this address (:mod:`checks.score`)."""
+        from checks.score import score  # score.py reads this module's types
+
+        return score(self)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_jsonable(self)
+        out["score"] = self.score
         return out
 
 

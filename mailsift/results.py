@@ -10,9 +10,9 @@ from typing import Any
 
 __all__ = ["RESULT_COLUMNS", "result_row", "write_rows"]
 
-RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "suggestion", "disposable", "role",
-                  "free", "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
-                  "smtp_message", "checked_at"]
+RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "score", "provider",
+                  "suggestion", "disposable", "role", "free", "catch_all", "mx", "spf",
+                  "dmarc", "dkim", "smtp_code", "smtp_message", "checked_at"]
 
 
 def result_row(v: Any) -> dict[str, Any]:
@@ -24,7 +24,10 @@ def result_row(v: Any) -> dict[str, Any]:
     reply = smtp.get("reply") or {}
     return {
         "email": v.email, "normalized": v.normalized or "", "verdict": v.verdict,
-        "reason": v.reason, "suggestion": flags.get("suggestion") or "",
+        "reason": v.reason,
+        "score": "" if getattr(v, "score", None) is None else v.score,
+        "provider": ev.get("provider") or "",
+        "suggestion": flags.get("suggestion") or "",
         "disposable": bool(flags.get("disposable")), "role": bool(flags.get("role")),
         "free": bool(flags.get("free")),
         "catch_all": "" if ev.get("catch_all") is None else bool(ev.get("catch_all")),

@@ -54,6 +54,8 @@ class VerdictEvent(EventRecord):
     source: str | None = None
     #: which worker decided (``host:pid``), for operations
     worker: str | None = None
+    #: 0–100, how safe it is to send (``checks.score``; absent in events before it existed)
+    score: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -70,5 +72,14 @@ class VerdictEvent(EventRecord):
             evidence=field_dict(data, "evidence") or {}, temporary=temporary,
             request_id=field_opt_str(data, "request_id"), metadata=field_dict(data, "metadata"),
             replay_id=field_opt_str(data, "replay_id"), source=field_opt_str(data, "source"),
-            worker=field_opt_str(data, "worker"),
+            worker=field_opt_str(data, "worker"), score=_score(data),
         )
+
+
+def _score(data: dict[str, Any]) -> int | None:
+    if data.get("score") is None:
+        return None
+    value = field_int(data, "score", 0)
+    if not 0 <= value <= 100:
+        raise SchemaError(f"field 'score' must be from 0 to 100, got {value}")
+    return value

@@ -39,4 +39,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         CREATE INDEX verdicts_by_job_verdict ON verdicts (job_id, verdict);
     """),
+    (2, "verdict score", """
+        ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS score smallint;  -- 0-100, checks.score
+    """),
 ]

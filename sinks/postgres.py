@@ -34,14 +34,15 @@ _LOCK_ID = 0x6D61696C73696674  # "mailsift"
 _UPSERT = """
 INSERT INTO verdicts (job_id, address_key, email, normalized, verdict, reason, temporary,
                       attempt, checked_at, replay_id, request_id, metadata, evidence, source,
-                      worker)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14, $15)
+                      worker, score)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14, $15, $16)
 ON CONFLICT (job_id, address_key) DO UPDATE SET
     email = EXCLUDED.email, normalized = EXCLUDED.normalized, verdict = EXCLUDED.verdict,
     reason = EXCLUDED.reason, temporary = EXCLUDED.temporary, attempt = EXCLUDED.attempt,
     checked_at = EXCLUDED.checked_at, replay_id = EXCLUDED.replay_id,
     request_id = EXCLUDED.request_id, metadata = EXCLUDED.metadata,
-    evidence = EXCLUDED.evidence, source = EXCLUDED.source, worker = EXCLUDED.worker
+    evidence = EXCLUDED.evidence, source = EXCLUDED.source, worker = EXCLUDED.worker,
+    score = EXCLUDED.score
 WHERE verdicts.checked_at <= EXCLUDED.checked_at
 """
 
@@ -165,4 +166,4 @@ class PostgresSink:
         return (v.job_id, v.dedupe_key, v.email, v.normalized, v.verdict, v.reason,
                 v.temporary, v.attempt, _ts(v.checked_at), v.replay_id, v.request_id,
                 _json(v.metadata) if v.metadata is not None else None,
-                _json(v.evidence), v.source, v.worker)
+                _json(v.evidence), v.source, v.worker, v.score)

@@ -88,6 +88,13 @@ def test_mixed_job_gets_one_final_verdict_per_address(
             evidence = final[dedupe_key("alice@ok.test")].evidence
             assert evidence["spf"]["all_qualifier"] == "-"
             assert evidence["smtp"]["reply"]["code"] == 250
+            # the score travels with every verdict, and Postgres keeps it
+            scores = {v.email: v.score for v in final.values()}
+            assert scores["alice@ok.test"] == 100  # accepted, SPF and DMARC present
+            assert all(scores[e] == 0 for e, (v, _, _) in MIXED.items()
+                       if v == "undeliverable")
+            assert all(s is not None and 0 <= s <= 100 for s in scores.values())
+            await wait_stored_scores(settings, job, scores)
             return job
 
         job = asyncio.run(run())
@@ -97,9 +104,28 @@ def test_mixed_job_gets_one_final_verdict_per_address(
         assert sorted(m["routing_key"] for m in messages) == sorted(
             f"verdict.{v}.{r}" for v, r, _ in MIXED.values())
         assert all(m["persistent"] for m in messages)
+        assert all(isinstance(m["body"]["score"], int) for m in messages)
     finally:
         worker.stop()
         legacy.close()
+
+
+async def wait_stored_scores(settings: Settings, job: str, scores: dict[str, int | None]
+                             ) -> None:
+    """Postgres holds every verdict of ``job`` with the score its event carried."""
+    import asyncpg
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            rows = await conn.fetch("SELECT email, score FROM verdicts WHERE job_id = $1", job)
+            if {r["email"]: r["score"] for r in rows} == scores:
+                return
+            assert time.monotonic() < deadline, (rows, scores)
+            await asyncio.sleep(0.3)
+    finally:
+        await conn.close()
 
 
 class LegacyConsumer:

@@ -69,9 +69,11 @@ def test_validate_10000_row_csv(stack: Settings, world: WorldProcess, tmp_path: 
     with out.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["email"] for r in rows] == emails          # one row per input row, in order
-    assert list(rows[0]) == ["email", "normalized", "verdict", "reason", "suggestion",
-                             "disposable", "role", "free", "catch_all", "mx", "spf", "dmarc",
-                             "dkim", "smtp_code", "smtp_message", "checked_at"]
+    assert list(rows[0]) == ["email", "normalized", "verdict", "reason", "score",
+                             "provider", "suggestion", "disposable", "role", "free",
+                             "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
+                             "smtp_message", "checked_at"]
+    assert all(r["score"].isdigit() for r in rows)
     wrong = [(r["email"], r["verdict"], r["reason"]) for r in rows
              if (r["verdict"], r["reason"]) != expected(r["email"])]
     assert not wrong, wrong[:5]

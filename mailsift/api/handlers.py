@@ -38,7 +38,8 @@ DEFAULT_VERIFY_TIMEOUT = 30.0
 #: rows read from Postgres per chunk of a streamed results response
 CHUNK = 500
 
-_ROWS = """SELECT address_key, email, normalized, verdict, reason, temporary, evidence, checked_at
+_ROWS = """SELECT address_key, email, normalized, verdict, reason, temporary, evidence, checked_at,
+                 score
 FROM verdicts WHERE job_id = $1"""
 
 
@@ -111,6 +112,7 @@ class StoredVerdict:
     temporary: bool
     evidence: dict[str, Any]
     checked_at: str
+    score: int | None = None
 
     @classmethod
     def from_record(cls, r: Any) -> StoredVerdict:
@@ -118,7 +120,7 @@ class StoredVerdict:
         if isinstance(evidence, str):
             evidence = json.loads(evidence)
         return cls(r["email"], r["normalized"], r["verdict"], r["reason"], r["temporary"],
-                   evidence or {}, _iso(r["checked_at"]) or "")
+                   evidence or {}, _iso(r["checked_at"]) or "", r["score"])
 
 
 async def _submit(state: ApiState, emails: list[str], *, webhook: str | None = None,
