@@ -218,11 +218,14 @@ class SmtpProber:
         #: recipients a transaction took before a 452 4.5.3: a limit per transaction if a
         #: new transaction on this connection is answered, else one per connection
         suspect: int | None = None
+        new_transaction = False
         while pending:
             most = self.config.rcpt_per_transaction
             # while a limit is suspected, the new transaction asks no more than it
             per_transaction = min(most, self.pool.transaction_limit(ip) or most,
                                   suspect or most)
+            if in_transaction and sent >= per_transaction:  # (a limit learned meanwhile)
+                in_transaction = False
             room = per_transaction - (sent if in_transaction else 0)
             chunk = [pending[i] for i in range(min(len(pending), room,
                                                    self.politeness.rcpt_group_size))]
