@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
-from agents.verdicts import verdict_event
+from agents.verdicts import attempt_record, verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress, VerificationResult
 from schemas import AddressTask, verdict_key
@@ -93,7 +93,9 @@ class DomainHandler:
         if result.temporary and tier < len(delays):
             retry = AddressTask(**{**task.asdict(), "attempt": task.attempt + 1,
                                    "due_at": time.time() + delays[tier],
-                                   "last_reason": result.reason.value})
+                                   "last_reason": result.reason.value,
+                                   "history": [*(task.history or []),
+                                               attempt_record(task.attempt, result)]})
             return Record(self.s.topics.retries[tier], task.domain.encode(), retry.dumps())
         verdict = verdict_event(task, result, dedupe_key=task.dedupe_key,
                                 attempt=task.attempt, source=task.source)

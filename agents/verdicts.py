@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from checks.model import VerificationResult, to_jsonable
 from checks.score import score
 from schemas import AddressTask, Submission, VerdictEvent
 from schemas.base import utc_now_iso
 
-__all__ = ["verdict_event", "WORKER_ID"]
+__all__ = ["verdict_event", "attempt_record", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -19,6 +20,11 @@ def verdict_event(origin: Submission | AddressTask, result: VerificationResult, 
                   dedupe_key: str, attempt: int, source: str) -> VerdictEvent:
     """The final verdict event for ``result`` of an address that came from ``origin``."""
     evidence = to_jsonable(result.evidence)
+    history = origin.history if isinstance(origin, AddressTask) else None
+    if history:
+        # every attempt, this one last; "accepted after greylisting" is said outright
+        evidence["attempts"] = [*history, attempt_record(attempt, result)]
+        evidence["greylisted"] = any(h.get("reason") == "greylisted" for h in history)
     return VerdictEvent(
         job_id=origin.job_id, email=origin.email, normalized=result.normalized,
         verdict=result.verdict.value, reason=result.reason.value, dedupe_key=dedupe_key,
@@ -27,3 +33,11 @@ def verdict_event(origin: Submission | AddressTask, result: VerificationResult, 
         replay_id=origin.replay_id, source=source, worker=WORKER_ID,
         score=score(result, attempts=attempt),
     )
+
+
+def attempt_record(attempt: int, result: VerificationResult) -> dict[str, Any]:
+    """One attempt's outcome, as kept in ``AddressTask.history`` and ``evidence.attempts``."""
+    smtp = result.evidence.smtp
+    code = smtp.reply.code if smtp is not None and smtp.reply is not None else None
+    return {"attempt": attempt, "reason": result.reason.value, "smtp_code": code,
+            "at": utc_now_iso()}

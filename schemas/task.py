@@ -42,6 +42,9 @@ class AddressTask(EventRecord):
     #: ``normalized``, ``display_name``, ``smtputf8``), so the domain stage need not parse
     #: it again; absent in events of older versions
     address: dict[str, Any] | None = None
+    #: the earlier attempts' outcomes (``attempt``, ``reason``, ``smtp_code``, ``at``),
+    #: oldest first; absent on a first attempt and in events of older versions
+    history: list[dict[str, Any]] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -67,4 +70,16 @@ class AddressTask(EventRecord):
             last_reason=field_opt_str(data, "last_reason"),
             # a hint only: anything but an object is ignored (the address is parsed again)
             address=address if isinstance(address := data.get("address"), dict) else None,
+            history=_history(data.get("history")),
         )
+
+
+def _history(value: Any) -> list[dict[str, Any]] | None:
+    """The attempts of a task: a list of objects (at most 20 kept, the newest), else None.
+
+    >>> _history([{"attempt": 1, "reason": "greylisted"}, 7]), _history("x")
+    ([{'attempt': 1, 'reason': 'greylisted'}], None)
+    """
+    if not isinstance(value, list):
+        return None
+    return [item for item in value if isinstance(item, dict)][-20:] or None

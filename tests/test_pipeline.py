@@ -95,6 +95,15 @@ def test_mixed_job_gets_one_final_verdict_per_address(
                        if v == "undeliverable")
             assert all(s is not None and 0 <= s <= 100 for s in scores.values())
             await wait_stored_scores(settings, job, scores)
+            # every attempt is in the evidence once there was more than one
+            grey = final[dedupe_key("carol@greylist.test")].evidence
+            assert [(a["attempt"], a["reason"]) for a in grey["attempts"]] == [
+                (1, "greylisted"), (2, "ok")]
+            assert grey["attempts"][0]["smtp_code"] == 451 and grey["greylisted"] is True
+            refused = final[dedupe_key("alice@refused.test")].evidence
+            assert [a["reason"] for a in refused["attempts"]] == ["connection_failed"] * 3
+            assert refused["greylisted"] is False
+            assert "attempts" not in evidence  # alice@ok.test: one attempt
             return job
 
         job = asyncio.run(run())
