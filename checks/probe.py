@@ -45,6 +45,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: permits due within this many seconds of each other go out in one pipelined write (the
 #: politeness policy gives the permits of one group the same time)
 _SAME_GROUP = 0.001
+#: classes that speak of a mailbox: said to MAIL FROM, they speak of our sender
+_MAILBOX_CLASSES = frozenset({ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.MAILBOX_DISABLED,
+                              ReplyClass.MAILBOX_FULL})
 #: hosts whose last send time is kept before the past ones are forgotten
 _MAX_PACED_HOSTS = 10_000
 
@@ -255,6 +258,8 @@ class SmtpProber:
                     ps.dirty = True
                     if mail.code >= 400:
                         cls = classify(mail)
+                        if cls in _MAILBOX_CLASSES:  # a MAIL reply is about our sender
+                            cls = ReplyClass.SENDER_REJECTED
                         if mail.code >= 500 or cls is ReplyClass.SENDER_REJECTED:
                             # a sender refusal applies to every recipient on this server
                             # (and on the next: it is our sender that is refused)
@@ -280,11 +285,13 @@ class SmtpProber:
                             suspect, new_transaction = sent, True
                             break
                         return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
-                    if suspect is not None and sent == 0:
-                        self.pool.learn_transaction_limit(ip, suspect)
-                        suspect = None
                     if reply.code == 421:  # the server is closing: ask again on a new one
                         return _Next.RECONNECT, result(reply, ReplyClass.TEMPORARY)
+                    if suspect is not None and sent == 0 and reply.code < 400:
+                        # the new transaction's first recipient was answered: the limit
+                        # is per transaction
+                        self.pool.learn_transaction_limit(ip, suspect)
+                        suspect = None
                     report.results[rcpt] = (self._refused(reply, cls, host, ip)
                                             if cls is ReplyClass.SENDER_REJECTED
                                             else result(reply, cls))

@@ -13,9 +13,9 @@ tests check that every rule's example lands on that rule). The order, and why:
 4. Microsoft 365's Directory-Based Edge Blocking (``5.4.1 Recipient address rejected:
    Access denied``): no such mailbox, although the words sound like a block;
 5. enhanced mailbox codes (RFC 3463): 5.1.x unknown, 5.2.1 disabled, x.2.2 full;
-6. system trouble (4.3.x, "insufficient system storage"): the server's problem, temporary,
-   never ``mailbox_full``;
-7. "mailbox full" texts; 421 (the server is closing: temporary);
+6. 421 (the server is closing: temporary); system trouble (4.3.x, "insufficient system
+   storage"): the server's problem, temporary, never ``mailbox_full``;
+7. "mailbox full" texts;
 8. blocks: block-list texts, and 5.7.x unless the text says the mailbox is unknown;
 9. any other 4xx is temporary (greylisting and its kin);
 10. 5xx texts without enhanced codes (qmail, Exchange, Postfix): disabled, then unknown;
@@ -42,8 +42,10 @@ from checks.model import ReplyClass, SmtpReply
 __all__ = ["parse_reply", "classify", "rule_for", "Rule", "RULES"]
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
-#: qmail and some others put the enhanced code last: "… by that name (#5.1.1)"
-_TRAILING_ENHANCED = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\)\s*$")
+#: qmail and some others put the enhanced code last: "… by that name (#5.1.1)". Only
+#: addressing codes (x.1.y) are taken: qmail's "(#5.7.1)" follows texts that mean "no
+#: such mailbox here" too (validrcptto, rcpthosts), which the text rules judge better
+_TRAILING_ENHANCED = re.compile(r"\(#([245])\.(1)\.(\d{1,3})\)\s*$")
 
 
 def _words(pattern: str) -> re.Pattern[str]:
@@ -71,7 +73,8 @@ _FULL_TEXT = _words(
 _SYSTEM_TEXT = _words(r"insufficient system (?:storage|resources)|system storage")
 _TOO_MANY_TEXT = _words(r"too many recipients|too many rcpt")
 _SENDER_TEXT = _words(
-    r"sender address rejected|sender verify failed|"
+    r"sender address rejected|sender (?:address )?(?:rejected|refused|denied)|"
+    r"sender verify failed|"
     r"sender domain (?:must (?:exist|resolve)|not found|does not exist|unknown)|"
     r"unverified sender|verification of sender failed|invalid sender domain")
 
@@ -142,6 +145,8 @@ RULES: tuple[Rule, ...] = (
     Rule("full_mailbox", C.MAILBOX_FULL,
          (452, "4.2.2 The email account that you tried to reach is over quota."),
          enhanced=_enh(r"[45]\.2\.2")),
+    Rule("closing", C.TEMPORARY,
+         (421, "4.7.0 Too many connections, try again later"), codes=(421, 421)),
     Rule("system_trouble", C.SERVER_ERROR,
          (452, "4.3.1 Insufficient system storage"), codes=_4XX,
          enhanced=_enh(r"4\.3\.\d{1,3}")),
@@ -151,8 +156,6 @@ RULES: tuple[Rule, ...] = (
     Rule("full_mailbox_text", C.MAILBOX_FULL,
          (552, "Requested mail action aborted: exceeded storage allocation"),
          text=_FULL_TEXT),
-    Rule("closing", C.TEMPORARY,
-         (421, "4.7.0 Too many connections, try again later"), codes=(421, 421)),
     Rule("blocked_text", C.BLOCKED,
          (554, "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
                "zen.spamhaus.org"), text=_BLOCKED_TEXT),
@@ -165,7 +168,7 @@ RULES: tuple[Rule, ...] = (
          (550, "Requested action not taken: mailbox unavailable"), codes=_5XX,
          text=_NOT_FOUND_TEXT),
     Rule("bare_550", C.MAILBOX_NOT_FOUND,
-         (553, "sorry, that domain isn't in my list of allowed rcpthosts"),
+         (553, "sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"),
          codes=(550, 553), only=frozenset({550, 551, 553}), bare=True),
     Rule("permanent", C.PERMANENT, (554, "5.5.1 Error: transaction failed"), codes=_5XX),
 )
@@ -206,8 +209,8 @@ def parse_reply(code: int, text: str) -> SmtpReply:
     if m and m.group(1) == str(code)[0]:
         enhanced = ".".join(m.groups())
         rest = [lines[0][m.end():]] + [
-            ln.strip()[len(enhanced):] if ln.strip().startswith(enhanced) else ln
-            for ln in lines[1:]]
+            ln.strip()[len(enhanced):] if (ln.strip() + " ").startswith(enhanced + " ")
+            else ln for ln in lines[1:]]
         return SmtpReply(code, " ".join(" ".join(rest).split()), enhanced)
     folded = " ".join(text.split())  # fold multi-line replies and runs of spaces
     t = _TRAILING_ENHANCED.search(folded)

@@ -244,7 +244,10 @@ class _StreamSession:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._writer.start_tls(_tls_context(), server_hostname=server_hostname)
-        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
+        except TimeoutError:
+            self._abort()  # slow, not broken: the host backs off as for any timeout
+            raise SmtpTransportError(Reason.TIMEOUT, "STARTTLS handshake timed out") from None
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
             self._abort()
             raise TlsFailed(Reason.CONNECTION_FAILED,
                             f"STARTTLS failed: {exc or type(exc).__name__}") from None

@@ -135,3 +135,14 @@ async def test_a_late_send_delays_the_next_instead_of_crowding_it() -> None:
     group = loop.time()
     await p._pace("192.0.2.1", start - 1.0, 1)
     assert loop.time() - group >= 3 * interval * 0.99
+
+
+@pytest.mark.asyncio
+async def test_a_mailbox_reply_to_mail_from_speaks_of_our_sender() -> None:
+    """A MAIL FROM refused with words that would mean "no such mailbox" at RCPT is about
+    the sender: no recipient is made undeliverable by it."""
+    server = FakeServer(mail=SmtpReply(553, "sorry, that domain isn't in my list of "
+                                            "allowed rcpthosts", None))
+    p, _ = prober({"127.0.0.1": server})
+    report = await p.probe(mx("127.0.0.1"), ["a@x.test", "b@x.test"])
+    assert {r.reply_class for r in report.results.values()} == {ReplyClass.SENDER_REJECTED}

@@ -60,6 +60,12 @@ C = ReplyClass
         (550, "Verification failed for <verify@mailsift.invalid> Sender verify failed",
          C.SENDER_REJECTED),
         (550, "5.1.7 Invalid sender address", C.SENDER_REJECTED),
+        (550, "5.1.0 <verify@mailsift.invalid> sender rejected", C.SENDER_REJECTED),
+        (553, "sorry, this recipient is not in my validrcptto list (#5.7.1)",
+         C.MAILBOX_NOT_FOUND),
+        (553, "sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+         C.MAILBOX_NOT_FOUND),
+        (421, "4.3.2 Service not available, closing transmission channel", C.TEMPORARY),
         (550, "5.7.1 sender rejected by policy", C.BLOCKED),
         (554, "5.7.1 <verify@ok.test>: Sender address rejected: Access denied", C.BLOCKED),
     ],
@@ -91,3 +97,5 @@ def test_multi_line_replies_drop_the_repeated_enhanced_code() -> None:
     assert reply.enhanced == "5.1.1"
     assert reply.message == ("The email account that you tried to reach does not exist. "
                              "Please try double-checking the address.")
+    # a longer code on a later line is not the same code
+    assert parse_reply(550, "5.1.1 first\n5.1.10 second").message == "first 5.1.10 second"
