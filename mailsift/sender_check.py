@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 
-from checks.dns import DnsFailure, DnspythonResolver, NoData, NxDomain
+from checks.dns import DnsFailure, NoData, NxDomain
+from mailsift.resolver import resolver_for
 from mailsift.settings import Settings
 
 __all__ = ["sender_warning", "reserved_domain"]
@@ -30,8 +31,7 @@ def reserved_domain(domain: str) -> bool:
 async def _resolves(settings: Settings, domain: str) -> bool | None:
     """True when ``domain`` has an MX, A or AAAA record, False when it has none, None when
     the lookups failed (timeout, SERVFAIL)."""
-    resolver = DnspythonResolver([(ns.host, ns.port) for ns in settings.dns_nameservers],
-                                 timeout=settings.dns_timeout)
+    resolver = resolver_for(settings)
     failed = False
     for rdtype in ("MX", "A", "AAAA"):
         try:

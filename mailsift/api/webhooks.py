@@ -37,6 +37,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from checks.dns import DnsError, DnspythonResolver
 from checks.netpolicy import is_contactable
+from mailsift.resolver import resolver_for
 from mailsift.settings import Settings
 
 __all__ = ["Answer", "WebhookRefused", "GuardedResolver", "check_webhook_url", "sign",
@@ -53,11 +54,6 @@ class WebhookRefused(ValueError):
 def sign(secret: str, body: bytes) -> str:
     """The ``X-Mailsift-Signature`` value of ``body``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _resolver(settings: Settings) -> DnspythonResolver:
-    return DnspythonResolver([(ns.host, ns.port) for ns in settings.dns_nameservers],
-                             timeout=settings.dns_timeout)
 
 
 async def _addresses(resolver: DnspythonResolver, host: str, *, ipv6: bool = True
@@ -107,7 +103,7 @@ async def check_webhook_url(url: str, settings: Settings, allowed: Sequence[Netw
         return url
     try:
         host.encode("idna")
-        addresses = await _addresses(_resolver(settings), host)
+        addresses = await _addresses(resolver_for(settings), host)
     except (DnsError, UnicodeError) as exc:
         raise WebhookRefused(f"webhook host {host!r} does not resolve: {exc}") from None
     for ip in addresses:
@@ -120,7 +116,7 @@ class GuardedResolver(AbstractResolver):
     """aiohttp resolver: the configured nameservers, refused addresses dropped."""
 
     def __init__(self, settings: Settings, allowed: Sequence[Network]) -> None:
-        self._resolver = _resolver(settings)
+        self._resolver = resolver_for(settings)
         self._allowed = tuple(allowed)
 
     async def resolve(self, host: str, port: int = 0,
