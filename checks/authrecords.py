@@ -1,7 +1,6 @@
-"""SPF, DMARC and DKIM evidence: pure parsers of TXT records, and the lookups around them.
+"""DMARC and DKIM evidence: pure parsers of TXT records, and the lookups around them
+(SPF, which has a record tree to follow, is :mod:`checks.spf`).
 
->>> parse_spf(["v=spf1 include:_spf.example.net -all"]).all_qualifier
-'-'
 >>> parse_dmarc(["v=DMARC1; p=reject; rua=mailto:d@example.com"]).policy
 'reject'
 """
@@ -9,20 +8,22 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import dataclasses
+import functools
 import re
 from collections.abc import Sequence
 
+from publicsuffixlist import PublicSuffixList
+
 from checks.dns import DnsError, NoData, NxDomain, Resolver
-from checks.model import DkimInfo, DmarcInfo, SpfInfo
+from checks.model import DkimInfo, DmarcInfo
 
 __all__ = [
     "DEFAULT_DKIM_SELECTORS",
-    "parse_spf",
     "parse_dmarc",
     "is_dkim_record",
-    "lookup_spf",
     "lookup_dmarc",
+    "organizational_domain",
     "lookup_dkim",
 ]
 
@@ -33,139 +34,6 @@ DEFAULT_DKIM_SELECTORS: tuple[str, ...] = (
     "google", "selector1", "selector2", "default", "k1", "s1", "s2", "dkim", "mail",
     "fm1",
 )
-
-# --------------------------------------------------------------------------- SPF
-
-_SPF_VERSION = re.compile(r"^v=spf1(?:\s|$)", re.IGNORECASE)
-_MODIFIER = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]*)=(.*)$")
-_MECHANISM = re.compile(r"^([+\-~?]?)([A-Za-z][A-Za-z0-9_.-]*)(.*)$")
-_DUAL_CIDR = re.compile(r"^(?:/(\d{1,2}))?(?://(\d{1,3}))?$")
-
-
-class _SpfSyntaxError(ValueError):
-    pass
-
-
-def _check_domain_spec(mech: str, spec: str) -> None:
-    if not spec or any(c.isspace() for c in spec) or ".." in spec:
-        raise _SpfSyntaxError(f"{mech}: invalid domain {spec!r}")
-
-
-def _check_dual_cidr(mech: str, text: str) -> None:
-    m = _DUAL_CIDR.match(text)
-    if m is None:
-        raise _SpfSyntaxError(f"{mech}: invalid CIDR length {text!r}")
-    if m.group(1) is not None and int(m.group(1)) > 32:
-        raise _SpfSyntaxError(f"{mech}: IPv4 CIDR length {m.group(1)} > 32")
-    if m.group(2) is not None and int(m.group(2)) > 128:
-        raise _SpfSyntaxError(f"{mech}: IPv6 CIDR length {m.group(2)} > 128")
-
-
-def _check_ip(mech: str, version: int, arg: str) -> None:
-    address, slash, length = arg.partition("/")
-    limit = 32 if version == 4 else 128
-    try:
-        if version == 4:
-            ipaddress.IPv4Address(address)
-        else:
-            ipaddress.IPv6Address(address)
-    except ValueError:
-        raise _SpfSyntaxError(f"{mech}: invalid address {address!r}") from None
-    if slash and (not length.isdigit() or int(length) > limit):
-        raise _SpfSyntaxError(f"{mech}: invalid CIDR length {length!r} in {arg!r}")
-
-
-def _check_mechanism(name: str, rest: str) -> None:
-    """Validate one mechanism (lower-cased ``name``, ``rest`` after the name)."""
-    if name == "all":
-        if rest:
-            raise _SpfSyntaxError(f"all takes no argument, got {rest!r}")
-    elif name in ("include", "exists"):
-        if not rest.startswith(":"):
-            raise _SpfSyntaxError(f"{name} needs ':domain'")
-        _check_domain_spec(name, rest[1:])
-    elif name in ("a", "mx"):
-        if rest.startswith(":"):
-            domain, slash, cidr = rest[1:].partition("/")
-            _check_domain_spec(name, domain)
-            _check_dual_cidr(name, slash + cidr)
-        else:
-            _check_dual_cidr(name, rest)
-    elif name == "ptr":
-        if rest:
-            if not rest.startswith(":"):
-                raise _SpfSyntaxError(f"ptr: unexpected {rest!r}")
-            _check_domain_spec(name, rest[1:])
-    elif name in ("ip4", "ip6"):
-        if not rest.startswith(":"):
-            raise _SpfSyntaxError(f"{name} needs ':address'")
-        _check_ip(name, 4 if name == "ip4" else 6, rest[1:])
-    else:
-        raise _SpfSyntaxError(f"unknown mechanism {name!r}")
-
-
-def _parse_spf_terms(record: str) -> str | None:
-    """Check every term after ``v=spf1``; returns the ``all`` qualifier (or None)."""
-    all_qualifier: str | None = None
-    seen_modifiers: set[str] = set()
-    for term in record.split()[1:]:
-        modifier = _MODIFIER.match(term)
-        if modifier is not None:
-            name = modifier.group(1).lower()
-            if name in ("redirect", "exp"):
-                if name in seen_modifiers:
-                    raise _SpfSyntaxError(f"duplicate {name}= modifier")
-                _check_domain_spec(name, modifier.group(2))
-            seen_modifiers.add(name)
-            continue
-        mechanism = _MECHANISM.match(term)
-        if mechanism is None:
-            raise _SpfSyntaxError(f"invalid term {term!r}")
-        qualifier, name, rest = mechanism.groups()
-        name = name.lower()
-        _check_mechanism(name, rest)
-        if name == "all" and all_qualifier is None:
-            all_qualifier = qualifier or "+"
-    return all_qualifier
-
-
-def parse_spf(txt_records: Sequence[str]) -> SpfInfo:
-    """The SPF policy among a name's TXT records (RFC 7208).
-
-    Status is ``absent`` (no ``v=spf1`` record), ``multiple`` (more than one: a permerror),
-    ``invalid`` (a term does not parse; ``error`` says which) or ``present``.
-    ``all_qualifier`` is the first ``all`` mechanism's qualifier (``+`` when implicit).
-
-    >>> parse_spf(["google-site-verification=abc"]).status
-    'absent'
-    >>> parse_spf(["V=SPF1 mx ~all"]).all_qualifier
-    '~'
-    >>> parse_spf(["v=spf1 all"]).all_qualifier, parse_spf(["v=spf1 a mx"]).all_qualifier
-    ('+', None)
-    >>> parse_spf(["v=spf1 -all", "v=spf1 ~all"]).status
-    'multiple'
-    >>> info = parse_spf(["v=spf1 ip4:192.0.2.0/33 -all"])
-    >>> info.status, info.error
-    ('invalid', "ip4: invalid CIDR length '33' in '192.0.2.0/33'")
-    >>> parse_spf(["v=spf10 -all"]).status
-    'absent'
-    """
-    records = [r.strip() for r in txt_records if _SPF_VERSION.match(r.strip())]
-    if not records:
-        return SpfInfo(status="absent")
-    if len(records) > 1:
-        return SpfInfo(
-            status="multiple",
-            record=records[0],
-            error=f"{len(records)} SPF records (RFC 7208 allows one)",
-        )
-    record = records[0]
-    try:
-        all_qualifier = _parse_spf_terms(record)
-    except _SpfSyntaxError as exc:
-        return SpfInfo(status="invalid", record=record, error=str(exc))
-    return SpfInfo(status="present", record=record, all_qualifier=all_qualifier)
-
 
 # --------------------------------------------------------------------------- DMARC
 
@@ -271,29 +139,51 @@ def _bare(domain: str) -> str:
     return domain.strip().rstrip(".").lower()
 
 
-async def lookup_spf(resolver: Resolver, domain: str) -> SpfInfo:
-    """The domain's SPF record: NXDOMAIN/NODATA → absent, a DNS failure → unknown."""
-    try:
-        answer = await resolver.query(_bare(domain), "TXT")
-    except (NxDomain, NoData):
-        return SpfInfo(status="absent")
-    except DnsError as exc:
-        return SpfInfo(status="unknown", error=str(exc) or type(exc).__name__)
-    return parse_spf(answer.records)
+@functools.cache
+def _suffix_list() -> PublicSuffixList:
+    return PublicSuffixList()  # the list shipped with publicsuffixlist (loaded once: ~60 ms)
 
 
-async def lookup_dmarc(resolver: Resolver, domain: str) -> DmarcInfo:
-    """The ``_dmarc.<domain>`` record: NXDOMAIN/NODATA → absent, a DNS failure → unknown.
+def organizational_domain(domain: str) -> str:
+    """The domain's organizational domain (RFC 7489 §3.2): one label below its public suffix,
+    by the Public Suffix List. An unknown TLD counts as a public suffix of one label.
 
-    Only the domain itself is asked (no fallback to the organizational domain).
+    >>> organizational_domain("mail.corp.example.co.uk"), organizational_domain("example.com")
+    ('example.co.uk', 'example.com')
+    >>> organizational_domain("sub.ok.test"), organizational_domain("co.uk")
+    ('ok.test', 'co.uk')
     """
+    bare = _bare(domain)
+    return _suffix_list().privatesuffix(bare) or bare
+
+
+async def _dmarc_at(resolver: Resolver, domain: str) -> DmarcInfo:
     try:
-        answer = await resolver.query(f"_dmarc.{_bare(domain)}", "TXT")
+        answer = await resolver.query(f"_dmarc.{domain}", "TXT")
     except (NxDomain, NoData):
         return DmarcInfo(status="absent")
     except DnsError as exc:
         return DmarcInfo(status="unknown", error=str(exc) or type(exc).__name__)
     return parse_dmarc(answer.records)
+
+
+async def lookup_dmarc(resolver: Resolver, domain: str) -> DmarcInfo:
+    """The DMARC policy of ``domain``: ``_dmarc.<domain>``, else (no DMARC record there)
+    ``_dmarc.<organizational domain>`` (RFC 7489 §6.6.3), whose ``sp`` then applies.
+
+    NXDOMAIN/NODATA at both → absent; a DNS failure → unknown (no fallback past it).
+    """
+    base = _bare(domain)
+    own = await _dmarc_at(resolver, base)
+    org = organizational_domain(base)
+    if own.status != "absent" or org == base:
+        return own
+    inherited = await _dmarc_at(resolver, org)
+    if inherited.status == "absent":
+        return own
+    if inherited.status != "present":
+        return dataclasses.replace(inherited, org_domain=org)
+    return dataclasses.replace(inherited, policy=inherited.subdomain_policy, org_domain=org)
 
 
 async def lookup_dkim(

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from checks.authrecords import lookup_dkim, lookup_dmarc, lookup_spf
+from checks.authrecords import lookup_dkim, lookup_dmarc
 from checks.config import EngineConfig
 from checks.dns import (
     CachingResolver,
@@ -53,6 +53,7 @@ from checks.pool import MxPool, PoolConfig
 from checks.probe import ProbeConfig, SmtpProber
 from checks.provider import provider_of
 from checks.smtp import SmtpConnector, StreamSmtpConnector
+from checks.spf import lookup_spf
 from checks.syntax import parse_address
 from checks.ttlmap import TtlMap
 from checks.verdict import decide

@@ -191,17 +191,33 @@ class MxResult:
 
 @dataclass(frozen=True)
 class SpfInfo:
-    """The domain's SPF record: ``status`` is present | absent | invalid | multiple | unknown."""
+    """The domain's SPF record, evaluated (``checks.spf``).
+
+    ``status`` is present | absent | invalid (a syntax error) | multiple | permerror (the
+    tree breaks a limit, or an include/redirect does not resolve to one valid record) |
+    unknown (a DNS failure). ``all_qualifier`` is the effective ``all`` (through
+    ``redirect=``); ``lookups`` and ``void_lookups`` count over the whole tree, whose
+    followed names are ``followed``; ``error`` is the first of ``errors``.
+    """
 
     status: str
     record: str | None = None
     all_qualifier: str | None = None  # "+", "-", "~", "?" or None when there is no `all`
     error: str | None = None
+    lookups: int = 0
+    void_lookups: int = 0
+    followed: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class DmarcInfo:
-    """The ``_dmarc`` record: ``status`` is present | absent | invalid | unknown."""
+    """The ``_dmarc`` record: ``status`` is present | absent | invalid | unknown.
+
+    ``org_domain`` is set when the domain has no record of its own and the one found is
+    its organizational domain's (RFC 7489 §6.6.3); ``policy`` is then the one that
+    applies to the domain: that record's ``sp``, else its ``p``.
+    """
 
     status: str
     record: str | None = None
@@ -210,6 +226,7 @@ class DmarcInfo:
     pct: int | None = None
     rua: tuple[str, ...] = ()
     error: str | None = None
+    org_domain: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ all of it (the README repeats it for consumers):
   ``connection_failed``, ``dns_error``, ``server_error``) 40, ``blocked`` and
   ``sender_rejected`` 35 (the server said nothing about the mailbox), ``smtp_error`` and
   ``mx_not_allowed`` 30; every ``undeliverable`` reason 0 (and nothing moves it);
-* −5 for no SPF record, −5 for no DMARC record (a domain without mail authentication is
-  more often parked or abandoned), −5 for a typo suggestion (``gmial.com``);
+* −5 for no SPF record or a broken one (``invalid``, ``multiple``, ``permerror``: past the
+  lookup limits, a dangling include), −5 for no DMARC record (the organizational domain's
+  counts; a domain without mail authentication is more often parked or abandoned), −5
+  for a typo suggestion (``gmial.com``);
 * −5 for a free-mail domain on a risky or unknown verdict (less to go on);
 * −5 when it took more than one attempt (greylisted, then accepted);
 * clamped to 0–100.
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["score", "BASE"]
 
+_NO_SPF = frozenset({"absent", "invalid", "multiple", "permerror"})
+
 BASE: dict[Reason, int] = {
     Reason.OK: 100,
     Reason.ROLE_ACCOUNT: 70, Reason.CATCH_ALL: 60, Reason.MAILBOX_FULL: 30,
@@ -49,7 +53,7 @@ def score(result: VerificationResult, *, attempts: int = 1) -> int:
         return 0
     ev = result.evidence
     value = BASE.get(result.reason, 30)
-    if ev.spf is not None and ev.spf.status == "absent":
+    if ev.spf is not None and ev.spf.status in _NO_SPF:
         value -= 5
     if ev.dmarc is not None and ev.dmarc.status == "absent":
         value -= 5

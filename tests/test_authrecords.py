@@ -1,4 +1,5 @@
-"""SPF/DMARC parsers and the SPF/DMARC/DKIM lookups (fake resolver, no sockets)."""
+"""DMARC parser and the DMARC/DKIM lookups (fake resolver, no sockets); SPF is in
+tests/test_spf.py."""
 
 from __future__ import annotations
 
@@ -9,86 +10,12 @@ from checks.authrecords import (
     is_dkim_record,
     lookup_dkim,
     lookup_dmarc,
-    lookup_spf,
+    organizational_domain,
     parse_dmarc,
-    parse_spf,
 )
 from checks.dns import DnsFailure, NoData
-from checks.model import DkimInfo, DmarcInfo, SpfInfo
+from checks.model import DkimInfo, DmarcInfo
 from tests.fakes import FakeResolver
-
-# --------------------------------------------------------------------------- SPF
-
-
-@pytest.mark.parametrize(
-    ("record", "qualifier"),
-    [
-        ("v=spf1 -all", "-"),
-        ("v=spf1 mx ~all", "~"),
-        ("v=spf1 a ?all", "?"),
-        ("v=spf1 +all", "+"),
-        ("v=spf1 all", "+"),
-        ("V=SPF1 include:_spf.google.com -ALL", "-"),
-        ("v=spf1 include:a.example", None),
-        ("v=spf1 redirect=_spf.example.net", None),
-        ("v=spf1 -all ~all", "-"),  # the first all wins
-    ],
-)
-def test_spf_all_qualifier(record: str, qualifier: str | None) -> None:
-    info = parse_spf(["some other txt", record])
-    assert info == SpfInfo(status="present", record=record, all_qualifier=qualifier)
-
-
-@pytest.mark.parametrize(
-    "record",
-    [
-        "v=spf1",
-        "v=spf1 ip4:192.0.2.1 ip4:192.0.2.0/24 ip6:2001:db8::/32 ip6:::1 -all",
-        "v=spf1 a a/24 a:mail.example.com a:mail.example.com/24//64 a//64 mx/30 mx:x.example -all",
-        "v=spf1 ptr ptr:example.com exists:%{i}._spf.example.com ?all",
-        "v=spf1 include:spf.example.net exp=explain._spf.%{d} unknown-mod=whatever -all",
-        "  v=spf1   mx   -all  ",
-    ],
-)
-def test_spf_valid_syntax(record: str) -> None:
-    info = parse_spf([record])
-    assert info.status == "present", info.error
-    assert info.record == record.strip()
-
-
-@pytest.mark.parametrize(
-    ("record", "error_part"),
-    [
-        ("v=spf1 ip4:192.0.2.0/33 -all", "CIDR"),
-        ("v=spf1 ip4:192.0.2.256 -all", "invalid address"),
-        ("v=spf1 ip4:2001:db8::1 -all", "invalid address"),
-        ("v=spf1 ip6:2001:db8::/129 -all", "CIDR"),
-        ("v=spf1 ip4 -all", "ip4 needs"),
-        ("v=spf1 a/33 -all", "IPv4 CIDR"),
-        ("v=spf1 mx//200 -all", "IPv6 CIDR"),
-        ("v=spf1 include -all", "include needs"),
-        ("v=spf1 include: -all", "invalid domain"),
-        ("v=spf1 all:foo", "no argument"),
-        ("v=spf1 foo:bar -all", "unknown mechanism"),
-        ("v=spf1 *all", "invalid term"),
-        ("v=spf1 redirect=a.example redirect=b.example", "duplicate"),
-        ("v=spf1 redirect= -all", "invalid domain"),
-    ],
-)
-def test_spf_invalid(record: str, error_part: str) -> None:
-    info = parse_spf([record])
-    assert info.status == "invalid"
-    assert info.record == record
-    assert info.error is not None and error_part in info.error
-
-
-def test_spf_absent_and_multiple() -> None:
-    assert parse_spf([]) == SpfInfo(status="absent")
-    assert parse_spf(["v=spf10 -all", "spf1 -all", "xv=spf1"]).status == "absent"
-    multiple = parse_spf(["v=spf1 -all", "v=spf1 ~all"])
-    assert multiple.status == "multiple"
-    assert multiple.error and "2" in multiple.error
-
 
 # --------------------------------------------------------------------------- DMARC
 
@@ -137,21 +64,6 @@ def test_dmarc_absent_and_multiple() -> None:
 
 
 # --------------------------------------------------------------------------- lookups
-
-
-@pytest.mark.asyncio
-async def test_lookup_spf() -> None:
-    r = FakeResolver({
-        ("ok.example", "TXT"): ["google-site-verification=x", "v=spf1 mx -all"],
-        ("nospf.example", "MX"): ["10 mx.nospf.example."],
-        ("fail.example", "TXT"): DnsFailure("SERVFAIL from 127.0.0.1:53"),
-    })
-    assert (await lookup_spf(r, "OK.example.")).all_qualifier == "-"
-    assert ("ok.example", "TXT") in r.calls
-    assert await lookup_spf(r, "nospf.example") == SpfInfo(status="absent")  # NoData
-    assert await lookup_spf(r, "missing.example") == SpfInfo(status="absent")  # NXDOMAIN
-    failed = await lookup_spf(r, "fail.example")
-    assert failed == SpfInfo(status="unknown", error="SERVFAIL from 127.0.0.1:53")
 
 
 @pytest.mark.asyncio
@@ -217,3 +129,55 @@ def test_default_selectors_cover_common_providers() -> None:
               "mail"):
         assert s in DEFAULT_DKIM_SELECTORS
     assert len(set(DEFAULT_DKIM_SELECTORS)) == len(DEFAULT_DKIM_SELECTORS) <= 10
+
+
+# --------------------------------------------------------------------------- organizational DMARC
+
+
+@pytest.mark.asyncio
+async def test_dmarc_falls_back_to_the_organizational_domain() -> None:
+    """RFC 7489 §6.6.3: no record at mail.corp.example.co.uk → the one at example.co.uk
+    (the PSL knows co.uk is a public suffix), whose sp= applies to subdomains."""
+    r = FakeResolver({
+        ("_dmarc.example.co.uk", "TXT"): ["v=DMARC1; p=reject; sp=quarantine; rua=mailto:d@x.uk"],
+        ("_dmarc.own.example.co.uk", "TXT"): ["v=DMARC1; p=none"],
+        ("_dmarc.plain.example", "TXT"): ["v=DMARC1; p=reject"],
+    })
+    inherited = await lookup_dmarc(r, "mail.corp.example.co.uk")
+    assert (inherited.status, inherited.policy, inherited.org_domain) == (
+        "present", "quarantine", "example.co.uk")
+    assert r.calls == [("_dmarc.mail.corp.example.co.uk", "TXT"),
+                       ("_dmarc.example.co.uk", "TXT")]  # not each level between
+    own = await lookup_dmarc(r, "own.example.co.uk")
+    assert (own.policy, own.org_domain) == ("none", None)  # its own record wins
+    # no sp=: p applies to subdomains too
+    assert (await lookup_dmarc(r, "news.plain.example")).policy == "reject"
+    # the organizational domain itself asks once
+    r.calls.clear()
+    assert (await lookup_dmarc(r, "example.co.uk")).policy == "reject"
+    assert len(r.calls) == 1
+
+
+@pytest.mark.asyncio
+async def test_dmarc_fallback_absent_failure_and_broken() -> None:
+    r = FakeResolver({
+        ("_dmarc.down.example", "TXT"): DnsFailure("SERVFAIL"),
+        ("_dmarc.broken.example", "TXT"): ["v=DMARC1; p=maybe"],
+        ("_dmarc.sub.err.example", "TXT"): DnsFailure("timeout"),
+    })
+    assert await lookup_dmarc(r, "a.none.example") == DmarcInfo(status="absent")
+    assert await lookup_dmarc(r, "a.down.example") == DmarcInfo(
+        status="unknown", error="SERVFAIL", org_domain="down.example")
+    broken = await lookup_dmarc(r, "a.broken.example")
+    assert (broken.status, broken.org_domain) == ("invalid", "broken.example")
+    # a failure at the domain itself is not passed over to the organizational domain
+    r.calls.clear()
+    assert (await lookup_dmarc(r, "sub.err.example")).status == "unknown"
+    assert r.calls == [("_dmarc.sub.err.example", "TXT")]
+
+
+def test_organizational_domain() -> None:
+    assert organizational_domain("a.b.example.com.") == "example.com"
+    assert organizational_domain("x.blogspot.com") == "x.blogspot.com"  # a private suffix
+    assert organizational_domain("www.xn--bcher-kva.de") == "xn--bcher-kva.de"
+    assert organizational_domain("mail.example.test") == "example.test"

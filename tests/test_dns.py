@@ -28,7 +28,7 @@ import pytest
 import pytest_asyncio
 
 from checks import Engine, EngineConfig
-from checks.authrecords import lookup_dmarc, lookup_spf
+from checks.authrecords import lookup_dmarc
 from checks.dns import (
     CachingResolver,
     DnsAnswer,
@@ -42,6 +42,7 @@ from checks.dns import (
 )
 from checks.model import MxHost, MxStatus
 from checks.mx import resolve_mx
+from checks.spf import lookup_spf
 
 # =========================================================================== caching
 

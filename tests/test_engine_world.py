@@ -169,6 +169,27 @@ async def test_auth_records_evidence(world: World) -> None:
     assert nodmarc.evidence.dkim is not None and nodmarc.evidence.dkim.status == "unknown"
 
 
+async def test_spf_trees_and_organizational_dmarc(world: World) -> None:
+    """The SPF tree is followed over real DNS; a subdomain without DMARC gets its
+    organizational domain's sp= (and the score does not count it as missing)."""
+    engine = Engine(config_for(world))
+    tree, redir, over, news = await engine.verify_many(
+        ["alice@spftree.test", "alice@spfredir.test", "alice@spfover.test",
+         "alice@news.ok.test"])
+    spf = tree.evidence.spf
+    assert spf is not None and (spf.status, spf.lookups, spf.all_qualifier) == ("present", 3, "~")
+    assert set(spf.followed) == {"_spf.esp.test", "_nb1.esp.test", "_nb2.esp.test"}
+    assert redir.evidence.spf is not None and redir.evidence.spf.all_qualifier == "-"
+    assert over.evidence.spf is not None and over.evidence.spf.status == "permerror"
+    assert over.evidence.spf.error == "11 DNS-querying terms (RFC 7208 allows 10)"
+    # -5 for the broken SPF, -5 for no DMARC
+    assert (over.verdict, over.reason, over.score) == (Verdict.DELIVERABLE, Reason.OK, 90)
+    dmarc = news.evidence.dmarc
+    assert dmarc is not None
+    assert (dmarc.status, dmarc.policy, dmarc.org_domain) == ("present", "quarantine", "ok.test")
+    assert news.score == 100 and tree.score == 95  # an inherited DMARC is not missing
+
+
 async def test_greylisted_address_resolves_after_the_delay(world: World) -> None:
     engine = Engine(config_for(world))
     first = await engine.verify("carol@greylist.test")

@@ -36,6 +36,9 @@ def test_every_reason_has_its_base(reason: Reason) -> None:
 def test_the_evidence_moves_the_score() -> None:
     assert score(result(Reason.OK)) == 100
     assert score(result(Reason.OK, spf=SpfInfo("absent"), dmarc=DmarcInfo("absent"))) == 90
+    for broken in ("invalid", "multiple", "permerror"):
+        assert score(result(Reason.OK, spf=SpfInfo(broken))) == 95
+    assert score(result(Reason.OK, spf=SpfInfo("unknown"))) == 100  # a DNS failure: no blame
     assert score(result(Reason.OK, flags=PolicyFlags(suggestion="a@gmail.com"))) == 95
     assert score(result(Reason.OK, flags=PolicyFlags(free=True))) == 100  # accepted: fine
     assert score(result(Reason.CATCH_ALL, flags=PolicyFlags(free=True))) == 55

@@ -70,9 +70,13 @@ def details_table(r: VerificationResult) -> Table:
         rows.append(("mx", f"{ev.mx.status.value}{' (implicit)' if ev.mx.implicit else ''} "
                            f"{hosts}".strip()))
     if ev.spf is not None:
-        rows.append(("spf", f"{ev.spf.status} {ev.spf.record or ''}".strip()))
+        spf = f"{ev.spf.status} {ev.spf.record or ''}".strip()
+        if ev.spf.record is not None:
+            spf += f" ({ev.spf.lookups} lookups, all={ev.spf.all_qualifier or '-'})"
+        rows.append(("spf", "; ".join([spf, *ev.spf.errors[:3]])))
     if ev.dmarc is not None:
-        rows.append(("dmarc", f"{ev.dmarc.status} p={ev.dmarc.policy or '-'}"))
+        source = f" (from {ev.dmarc.org_domain})" if ev.dmarc.org_domain else ""
+        rows.append(("dmarc", f"{ev.dmarc.status} p={ev.dmarc.policy or '-'}{source}"))
     if ev.dkim is not None:
         rows.append(("dkim", f"{ev.dkim.status} {' '.join(ev.dkim.selectors)}".strip()))
     if ev.smtp is not None and ev.smtp.reply is not None:

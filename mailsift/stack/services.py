@@ -181,13 +181,18 @@ def _kafka_ready(port: int) -> Callable[[], bool]:
 def tansu_service(settings: Settings) -> Service:
     _, port = _loopback_port(settings.kafka_broker, "MAILSIFT_KAFKA_BROKER")
     url = f"tcp://127.0.0.1:{port}"
+    # memory storage keeps no data, but Tansu still makes an empty `t<hash>-data/` directory
+    # in its working directory: give it the stack's own instead of the user's
+    workdir = settings.stack_dir.resolve() / "kafka"
     return Service(
         name="kafka",
         url=settings.kafka_broker,
         port=port,
         argv=[tansu_binary(), "broker", "--listener-url", url,
               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+        prepare=lambda: workdir.mkdir(parents=True, exist_ok=True),
         ready=_kafka_ready(port),
+        cwd=workdir,
     )
 
 

@@ -17,6 +17,12 @@ Domains (MX preference → host @ address: behaviour)::
     spfmulti.test    10 mx.ok.test: two SPF records (permerror), no DMARC
     nodmarc.test     10 mx.ok.test: SPF "v=spf1 mx -all", no DMARC, no DKIM
     shortttl.test    10 mx.ok.test: MX and SPF TXT with TTL 1 s (cache expiry)
+    spftree.test     10 mx.ok.test: SPF includes _spf.esp.test, which includes two more
+                     (3 lookups), ~all
+    spfredir.test    10 mx.ok.test: SPF "redirect=_spf.esp.test" (effective -all)
+    spfover.test     10 mx.ok.test: SPF of 11 DNS-querying terms in all (permerror)
+    news.ok.test     10 mx.ok.test: SPF as spfredir.test; no DMARC of its own: ok.test's
+                     (sp=quarantine) applies
     catchall.test    10 mx.catchall.test @127.0.1.2: accepts any mailbox; SPF, DMARC p=none
     greylist.test    10 mx.greylist.test @127.0.1.3: 451 4.7.1 until greylist_seconds
                      (default 2) after the first RCPT for that recipient, then standard
@@ -186,6 +192,20 @@ def default_world(
         txt("nodmarc.test", "v=spf1 mx -all"),
         mx("shortttl.test", 10, "mx.ok.test", ttl=1),
         txt("shortttl.test", "v=spf1 mx -all", ttl=1),
+        # SPF record trees (checks/spf.py) and an organizational-domain DMARC
+        txt("_spf.esp.test", "v=spf1 include:_nb1.esp.test include:_nb2.esp.test -all"),
+        txt("_nb1.esp.test", "v=spf1 ip4:127.0.1.1 -all"),
+        txt("_nb2.esp.test", "v=spf1 ip4:127.0.1.2 ip6:::1 -all"),
+        mx("spftree.test", 10, "mx.ok.test"),
+        txt("spftree.test", "v=spf1 include:_spf.esp.test ~all"),
+        mx("spfredir.test", 10, "mx.ok.test"),
+        txt("spfredir.test", "v=spf1 redirect=_spf.esp.test"),
+        mx("spfover.test", 10, "mx.ok.test"),
+        txt("spfover.test", "v=spf1 include:_spf.esp.test a mx ptr exists:x.esp.test "
+                            "a:x.esp.test mx:x.esp.test include:_nb1.esp.test "
+                            "include:_nb2.esp.test ~all"),
+        mx("news.ok.test", 10, "mx.ok.test"),
+        txt("news.ok.test", "v=spf1 redirect=_spf.esp.test"),
         # one behaviour per domain
         mx("catchall.test", 10, "mx.catchall.test"),
         txt("catchall.test", "v=spf1 mx -all"),
