@@ -11,7 +11,7 @@ from checks.score import score
 from schemas import AddressTask, Submission, VerdictEvent
 from schemas.base import utc_now_iso
 
-__all__ = ["verdict_event", "attempt_record", "WORKER_ID"]
+__all__ = ["verdict_event", "evidence_with_attempts", "attempt_record", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -19,12 +19,8 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 def verdict_event(origin: Submission | AddressTask, result: VerificationResult, *,
                   dedupe_key: str, attempt: int, source: str) -> VerdictEvent:
     """The final verdict event for ``result`` of an address that came from ``origin``."""
-    evidence = to_jsonable(result.evidence)
     history = origin.history if isinstance(origin, AddressTask) else None
-    if history:
-        # every attempt, this one last; "accepted after greylisting" is said outright
-        evidence["attempts"] = [*history, attempt_record(attempt, result)]
-        evidence["greylisted"] = any(h.get("reason") == "greylisted" for h in history)
+    evidence = evidence_with_attempts(result, history or [], attempt)
     return VerdictEvent(
         job_id=origin.job_id, email=origin.email, normalized=result.normalized,
         verdict=result.verdict.value, reason=result.reason.value, dedupe_key=dedupe_key,
@@ -33,6 +29,18 @@ def verdict_event(origin: Submission | AddressTask, result: VerificationResult, 
         replay_id=origin.replay_id, source=source, worker=WORKER_ID,
         score=score(result, attempts=attempt),
     )
+
+
+def evidence_with_attempts(result: VerificationResult, history: list[dict[str, Any]],
+                           attempt: int) -> dict[str, Any]:
+    """``result``'s evidence as JSON; after earlier attempts (``history``), with
+    ``attempts`` (every attempt, this one last) and ``greylisted`` ("accepted after
+    greylisting" said outright). Used by the pipeline and by ``mailsift check --retry``."""
+    evidence: dict[str, Any] = to_jsonable(result.evidence)
+    if history:
+        evidence["attempts"] = [*history, attempt_record(attempt, result)]
+        evidence["greylisted"] = any(h.get("reason") == "greylisted" for h in history)
+    return evidence
 
 
 def attempt_record(attempt: int, result: VerificationResult) -> dict[str, Any]:

@@ -322,3 +322,32 @@ async def test_config_warns_when_the_sender_domain_does_not_resolve(
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("warning: MAILSIFT_MAIL_FROM=") and warned in line, line
         assert "sender_rejected" in line
+
+
+async def test_check_retry_lists_every_attempt(world: World) -> None:
+    """``mailsift check --retry --json``: a greylisted mailbox is asked again after
+    MAILSIFT_RETRY_DELAYS and ends ``ok`` with both attempts and ``greylisted: true``
+    in its evidence, like a verdict of the pipeline; one without retries has none."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **world.env(), "MAILSIFT_RETRY_DELAYS": "1.5,1.5",
+           "MAILSIFT_MAIL_FROM": "verify@mailsift.test", "MAILSIFT_ALLOW_TEST_TLD": "true",
+           "MAILSIFT_MX_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    argv = [sys.executable, "-m", "mailsift.cli.main", "check", "--json", "--retry",
+            "carol@greylist.test", "alice@ok.test", "nobody@ok.test"]
+    result = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True,
+                                     text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    grey, ok, missing = (json.loads(line) for line in result.stdout.splitlines())
+    assert (grey["verdict"], grey["reason"]) == ("deliverable", "ok")
+    attempts = grey["evidence"]["attempts"]
+    assert [(a["attempt"], a["reason"], a["smtp_code"]) for a in attempts] == [
+        (1, "greylisted", 451), (2, "ok", 250)]
+    # no SPF, no DMARC, two attempts: 100 - 15
+    assert grey["evidence"]["greylisted"] is True and grey["score"] == 85
+    assert "attempts" not in ok["evidence"] and ok["score"] == 100
+    assert missing["reason"] == "mailbox_not_found" and "attempts" not in missing["evidence"]
+    assert "1 temporary outcome(s): asking again in 1.5 s" in result.stderr

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from agents.verdicts import attempt_record, evidence_with_attempts
 from checks import Engine, EngineConfig, VerificationResult
+from checks.score import score
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import read_addresses
 from mailsift.cli.render import console, show
@@ -20,6 +24,11 @@ def check(
     file: Path | None = typer.Option(None, "--file", "-f",
                                      help="Addresses file: one per line, or CSV (email column)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON lines."),
+    retry: bool = typer.Option(
+        False, "--retry",
+        help="Ask temporary outcomes (greylisting, 4xx, timeouts) again after each of "
+             "MAILSIFT_RETRY_DELAYS, as the pipeline does; the evidence then lists every "
+             "attempt."),
 ) -> None:
     """Verify addresses with the engine directly and print verdicts with their evidence."""
     items = list(addresses or [])
@@ -27,17 +36,35 @@ def check(
         items += [row.email for row in read_addresses(file)]
     if not items:
         fail("give addresses to check, or --file FILE")
-    engine = Engine(EngineConfig.from_settings(load_settings()))
+    settings = load_settings()
+    engine = Engine(EngineConfig.from_settings(settings))
+    histories: list[list[dict[str, Any]]] = [[] for _ in items]
 
     async def run() -> list[VerificationResult]:
         try:
-            return await engine.verify_many(items)
+            results = await engine.verify_many(items)
+            for attempt, delay in enumerate(settings.retry_delays if retry else (), start=1):
+                pending = [i for i, r in enumerate(results) if r.temporary]
+                if not pending:
+                    break
+                print(f"{len(pending)} temporary outcome(s): asking again in {delay:g} s",
+                      file=sys.stderr)
+                await asyncio.sleep(delay)
+                again = await engine.verify_many([items[i] for i in pending])
+                for i, result in zip(pending, again, strict=True):
+                    histories[i].append(attempt_record(attempt, results[i]))
+                    results[i] = result
+            return results
         finally:
             await engine.aclose()  # QUIT the pooled sessions before the loop ends
 
     results = asyncio.run(run())
     if as_json:
-        for r in results:
-            print(json.dumps(r.to_dict(), ensure_ascii=False))
+        for r, history in zip(results, histories, strict=True):
+            out = r.to_dict()
+            attempts = len(history) + 1
+            out["evidence"] = evidence_with_attempts(r, history, attempts)
+            out["score"] = score(r, attempts=attempts)
+            print(json.dumps(out, ensure_ascii=False))
     else:
         show(console(), results)
