@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = ["RESULT_COLUMNS", "result_row", "write_rows"]
@@ -40,10 +40,13 @@ def result_row(v: Any) -> dict[str, Any]:
     }
 
 
-def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: Any) -> None:
-    """Write ``rows`` (any iterable: each is written as it comes) as CSV or JSON lines."""
+def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: Any,
+               columns: Sequence[str] = RESULT_COLUMNS) -> None:
+    """Write ``rows`` (any iterable: each is written as it comes) as CSV (``columns``, by
+    default ours; see :func:`mailsift.vocabulary.vocabulary_columns`) or JSON lines (each
+    row as it is)."""
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     elif fmt == "jsonl":

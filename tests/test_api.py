@@ -336,7 +336,8 @@ async def test_json_job_completes_with_results_and_a_signed_webhook(
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines == rows[1:3]
 
-    for query in ("format=xml", "limit=0", "limit=10001", "offset=-1", "offset=x", "limt=5"):
+    for query in ("format=xml", "limit=0", "limit=10001", "offset=-1", "offset=x", "limt=5",
+                  "vocabulary=briteverify"):
         status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}/results?{query}")
         assert status == 422, (query, body)
         _error(body, "invalid_parameter")
@@ -382,6 +383,17 @@ async def test_csv_upload_completes(api: Api) -> None:
     assert got == {"alice@ok.test": ("deliverable", "ok"),
                    "full@ok.test": ("risky", "mailbox_full"),
                    "someone@catchall.test": ("risky", "catch_all")}
+    # in ZeroBounce's words: our columns, then its own (README, "Other verifiers' words")
+    status, text, _ = await api.call(
+        "GET", f"/v1/jobs/{body['job_id']}/results?format=csv&vocabulary=zerobounce")
+    assert status == 200
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert list(table[0]) == RESULT_COLUMNS + ["zerobounce_status", "zerobounce_sub_status"]
+    words = {r["email"]: (r["reason"], r["zerobounce_status"], r["zerobounce_sub_status"])
+             for r in table}
+    assert words == {"alice@ok.test": ("ok", "valid", ""),
+                     "full@ok.test": ("mailbox_full", "invalid", "mailbox_quota_exceeded"),
+                     "someone@catchall.test": ("catch_all", "catch-all", "")}
 
 
 async def test_verify_returns_the_verdict_or_504_with_the_job(api: Api) -> None:
@@ -392,6 +404,13 @@ async def test_verify_returns_the_verdict_or_504_with_the_job(api: Api) -> None:
                                                                 "ok")
     assert body["temporary"] is False and body["evidence"]["smtp"]["reply"]["code"] == 250
     assert body["job_id"]
+    # in Kickbox's words: our fields, then its own
+    status, body, _ = await api.call("POST", "/v1/verify?vocabulary=kickbox",
+                                     json={"email": "nobody@ok.test", "timeout": 60})
+    assert status == 200, body
+    assert (body["verdict"], body["kickbox_result"], body["kickbox_reason"],
+            body["kickbox_accept_all"]) == ("undeliverable", "undeliverable", "rejected_email",
+                                            False)
     # greylisted: the verdict comes only after a retry 1 s later, so 0.5 s is too short
     status, body, _ = await api.call("POST", "/v1/verify",
                                      json={"email": "carol@greylist.test", "timeout": 0.5})

@@ -40,6 +40,9 @@ DOWN = {
     (["db", "migrate"], "cannot reach Postgres"),
     (["validate", "/no/such/file.txt"], "cannot read /no/such/file.txt"),
     (["replay"], "say what to replay"),
+    # checked before any service is asked
+    (["validate", SAMPLE, "--vocabulary", "briteverify"], "--vocabulary: unknown vocabulary"),
+    (["results", "some-job", "--vocabulary", "Kickbox"], "--vocabulary: unknown vocabulary"),
 ])
 def test_one_line_error_and_exit_code_2(args: list[str], says: str, tmp_path: Path) -> None:
     result = subprocess.run(

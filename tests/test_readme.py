@@ -7,12 +7,17 @@ from pathlib import Path
 
 from mailsift.cli.main import app
 from mailsift.settings import settings_table
+from mailsift.vocabulary import vocabulary_table
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def test_settings_table_matches_the_code() -> None:
     assert settings_table() in README
+
+
+def test_vocabulary_table_matches_the_code() -> None:
+    assert vocabulary_table() in README
 
 
 def test_every_mailsift_command_in_the_readme_exists() -> None:

@@ -19,7 +19,13 @@ from mailsift.api.inputs import check_emails, csv_rows
 from mailsift.api.state import STATE, ApiState
 from mailsift.api.webhooks import WebhookRefused, check_webhook_url
 from mailsift.cli.inputs import InputError
-from mailsift.results import RESULT_COLUMNS, result_row, write_rows
+from mailsift.results import result_row, write_rows
+from mailsift.vocabulary import (
+    VOCABULARIES,
+    check_vocabulary,
+    vocabulary_columns,
+    with_vocabulary,
+)
 from schemas.base import utc_now_iso
 
 __all__ = ["submit_job", "job_status", "job_results", "verify", "FORMATS",
@@ -225,6 +231,15 @@ async def job_status(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- GET …/results
 
 
+def _vocabulary_param(request: web.Request) -> str:
+    """``?vocabulary=`` (default ``mailsift``): whose status words the rows also carry."""
+    try:
+        return check_vocabulary(request.query.get("vocabulary", "mailsift"))
+    except ValueError:
+        raise _invalid(f"vocabulary must be one of {', '.join(VOCABULARIES)}, got "
+                       f"{request.query['vocabulary']!r}", "invalid_parameter") from None
+
+
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -243,11 +258,13 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     """A page of a job's verdicts from Postgres, by ``address_key``, streamed in chunks."""
     state = request.app[STATE]
     job_id = job_id_of(request)
-    only_params(request, "format", "offset", "limit")
+    only_params(request, "format", "offset", "limit", "vocabulary")
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise _invalid(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}",
                        "invalid_parameter")
+    vocabulary = _vocabulary_param(request)
+    columns = vocabulary_columns(vocabulary)
     offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     pool = await state.sink.pool()
@@ -274,7 +291,7 @@ async def job_results(request: web.Request) -> web.StreamResponse:
                 "next_offset": next_offset}
         await resp.write(json.dumps(head)[:-1].encode() + b', "results": [')
     first = True
-    async for rows in _pages(pool, job_id, offset, limit):
+    async for rows in _pages(pool, job_id, offset, limit, vocabulary):
         buf = io.StringIO()
         if fmt == "json":
             buf.write(("" if first else ",")
@@ -282,22 +299,22 @@ async def job_results(request: web.Request) -> web.StreamResponse:
         elif fmt == "ndjson":
             write_rows(rows, "jsonl", buf)
         elif first:
-            write_rows(rows, "csv", buf)  # with the header row
+            write_rows(rows, "csv", buf, columns)  # with the header row
         else:
-            csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore").writerows(rows)
+            csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore").writerows(rows)
         first = False
         await resp.write(buf.getvalue().encode())
     if fmt == "json":
         await resp.write(b"]}")
     elif fmt == "csv" and first:
         buf = io.StringIO()
-        write_rows([], "csv", buf)  # an empty page still has its header
+        write_rows([], "csv", buf, columns)  # an empty page still has its header
         await resp.write(buf.getvalue().encode())
     await resp.write_eof()
     return resp
 
 
-async def _pages(pool: Any, job_id: str, offset: int, limit: int) -> Any:
+async def _pages(pool: Any, job_id: str, offset: int, limit: int, vocabulary: str) -> Any:
     """Result rows in chunks: the first by OFFSET, the next by keyset (address_key > last)."""
     remaining = limit
     last: str | None = None
@@ -311,7 +328,8 @@ async def _pages(pool: Any, job_id: str, offset: int, limit: int) -> Any:
                 _ROWS + " AND address_key > $2 ORDER BY address_key LIMIT $3", job_id, last, n)
         if not records:
             return
-        yield [result_row(StoredVerdict.from_record(r)) for r in records]
+        yield [with_vocabulary(result_row(StoredVerdict.from_record(r)), vocabulary)
+               for r in records]
         last = records[-1]["address_key"]
         remaining -= len(records)
         if len(records) < n:
@@ -324,7 +342,8 @@ async def _pages(pool: Any, job_id: str, offset: int, limit: int) -> Any:
 async def verify(request: web.Request) -> web.Response:
     """Verify one address through the pipeline and wait for its verdict (or 504)."""
     state = request.app[STATE]
-    only_params(request)
+    only_params(request, "vocabulary")
+    vocabulary = _vocabulary_param(request)
     data = _json_object(await _body(request, "application/json"), {"email", "timeout"})
     if "email" not in data:
         raise _invalid("missing field 'email'")
@@ -355,7 +374,7 @@ async def verify(request: web.Request) -> web.Response:
         raise ApiError(504, "timeout",
                        f"no verdict within {timeout:g}s; poll GET /v1/jobs/{job_id}",
                        extra={"job_id": job_id})
-    return web.json_response({"job_id": job_id, **result_row(found),
+    return web.json_response({"job_id": job_id, **with_vocabulary(result_row(found), vocabulary),
                               "temporary": found.temporary, "evidence": found.evidence})
 
 

@@ -20,6 +20,7 @@ from mailsift.api.handlers import (
     MAX_VERIFY_TIMEOUT,
 )
 from mailsift.api.webhooks import MAX_URL_LENGTH
+from mailsift.vocabulary import REFINEMENTS, TABLE, VOCABULARIES
 
 __all__ = ["openapi_document"]
 
@@ -86,6 +87,32 @@ _RESULT_ROW: dict[str, Any] = {
                       "description": "The SMTP reply code, or \"\" without an SMTP reply."},
         "smtp_message": _NULLABLE_STR,
         "checked_at": {"type": "string", "description": "ISO 8601 time of the check."},
+        # only with ?vocabulary= (the README's table maps each reason)
+        "kickbox_result": {"type": "string",
+                           "enum": ["deliverable", "undeliverable", "risky", "unknown"],
+                           "description": "With vocabulary=kickbox: Kickbox's `result`."},
+        "kickbox_reason": {"type": "string",
+                           "enum": sorted({w.kickbox_reason for w in TABLE}),
+                           "description": "With vocabulary=kickbox: Kickbox's `reason`."},
+        "kickbox_accept_all": {"type": "boolean",
+                               "description": "With vocabulary=kickbox: Kickbox's "
+                                              "`accept_all` (our catch_all is true)."},
+        "zerobounce_status": {
+            "type": "string",
+            "enum": sorted({w.zerobounce_status for w in TABLE}
+                           | {v for r in REFINEMENTS if r.vocabulary == "zerobounce"
+                              for k, v in r.fields if k == "status"}),
+            "description": "With vocabulary=zerobounce: ZeroBounce's `status`."},
+        "zerobounce_sub_status": {
+            "type": "string",
+            "enum": sorted({w.zerobounce_sub_status for w in TABLE}
+                           | {v for r in REFINEMENTS if r.vocabulary == "zerobounce"
+                              for k, v in r.fields if k == "sub_status"}),
+            "description": "With vocabulary=zerobounce: ZeroBounce's `sub_status`."},
+        "neverbounce_result": {"type": "string",
+                               "enum": sorted({w.neverbounce_result for w in TABLE}),
+                               "description": "With vocabulary=neverbounce: NeverBounce's "
+                                              "`result`."},
     },
 }
 
@@ -206,6 +233,11 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_VOCABULARY = {"name": "vocabulary", "in": "query", "required": False,
+               "schema": {"type": "string", "enum": list(VOCABULARIES), "default": "mailsift"},
+               "description": "Also give each row a verifier's status words, as "
+                              "`<vocabulary>_<field>` properties (mailsift: none)."}
+
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _STR,
            "description": "The job id returned by POST /v1/jobs (or any mailsift job id)."}
 
@@ -261,6 +293,7 @@ _PATHS: dict[str, Any] = {
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
                         "default": DEFAULT_PAGE}},
+            _VOCABULARY,
         ],
         "responses": {
             "200": {
@@ -283,6 +316,7 @@ _PATHS: dict[str, Any] = {
     "/v1/verify": {"post": {
         "operationId": "verifyAddress",
         "summary": "Verify one address through the pipeline and wait for its verdict.",
+        "parameters": [_VOCABULARY],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _ref("VerifyRequest")}}},
         "responses": {

@@ -16,6 +16,24 @@ from mailsift.cli.inputs import iter_addresses
 from mailsift.cli.render import VERDICT_STYLE, console
 from mailsift.results import result_row, write_rows
 from mailsift.settings import load_settings
+from mailsift.vocabulary import (
+    VENDOR_FIELDS,
+    VOCABULARIES,
+    check_vocabulary,
+    vocabulary_columns,
+    with_vocabulary,
+)
+
+VOCABULARY_HELP = ("Also give a verifier's status words, as columns after ours: "
+                   f"{', '.join(VOCABULARIES)} (mailsift adds none; see the README).")
+
+
+def vocabulary_of(name: str) -> str:
+    """``--vocabulary``'s value, or one error line and exit code 2."""
+    try:
+        return check_vocabulary(name)
+    except ValueError as exc:
+        fail(f"--vocabulary: {exc}")
 
 
 def submit(
@@ -68,28 +86,32 @@ def results(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or jsonl"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
     replay_id: str | None = typer.Option(None, "--replay", help="A replay run of the job."),
+    vocabulary: str = typer.Option("mailsift", "--vocabulary", help=VOCABULARY_HELP),
 ) -> None:
     """Print a job's verdicts (the latest per address), read from the verdicts topic."""
     from streams.client import job_verdicts, kafka_calls
 
     if fmt not in {"table", "csv", "jsonl"}:
         fail(f"unknown format {fmt!r}: use table, csv or jsonl")
+    vocabulary = vocabulary_of(vocabulary)
     settings = load_settings()
     with kafka_calls(settings):
         verdicts = asyncio.run(job_verdicts(settings, job_id, replay_id))
     if not verdicts:
         fail(f"no verdicts for job {job_id} (yet?)")
-    emit_rows([result_row(v) for v in verdicts.values()], fmt, output)
+    emit_rows([with_vocabulary(result_row(v), vocabulary) for v in verdicts.values()], fmt,
+              output, vocabulary)
 
 
-def emit_rows(rows: list[dict[str, Any]], fmt: str, output: Path | None) -> None:
+def emit_rows(rows: list[dict[str, Any]], fmt: str, output: Path | None,
+              vocabulary: str = "mailsift") -> None:
     """Result rows as a table on stdout, or as CSV/JSONL to ``output`` (else stdout)."""
     if fmt == "table":
-        show_rows(rows)
+        show_rows(rows, vocabulary)
         return
     out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
-        write_rows(rows, fmt, out)
+        write_rows(rows, fmt, out, vocabulary_columns(vocabulary))
     finally:
         if output:
             out.close()
@@ -97,15 +119,16 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str, output: Path | None) -> None
         console(stderr=True).print(f"wrote {len(rows)} rows to {output}")
 
 
-def show_rows(rows: list[dict[str, Any]]) -> None:
-    """Result rows as a table on stdout."""
+def show_rows(rows: list[dict[str, Any]], vocabulary: str = "mailsift") -> None:
+    """Result rows as a table on stdout (with the vocabulary's columns after ours)."""
     table = Table(header_style="bold")
-    for col in ("email", "verdict", "reason", "smtp_code", "suggestion"):
+    extra = [f"{vocabulary}_{f}" for f in VENDOR_FIELDS[vocabulary]]
+    for col in ("email", "verdict", "reason", "smtp_code", "suggestion", *extra):
         table.add_column(col, overflow="fold")
     for r in rows:
         style = VERDICT_STYLE.get(r["verdict"], "")
         table.add_row(r["email"], f"[{style}]{r['verdict']}[/]", r["reason"],
-                      str(r["smtp_code"]), r["suggestion"])
+                      str(r["smtp_code"]), r["suggestion"], *(str(r.get(c, "")) for c in extra))
     console().print(table)
 
 

@@ -36,10 +36,11 @@ from checks.model import ParsedAddress
 from checks.syntax import input_key, parse_address
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import InputRow, iter_addresses
-from mailsift.cli.jobs_cmd import show_rows
+from mailsift.cli.jobs_cmd import VOCABULARY_HELP, show_rows, vocabulary_of
 from mailsift.cli.render import console
 from mailsift.results import RESULT_COLUMNS, result_row, write_rows
 from mailsift.settings import Settings, load_settings
+from mailsift.vocabulary import vocabulary_columns, with_vocabulary
 from schemas import VerdictEvent
 from schemas.submission import submittable_email
 
@@ -59,6 +60,7 @@ def validate(
     column: str | None = typer.Option(None, "--column", help="CSV column with the address."),
     timeout: float = typer.Option(0, "--timeout", help="Give up after this many seconds "
                                   "(0 = wait for completion)."),
+    vocabulary: str = typer.Option("mailsift", "--vocabulary", help=VOCABULARY_HELP),
 ) -> None:
     """Verify a list end to end through the pipeline and write one row per input row."""
     from streams.client import kafka_calls, submit_emails
@@ -67,6 +69,7 @@ def validate(
     fmt = fmt or (output.suffix.lstrip(".").lower() if output else "csv")
     if fmt not in {"csv", "jsonl", "table"}:
         fail(f"unknown format {fmt!r}: use csv, jsonl or table")
+    vocabulary = vocabulary_of(vocabulary)
     if next(iter_addresses(input_file, column=column), None) is None:
         fail(f"{input_file} holds no addresses")
     emails = (r.email for r in iter_addresses(input_file, column=column))
@@ -80,12 +83,12 @@ def validate(
                 asyncio.run(_wait(settings, job, total, timeout or None, store))
             except TimeoutError:
                 fail(f"job {job} not complete after {timeout:g}s; see `mailsift status {job}`")
-        rows = _result_rows(store, iter_addresses(input_file, column=column),
-                            settings.allow_test_tld)
+        rows = (with_vocabulary(r, vocabulary) for r in _result_rows(
+            store, iter_addresses(input_file, column=column), settings.allow_test_tld))
         if fmt == "table":
-            show_rows(list(rows))
+            show_rows(list(rows), vocabulary)
             return
-        written = _write(rows, fmt, output)
+        written = _write(rows, fmt, output, vocabulary_columns(vocabulary))
     if output:
         console(stderr=True).print(f"wrote {written} rows to {output}")
 
@@ -102,7 +105,8 @@ def _result_rows(store: VerdictStore, rows: Iterable[InputRow], allow_test_tld: 
         yield row | {"email": r.email, "normalized": normalized}
 
 
-def _write(rows: Iterable[dict[str, Any]], fmt: str, output: Path | None) -> int:
+def _write(rows: Iterable[dict[str, Any]], fmt: str, output: Path | None,
+           columns: list[str]) -> int:
     out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     count = 0
 
@@ -113,7 +117,7 @@ def _write(rows: Iterable[dict[str, Any]], fmt: str, output: Path | None) -> int
             yield row
 
     try:
-        write_rows(counted(), fmt, out)
+        write_rows(counted(), fmt, out, columns)
     finally:
         if output:
             out.close()
