@@ -10,15 +10,28 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from checks.provider import PROVIDERS
 
 if TYPE_CHECKING:
     from mailsift.settings import Settings
 
-__all__ = ["EngineConfig"]
+__all__ = ["EngineConfig", "ProviderPolicy"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ProviderPolicy:
+    """A mailbox provider's own limits for its MX hosts (None: the per-MX default), and
+    whether its domains get the catch-all probe."""
+
+    max_connections: int | None = None
+    rcpt_per_second: float | None = None
+    catch_all_probe: bool = True
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,8 @@ class EngineConfig:
     check_auth_records: bool = True
     allow_test_tld: bool = False
     domain_concurrency: int = 50
+    #: provider name (``checks.provider.PROVIDERS``) → its policy
+    providers: Mapping[str, ProviderPolicy] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -71,4 +86,21 @@ class EngineConfig:
             mx_max_connections=settings.mx_max_connections,
             mx_rcpt_per_second=settings.mx_max_rcpt_per_second,
             allow_test_tld=settings.allow_test_tld,
+            providers=_providers(settings),
         )
+
+
+def _providers(settings: Settings) -> dict[str, ProviderPolicy]:
+    """``MAILSIFT_PROVIDER_LIMITS`` as policies; a provider we do not know is an error
+    (a typo would silently apply nothing)."""
+    # the settings module is a leaf: the names it cannot know are checked here
+    from mailsift.settings import SettingsError
+
+    out = {}
+    for p in settings.provider_limits:
+        if p.provider not in PROVIDERS:
+            raise SettingsError(f"MAILSIFT_PROVIDER_LIMITS: unknown provider {p.provider!r} "
+                                f"(known: {', '.join(sorted(PROVIDERS))})")
+        out[p.provider] = ProviderPolicy(p.max_connections, p.rcpt_per_second,
+                                         p.catch_all_probe)
+    return out

@@ -48,7 +48,7 @@ from checks.model import (
 )
 from checks.mx import resolve_mx
 from checks.policy import policy_flags
-from checks.politeness import LocalPoliteness, Politeness
+from checks.politeness import HostLimits, LocalPoliteness, Politeness
 from checks.pool import MxPool, PoolConfig
 from checks.probe import ProbeConfig, SmtpProber
 from checks.provider import provider_of
@@ -131,6 +131,12 @@ class Engine:
             helo_name=config.helo_name, connect_timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
         )
+        #: MX hosts of a provider with limits of its own get them (set before a probe)
+        self._provider_limits = {
+            name: HostLimits.of(policy.max_connections or config.mx_max_connections,
+                                policy.rcpt_per_second or config.mx_rcpt_per_second)
+            for name, policy in config.providers.items()
+            if policy.max_connections is not None or policy.rcpt_per_second is not None}
         #: sessions per MX address, shared by every domain the address serves
         self.pool = MxPool(connector, self.politeness, PoolConfig(
             port=config.smtp_port, helo_name=config.helo_name,
@@ -237,19 +243,35 @@ class Engine:
         smtp_seconds = 0.0
         if facts.mx.status is MxStatus.OK:
             started = time.monotonic()
-            catch_all, rcpts = await self._probe(facts.mx, domain, addresses)
+            catch_all, rcpts = await self._probe(facts, domain, addresses)
             smtp_seconds = time.monotonic() - started
         return [self._result(a, facts, rcpts.get(a.ascii_address), catch_all, smtp_seconds)
                 for a in addresses]
 
     # --- internals ---------------------------------------------------------------------------
 
-    async def _probe(self, mx: MxResult, domain: str, addresses: Sequence[ParsedAddress]
+    def _apply_provider_limits(self, mx: MxResult) -> None:
+        """Give the MX addresses of a provider with limits of its own those limits."""
+        table = self.politeness.limits
+        for host in mx.hosts:
+            name = provider_of((host.host,))
+            limits = self._provider_limits.get(name) if name is not None else None
+            if limits is not None:
+                for ip in host.addresses:
+                    if table.own(ip) != limits:
+                        table.set(ip, limits)
+
+    async def _probe(self, facts: DomainFacts, domain: str, addresses: Sequence[ParsedAddress]
                      ) -> tuple[bool | None, dict[str, RcptResult]]:
-        catch_all = await self._known_catch_all(domain)
+        mx = facts.mx
+        if self._provider_limits:
+            self._apply_provider_limits(mx)
+        policy = self.config.providers.get(facts.provider) if facts.provider else None
+        probe_catch_all = policy is None or policy.catch_all_probe
+        catch_all = await self._known_catch_all(domain) if probe_catch_all else None
         recipients = [a.ascii_address for a in addresses]
         probe_address = None
-        if catch_all is None:
+        if catch_all is None and probe_catch_all:
             probe_address = f"mailsift-probe-{secrets.token_hex(6)}@{domain}"
             recipients.insert(0, probe_address)
         report = await self.prober.probe(mx, recipients)

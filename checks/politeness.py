@@ -36,8 +36,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Politeness", "WatchedLease", "LocalPoliteness", "RATE_MARGIN", "GROUP_HORIZON",
-           "RcptPacing"]
+__all__ = ["Politeness", "WatchedLease", "LocalPoliteness", "HostLimits", "HostLimitTable",
+           "RATE_MARGIN", "GROUP_HORIZON", "RcptPacing"]
 
 #: Permits are spaced 3 % wider than ``1 / rate``: the permits and our sends are exact,
 #: but the moments the commands reach the server jitter, and without slack a server
@@ -88,8 +88,57 @@ class RcptPacing:
         return sends, start + count * self.interval
 
 
+@dataclass(frozen=True)
+class HostLimits:
+    """One MX host's limits: connection slots, and the RCPT grid (None: RCPT unlimited).
+
+    >>> HostLimits.of(2, 5).pacing
+    RcptPacing(interval=0.206, horizon=0.0)
+    """
+
+    max_connections: int
+    pacing: RcptPacing | None
+
+    @classmethod
+    def of(cls, max_connections: int, rcpt_per_second: float) -> HostLimits:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        pacing = RcptPacing.for_rate(rcpt_per_second) if rcpt_per_second > 0 else None
+        return cls(max_connections, pacing)
+
+
+class HostLimitTable:
+    """The limits of every MX host: one default, and the hosts that have their own (the
+    engine sets those from the host's provider, ``MAILSIFT_PROVIDER_LIMITS``).
+
+    Every worker derives a host's limits the same way (its MX names and the shared
+    settings), so a limit kept in Redis is still one limit for all workers.
+
+    >>> table = HostLimitTable(HostLimits.of(2, 5))
+    >>> table.set("192.0.2.1", HostLimits.of(5, 20))
+    >>> table.get("192.0.2.1").max_connections, table.get("192.0.2.9").max_connections
+    (5, 2)
+    """
+
+    def __init__(self, default: HostLimits) -> None:
+        self.default = default
+        self._by_ip: dict[str, HostLimits] = {}
+
+    def get(self, mx_ip: str) -> HostLimits:
+        return self._by_ip.get(mx_ip, self.default)
+
+    def own(self, mx_ip: str) -> HostLimits | None:
+        """The host's own limits, if it has any."""
+        return self._by_ip.get(mx_ip)
+
+    def set(self, mx_ip: str, limits: HostLimits) -> None:
+        self._by_ip[mx_ip] = limits
+
+
 class Politeness(Protocol):
-    """Limits per MX host (keyed by the IP address we connect to)."""
+    """Limits per MX host (keyed by the IP address we connect to), from ``limits``."""
+
+    limits: HostLimitTable
 
     def connection(self, mx_ip: str) -> AbstractAsyncContextManager[None]:
         """Hold one of the host's connection slots for the duration of a session."""
@@ -103,14 +152,12 @@ class Politeness(Protocol):
         """
         ...
 
-    @property
-    def rcpt_group_size(self) -> int:
-        """How many permits are worth reserving at once (one pipelined group)."""
+    def rcpt_group_size(self, mx_ip: str) -> int:
+        """How many permits of the host are worth reserving at once (one pipelined group)."""
         ...
 
-    @property
-    def rcpt_interval(self) -> float:
-        """Seconds of the permit grid per RCPT of one host (0 when RCPT is not limited)."""
+    def rcpt_interval(self, mx_ip: str) -> float:
+        """Seconds of the host's permit grid per RCPT (0 when RCPT is not limited)."""
         ...
 
 
@@ -133,28 +180,28 @@ class LocalPoliteness:
     """In-process limits: a semaphore and a spacing of RCPTs per MX host."""
 
     def __init__(self, *, max_connections: int, rcpt_per_second: float) -> None:
-        self.max_connections = max_connections
-        self.pacing = RcptPacing.for_rate(rcpt_per_second) if rcpt_per_second > 0 else None
+        self.limits = HostLimitTable(HostLimits.of(max_connections, rcpt_per_second))
         self._next_free: dict[str, float] = defaultdict(float)
-        self._slots: dict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(max_connections)
-        )
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._active: dict[str, int] = defaultdict(int)
 
     def active(self, mx_ip: str) -> int:
         return self._active[mx_ip]
 
-    @property
-    def rcpt_group_size(self) -> int:
-        return self.pacing.group_size if self.pacing is not None else 100
+    def rcpt_group_size(self, mx_ip: str) -> int:
+        pacing = self.limits.get(mx_ip).pacing
+        return pacing.group_size if pacing is not None else 100
 
-    @property
-    def rcpt_interval(self) -> float:
-        return self.pacing.interval if self.pacing is not None else 0.0
+    def rcpt_interval(self, mx_ip: str) -> float:
+        pacing = self.limits.get(mx_ip).pacing
+        return pacing.interval if pacing is not None else 0.0
 
     @asynccontextmanager
     async def _hold(self, mx_ip: str) -> AsyncIterator[None]:
-        async with self._slots[mx_ip]:
+        slots = self._slots.get(mx_ip)
+        if slots is None:  # the host's limit as it is when it is first used
+            slots = self._slots[mx_ip] = asyncio.Semaphore(self.limits.get(mx_ip).max_connections)
+        async with slots:
             self._active[mx_ip] += 1
             try:
                 yield
@@ -165,9 +212,10 @@ class LocalPoliteness:
         return self._hold(mx_ip)
 
     async def reserve_rcpts(self, mx_ip: str, count: int) -> list[float]:
-        if self.pacing is None:
+        pacing = self.limits.get(mx_ip).pacing
+        if pacing is None:
             return [0.0] * count
         now = time.monotonic()
-        slots, self._next_free[mx_ip] = self.pacing.slots(self._next_free[mx_ip], now, count)
+        slots, self._next_free[mx_ip] = pacing.slots(self._next_free[mx_ip], now, count)
         return [slot - now for slot in slots]
 

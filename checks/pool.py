@@ -183,8 +183,14 @@ class MxPool:
         if state is None:
             if len(self._hosts) >= _MAX_IDLE_HOSTS:
                 self._forget_idle_hosts()
-            state = self._hosts[ip] = _Host(limit=self.config.max_connections)
+            state = self._hosts[ip] = _Host(limit=self.max_connections(ip))
         return state
+
+    def max_connections(self, ip: str) -> int:
+        """Sessions this process may hold to ``ip``: the host's own limit (its provider's,
+        ``MAILSIFT_PROVIDER_LIMITS``) if it has one, else the pool's."""
+        own = self.politeness.limits.own(ip)
+        return own.max_connections if own is not None else self.config.max_connections
 
     def _forget_idle_hosts(self) -> None:
         """Drop the state of hosts with nothing open or waiting and nothing worth
@@ -230,8 +236,9 @@ class MxPool:
             if state.down_until > now and state.cause is not None:
                 self._wake(state)  # pass the turn on: the next waiter learns it too
                 raise HostBackoff(ip, state.down_until - now, state.cause)
-            if state.limit < self.config.max_connections and now >= state.limit_until:
-                state.limit = self.config.max_connections
+            most = self.max_connections(ip)
+            if state.limit != most and now >= state.limit_until:
+                state.limit = most
             while state.idle:
                 ps = state.idle.pop()
                 if ps.idle_timer is not None:

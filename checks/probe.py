@@ -123,7 +123,7 @@ class SmtpProber:
                     break
             elif step is _Next.STALE:
                 stale += 1
-                if stale > self.pool.config.max_connections:
+                if stale > self.pool.max_connections(ip):
                     index += 1
             elif step is _Next.ABORT:
                 break
@@ -145,7 +145,7 @@ class SmtpProber:
             if delay <= 0:
                 break
             await asyncio.sleep(delay)
-        interval = self.politeness.rcpt_interval
+        interval = self.politeness.rcpt_interval(ip)
         if interval > 0:
             if len(self._quiet_until) > _MAX_PACED_HOSTS:
                 self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
@@ -231,7 +231,7 @@ class SmtpProber:
                 in_transaction = False
             room = per_transaction - (sent if in_transaction else 0)
             chunk = [pending[i] for i in range(min(len(pending), room,
-                                                   self.politeness.rcpt_group_size))]
+                                                   self.politeness.rcpt_group_size(ip)))]
             waits = await self.politeness.reserve_rcpts(ip, len(chunk))
             # measured from the answer, not from the request: a slow round trip must make
             # a command late, never early

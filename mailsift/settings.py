@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "Nameserver",
+    "ProviderLimit",
     "Settings",
     "SettingsError",
     "load_settings",
@@ -219,6 +221,59 @@ def _tokens(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+class ProviderLimit(NamedTuple):
+    """One mailbox provider's own politeness (``MAILSIFT_PROVIDER_LIMITS``); None: the
+    per-MX default."""
+
+    provider: str
+    max_connections: int | None = None
+    rcpt_per_second: float | None = None
+    catch_all_probe: bool = True
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+_PROVIDER_HELP = ("provider:key=value,... entries separated by ';', keys connections (1-100), "
+                  "rcpt_per_second (> 0) and catch_all (on|off), e.g. "
+                  "'google:connections=5,rcpt_per_second=20;yahoo:catch_all=off'")
+
+
+def _provider_limits(raw: str) -> tuple[ProviderLimit, ...]:
+    """``google:connections=5,rcpt_per_second=20;yahoo:catch_all=off``.
+
+    >>> _provider_limits("google:connections=5,rcpt_per_second=20; yahoo:catch_all=off")
+    (ProviderLimit(provider='google', max_connections=5, rcpt_per_second=20.0, \
+catch_all_probe=True), ProviderLimit(provider='yahoo', max_connections=None, \
+rcpt_per_second=None, catch_all_probe=False))
+    """
+    out: dict[str, ProviderLimit] = {}
+    for entry in (e.strip() for e in raw.split(";")):
+        if not entry:
+            continue
+        name, colon, rest = entry.partition(":")
+        name = name.strip().lower()
+        if not colon or not _PROVIDER_NAME.match(name) or name in out:
+            raise ValueError(_PROVIDER_HELP)
+        limit = ProviderLimit(name)
+        for item in (i.strip() for i in rest.split(",")):
+            key, eq, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            try:
+                if not eq:
+                    raise ValueError
+                if key == "connections":
+                    limit = limit._replace(max_connections=_int_range(1, 100)(value))
+                elif key == "rcpt_per_second":
+                    limit = limit._replace(rcpt_per_second=_positive("")(value))
+                elif key == "catch_all" and value in ("on", "off"):
+                    limit = limit._replace(catch_all_probe=value == "on")
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{_PROVIDER_HELP}; {name}: bad {item!r}") from None
+        out[name] = limit
+    return tuple(out.values())
+
+
 def _setting(env: str, default: str, parse: Callable[[str], Any], doc: str) -> Any:
     return field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
 
@@ -296,6 +351,11 @@ class Settings:
     mx_max_rcpt_per_second: float = _setting(
         "MAILSIFT_MX_MAX_RCPT_PER_SECOND", "5", _positive(""),
         "RCPT TO commands per second per MX host.")
+    provider_limits: tuple[ProviderLimit, ...] = _setting(
+        "MAILSIFT_PROVIDER_LIMITS", "", _provider_limits,
+        "Per-provider overrides of the two above, and of the catch-all probe, for MX hosts "
+        "of a known provider (evidence.provider): "
+        "`google:connections=5,rcpt_per_second=20;yahoo:catch_all=off`.")
     app_id: str = _setting(
         "MAILSIFT_APP_ID", "mailsift", _str,
         "Faust application id: the Kafka consumer group shared by all workers.")

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import redis.asyncio
 
-from checks.politeness import RcptPacing
+from checks.politeness import HostLimits, HostLimitTable, RcptPacing
 from sinks.redis_client import UNAVAILABLE as _UNAVAILABLE
 from sinks.redis_client import as_int as _int
 from sinks.redis_client import guarded as _guarded
@@ -236,22 +236,22 @@ redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
 return kept
 """
 
-# The permit grid of checks.politeness.RcptPacing, in Redis time.
-# KEYS[1] = next-free-permit time; ARGV = interval_us, count.
-# Returns {now_us, start_us}: the permits are start, start + interval, ... (the caller groups
-# them with RcptPacing.slots); the next free one is start + count * interval.
+# The permit grid of checks.politeness.RcptPacing, in Redis time. For each request the
+# permits are start, start + interval, ... (the caller groups them with RcptPacing.slots);
+# the next free one is start + count * interval.
 # KEYS = the next-free-permit key of each request (one MX may come twice);
-# ARGV = interval_us, then the permit count of each request; returns now, then each start
+# ARGV = the interval_us and the permit count of each request, in pairs (hosts may have
+# limits of their own); returns now, then each start
 _RCPT_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
 local out = {string.format('%.0f', now)}
 for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
   local nxt = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
   local start = math.max(now, nxt)
-  local after = start + interval * tonumber(ARGV[i + 1])
+  local after = start + interval * tonumber(ARGV[2 * i])
   local ttl_ms = math.ceil((after - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
   out[#out + 1] = string.format('%.0f', start)
@@ -364,13 +364,10 @@ class RedisPoliteness:
         if not lease_seconds > 0:
             raise ValueError("lease_seconds must be positive")
         self.redis = redis
-        self.max_connections = max_connections
-        self.rcpt_per_second = rcpt_per_second
+        #: the default limits, and the hosts with their own (set by the engine)
+        self.limits = HostLimitTable(HostLimits.of(max_connections, rcpt_per_second))
         self.lease_seconds = lease_seconds
         self.prefix = prefix
-        self.pacing = RcptPacing.for_rate(rcpt_per_second)
-        # ceil: rounding the spacing down could let one RCPT too many into a second
-        self.interval_us = math.ceil(1_000_000 * self.pacing.interval)
         self._lease_ms = max(1, math.ceil(lease_seconds * 1000))
         #: a held lease is renewed this often, which is also how soon one that Redis lost
         #: is put back; new leases wait twice that (plus slack) after a loss
@@ -385,7 +382,7 @@ class RedisPoliteness:
         self._warn = _ThrottledWarning()
         self._background: set[asyncio.Task[None]] = set()
         #: reservations asked for within the same millisecond, made in one script
-        self._asked: list[tuple[str, int, asyncio.Future[tuple[float, float]]]] = []
+        self._asked: list[tuple[str, int, int, asyncio.Future[tuple[float, float]]]] = []
         #: poll delay bounds while all slots are held (seconds)
         self.poll_min = 0.02
         self.poll_max = 0.1
@@ -401,15 +398,24 @@ class RedisPoliteness:
         """The next-free-RCPT-permit key of ``mx_ip``."""
         return f"{self.prefix}mx:{mx_ip}:rcpt"
 
-    @property
-    def rcpt_group_size(self) -> int:
-        """How many permits one pipelined group can get."""
-        return self.pacing.group_size
+    def _pacing(self, mx_ip: str) -> RcptPacing:
+        pacing = self.limits.get(mx_ip).pacing
+        if pacing is None:
+            raise ValueError(f"{mx_ip}: RedisPoliteness needs a positive RCPT rate")
+        return pacing
 
-    @property
-    def rcpt_interval(self) -> float:
-        """Seconds between two permits of one host, as the Lua script spaces them."""
-        return self.interval_us / 1_000_000
+    @staticmethod
+    def _interval_us(pacing: RcptPacing) -> int:
+        # ceil: rounding the spacing down could let one RCPT too many into a second
+        return math.ceil(1_000_000 * pacing.interval)
+
+    def rcpt_group_size(self, mx_ip: str) -> int:
+        """How many permits one pipelined group to ``mx_ip`` can get."""
+        return self._pacing(mx_ip).group_size
+
+    def rcpt_interval(self, mx_ip: str) -> float:
+        """Seconds between two permits of ``mx_ip``, as the Lua script spaces them."""
+        return self._interval_us(self._pacing(mx_ip)) / 1_000_000
 
     def connection(self, mx_ip: str) -> _Lease:
         """Hold one of ``mx_ip``'s global connection slots for the ``async with`` block."""
@@ -444,19 +450,22 @@ class RedisPoliteness:
         backoff = self.retry_min
         while True:
             try:
-                now, start = await self._ask(self.rcpt_key(mx_ip), count)
-                pacing = RcptPacing(self.interval_us / 1_000_000, self.pacing.horizon)
-                sends, _ = pacing.slots(start, start, count)
+                pacing = self._pacing(mx_ip)
+                interval_us = self._interval_us(pacing)
+                now, start = await self._ask(self.rcpt_key(mx_ip), interval_us, count)
+                grid = RcptPacing(interval_us / 1_000_000, pacing.horizon)
+                sends, _ = grid.slots(start, start, count)
                 return now, [max(0.0, s - now) for s in sends]
             except _UNAVAILABLE as exc:
                 backoff = await self._unavailable("RCPT rate", mx_ip, exc, backoff)
 
-    def _ask(self, key: str, count: int) -> asyncio.Future[tuple[float, float]]:
+    def _ask(self, key: str, interval_us: int, count: int
+             ) -> asyncio.Future[tuple[float, float]]:
         """(Redis time, start of the first permit) for ``count`` permits at ``key``; the
         sessions of every MX asking within a millisecond share one script."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[float, float]] = loop.create_future()
-        self._asked.append((key, count, future))
+        self._asked.append((key, interval_us, count, future))
         if len(self._asked) == 1:
             loop.call_later(0.001, self._send_asked)
         return future
@@ -468,13 +477,14 @@ class RedisPoliteness:
         task.add_done_callback(self._background.discard)
 
     async def _reserve_many(
-            self, asked: list[tuple[str, int, asyncio.Future[tuple[float, float]]]]) -> None:
+            self, asked: list[tuple[str, int, int, asyncio.Future[tuple[float, float]]]]
+    ) -> None:
         try:
             reply = await _guarded(self._rcpt_script(
-                keys=[key for key, _, _ in asked],
-                args=[self.interval_us, *(count for _, count, _ in asked)]))
+                keys=[key for key, _, _, _ in asked],
+                args=[n for _, interval_us, count, _ in asked for n in (interval_us, count)]))
         except BaseException as exc:
-            for _, _, future in asked:
+            for _, _, _, future in asked:
                 if not future.done():
                     if isinstance(exc, Exception):
                         future.set_exception(exc)
@@ -484,7 +494,7 @@ class RedisPoliteness:
                 raise
             return
         now = _int(reply[0]) / 1_000_000
-        for (_, _, future), start in zip(asked, reply[1:], strict=True):
+        for (_, _, _, future), start in zip(asked, reply[1:], strict=True):
             if not future.done():
                 future.set_result((now, _int(start) / 1_000_000))
 
@@ -519,7 +529,8 @@ class RedisPoliteness:
                 # worker, or a Redis pausing to fork, is not a loss
                 async with asyncio.timeout(stale_at - sent):
                     kept = await _guarded(self._renew_script(
-                        keys=[key], args=[token, self._lease_ms, self.max_connections]))
+                        keys=[key], args=[token, self._lease_ms,
+                                          self.limits.get(mx_ip).max_connections]))
             except _UNAVAILABLE as exc:  # TimeoutError included
                 self._warn("politeness: could not renew lease on %s: %s", key,
                            str(exc) or type(exc).__name__)
@@ -548,7 +559,8 @@ class RedisPoliteness:
                 try:
                     got = _int(await _guarded(self._acquire_script(
                         keys=[key, self.leases_key],
-                        args=[self.max_connections, token, self._lease_ms, self._grace_ms]
+                        args=[self.limits.get(mx_ip).max_connections, token,
+                              self._lease_ms, self._grace_ms]
                     )))
                 except _UNAVAILABLE as exc:
                     backoff = await self._unavailable("connection slot", mx_ip, exc, backoff)

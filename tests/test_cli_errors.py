@@ -54,3 +54,17 @@ def test_one_line_error_and_exit_code_2(args: list[str], says: str, tmp_path: Pa
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and says in lines[0], lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["config"], ["worker"], ["check", "a@b.test"]])
+def test_an_unknown_provider_name_is_one_line(command: list[str], tmp_path: Path) -> None:
+    """MAILSIFT_PROVIDER_LIMITS names providers only the engine knows: a typo stops
+    start-up with one line naming the variable, before any service is asked."""
+    env = {**os.environ, **DOWN, "MAILSIFT_PROVIDER_LIMITS": "gogle:connections=4"}
+    result = subprocess.run([sys.executable, "-m", "mailsift.cli.main", *command],
+                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: MAILSIFT_PROVIDER_LIMITS: unknown provider 'gogle'"), result.stderr

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from checks import Engine, EngineConfig
+from checks.config import ProviderPolicy
 from checks.model import Reason, Verdict
 from tests.world import MxHost, World, WorldSpec, default_world, mailboxes, merge, mx
 
@@ -351,3 +352,44 @@ async def test_check_retry_lists_every_attempt(world: World) -> None:
     assert "attempts" not in ok["evidence"] and ok["score"] == 100
     assert missing["reason"] == "mailbox_not_found" and "attempts" not in missing["evidence"]
     assert "1 temporary outcome(s): asking again in 1.5 s" in result.stderr
+
+
+# six domains on one "Google" MX host (a name the provider table knows, served by the world
+# on loopback like every other record), every reply 50 ms late so their sessions overlap
+GOOGLE = WorldSpec(
+    zones=["test", "com"],
+    records=[mx(f"gsuite{i}.test", 10, "aspmx.l.google.com") for i in range(6)],
+    mx_hosts=[MxHost("127.0.1.41", "aspmx.l.google.com", mailboxes=mailboxes(["alice"]),
+                     reply_delay=0.05)],
+)
+
+
+@pytest.mark.parametrize("policy", [None, ProviderPolicy(max_connections=1,
+                                                         rcpt_per_second=4.0,
+                                                         catch_all_probe=False)])
+async def test_a_provider_policy_overrides_the_per_mx_limits(
+        policy: ProviderPolicy | None) -> None:
+    """``MAILSIFT_PROVIDER_LIMITS``: the MX hosts of a provider get its connection limit
+    and RCPT rate instead of the per-MX default, and its domains no catch-all probe."""
+    async with World(GOOGLE) as world:
+        providers = {"google": policy} if policy is not None else {}
+        engine = Engine(config_for(world, mx_max_connections=3, mx_rcpt_per_second=50.0,
+                                   providers=providers))
+        addrs = [f"{who}@gsuite{i}.test" for i in range(6) for who in ("alice", "nobody")]
+        try:
+            results = await engine.verify_many(addrs)
+        finally:
+            await engine.aclose()
+        stats = world.mx_stats("aspmx.l.google.com")
+        assert world.data_commands == 0
+    assert [r.reason for r in results] == [Reason.OK, Reason.MAILBOX_NOT_FOUND] * 6
+    assert {r.evidence.provider for r in results} == {"google"}
+    if policy is None:
+        assert stats.max_simultaneous > 1  # the default allows 3, and they overlap
+        assert stats.rcpt == 12 + 6  # and every domain got its catch-all probe
+        assert all(r.evidence.catch_all is False for r in results)
+    else:
+        assert stats.max_simultaneous == 1
+        assert stats.rcpt == 12  # no catch-all probe
+        assert stats.max_rcpt_rate() <= 4
+        assert all(r.evidence.catch_all is None for r in results)

@@ -122,7 +122,7 @@ async def test_a_late_send_delays_the_next_instead_of_crowding_it() -> None:
     politeness = LocalPoliteness(max_connections=2, rcpt_per_second=10)
     p = SmtpProber(FakeConnector({}), politeness, ProbeConfig())
     loop = asyncio.get_running_loop()
-    interval = politeness.rcpt_interval
+    interval = politeness.rcpt_interval("192.0.2.1")
     start = loop.time()
     await p._pace("192.0.2.1", start - 0.08, 1)  # late: sent now, 80 ms after its permit
     first = loop.time()

@@ -21,7 +21,7 @@ import pytest_asyncio
 import redis.asyncio
 
 from checks.dns import CachingResolver, DnsAnswer, NxDomain
-from checks.politeness import RcptPacing
+from checks.politeness import HostLimits, RcptPacing
 from mailsift.settings import Settings
 from sinks.redis_jobs import RedisJobStore, nothing_to_rebuild
 from sinks.redis_tables import (
@@ -242,6 +242,23 @@ async def test_other_mx_hosts_have_their_own_slots(
             async with p.connection("127.0.9.2"):
                 assert await p.active("127.0.9.1") == 1
                 assert await p.active("127.0.9.2") == 1
+
+
+async def test_a_host_with_limits_of_its_own(clients: ClientFactory, prefix: str) -> None:
+    """A host given its own limits (a provider's, MAILSIFT_PROVIDER_LIMITS) gets them
+    from Redis too: its slot count and its RCPT spacing; the others keep the default."""
+    p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=10, prefix=prefix)
+    p.limits.set("127.0.9.3", HostLimits.of(2, 100))
+    async with asyncio.timeout(2):
+        async with p.connection("127.0.9.3"), p.connection("127.0.9.3"):
+            assert await p.active("127.0.9.3") == 2
+    with pytest.raises(TimeoutError):
+        async with p.connection("127.0.9.4"):
+            await asyncio.wait_for(p.connection("127.0.9.4").__aenter__(), 0.3)
+    own, default = await asyncio.gather(p.reserve_rcpts("127.0.9.3", 3),
+                                        p.reserve_rcpts("127.0.9.4", 3))  # one script
+    assert own[-1] < 0.05 < default[-1]  # 100/s against 10/s: ~0.02 s against ~0.2 s
+    assert p.rcpt_interval("127.0.9.3") < p.rcpt_interval("127.0.9.4")
 
 
 async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: str) -> None:

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from checks.config import EngineConfig
 from mailsift.cli import (
     api_cmd,
     check_cmd,
@@ -45,6 +46,7 @@ def config() -> None:
     from mailsift.sender_check import sender_warning
 
     settings = load_settings()
+    EngineConfig.from_settings(settings)  # what only the engine can check (provider names)
     print(settings_table())
     warning = sender_warning(settings)
     if warning:

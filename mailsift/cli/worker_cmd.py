@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from checks.config import EngineConfig
 from mailsift.settings import load_settings
 
 
@@ -14,4 +15,6 @@ def worker(
     """Run a Faust worker of the pipeline (start several to share the partitions)."""
     from streams.worker import run_worker
 
-    run_worker(load_settings(), loglevel=loglevel)
+    settings = load_settings()
+    EngineConfig.from_settings(settings)  # a wrong provider name: one line, before Kafka
+    run_worker(settings, loglevel=loglevel)
