@@ -63,6 +63,8 @@ class PoolConfig:
     max_transactions: int = 100
     backoff_min: float = 30.0
     backoff_max: float = 900.0
+    #: how long what a host showed of itself (a transaction limit, broken TLS) is kept
+    learned_seconds: float = 86400.0
     #: pause before asking a host again that answered 421 to a new connection of ours
     #: while we held none (times a jitter in [0.5, 1])
     busy_pause: float = 2.0
@@ -142,6 +144,12 @@ class _Host:
     rcpt_per_transaction: int | None = None
     #: it offers STARTTLS, but the handshake breaks: its sessions go without TLS
     tls_broken: bool = False
+    #: when the two facts above are forgotten (a server gets fixed, or reconfigured)
+    learned_until: float = 0.0
+
+    def forget_stale(self, now: float) -> None:
+        if self.learned_until and now >= self.learned_until:
+            self.rcpt_per_transaction, self.tls_broken, self.learned_until = None, False, 0.0
 
 
 #: past this many hosts known, the idle ones are forgotten (their state is the default)
@@ -200,7 +208,7 @@ class MxPool:
         for ip in [ip for ip, s in self._hosts.items()
                    if not s.count and not s.idle and not s.waiters
                    and s.limit_until <= now and s.down_until <= now
-                   and s.rcpt_per_transaction is None and not s.tls_broken
+                   and s.learned_until <= now  # nothing learned, or forgotten
                    and (not s.failures
                         or s.down_until + self.config.backoff_max <= now)]:
             del self._hosts[ip]
@@ -208,14 +216,19 @@ class MxPool:
     def transaction_limit(self, ip: str) -> int | None:
         """Recipients per MAIL transaction that ``ip`` showed it takes (None: not known)."""
         state = self._hosts.get(ip)
-        return state.rcpt_per_transaction if state else None
+        if state is None:
+            return None
+        state.forget_stale(self._clock())
+        return state.rcpt_per_transaction
 
     def learn_transaction_limit(self, ip: str, recipients: int) -> None:
         """Remember that ``ip`` takes only ``recipients`` per transaction (some servers,
         consumer Outlook among them, answer the second RCPT with ``452 4.5.3``)."""
         state = self._host(ip)
+        state.forget_stale(self._clock())
         known = state.rcpt_per_transaction
         state.rcpt_per_transaction = recipients if known is None else min(known, recipients)
+        state.learned_until = self._clock() + self.config.learned_seconds
 
     def open_sessions(self, ip: str) -> int:
         """Sessions of this process to ``ip`` (open or being opened)."""
@@ -338,19 +351,24 @@ class MxPool:
     def tls_broken(self, ip: str) -> bool:
         """Whether ``ip``'s TLS handshake broke before (its sessions go without TLS)."""
         state = self._hosts.get(ip)
-        return bool(state and state.tls_broken)
+        if state is None:
+            return False
+        state.forget_stale(self._clock())
+        return state.tls_broken
 
     async def _open(self, host: str, ip: str) -> PooledSession:
         lease = self.politeness.connection(ip)
         await lease.__aenter__()
         try:
             state = self._host(ip)
+            state.forget_stale(self._clock())
             try:
                 session = await self._connect(host, ip, tls=not state.tls_broken)
             except TlsFailed:
                 # offered, accepted, then broken: the same slot, a new connection without
-                # TLS (the broken one is closed already), and so from now on for the host
+                # TLS (the broken one is closed already), and so for a day for the host
                 state.tls_broken = True
+                state.learned_until = self._clock() + self.config.learned_seconds
                 session = await self._connect(host, ip, tls=False)
         except BaseException as exc:
             await lease.__aexit__(type(exc), exc, exc.__traceback__)

@@ -275,3 +275,22 @@ async def test_idle_hosts_are_forgotten_but_not_the_ones_backing_off(
     hosts = p.pool._hosts
     assert len(hosts) <= 4 and "127.0.4.9" in hosts and "127.0.4.5" in hosts
     await p.pool.aclose()
+
+
+def test_what_a_host_showed_of_itself_is_forgotten_after_a_day() -> None:
+    """A learned transaction limit (or broken TLS) is kept for PoolConfig.learned_seconds
+    (a day), then the host is asked as any other again: servers get fixed."""
+    now = [1000.0]
+    pool = MxPool(FakeConnector({}), LocalPoliteness(max_connections=2, rcpt_per_second=10),
+                  PoolConfig(learned_seconds=86400.0), clock=lambda: now[0])
+    pool.learn_transaction_limit("127.0.0.1", 1)
+    pool._host("127.0.0.2").tls_broken = True  # as _open sets it, with its expiry
+    pool._host("127.0.0.2").learned_until = now[0] + 86400.0
+    now[0] += 86399.0
+    assert pool.transaction_limit("127.0.0.1") == 1 and pool.tls_broken("127.0.0.2")
+    now[0] += 2.0
+    assert pool.transaction_limit("127.0.0.1") is None
+    assert not pool.tls_broken("127.0.0.2")
+    pool.learn_transaction_limit("127.0.0.1", 3)  # learned again: another day
+    now[0] += 86000.0
+    assert pool.transaction_limit("127.0.0.1") == 3
