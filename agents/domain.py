@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
+from agents.events import decode_each
+from agents.ports import Done, Outcome, RawEvent, Record, Services
 from agents.verdicts import attempt_record, verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress, VerificationResult
 from schemas import AddressTask, verdict_key
-from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, Record, decode_each
 
 __all__ = ["DomainHandler"]
 

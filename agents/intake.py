@@ -17,14 +17,14 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agents.jobstore import job_key
+from agents.outage import retry_transient
+from agents.ports import Done, Outcome, RawEvent, Record, Services
 from agents.verdicts import verdict_event
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress
 from checks.syntax import input_key
 from schemas import AddressTask, JobEvent, SchemaError, Submission, verdict_key
-from streams.jobstore import job_key
-from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, Record, retry_transient
 
 __all__ = ["IntakeHandler"]
 

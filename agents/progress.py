@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
+from agents.events import decode_each
+from agents.jobstore import JobProgress, job_key
+from agents.ports import Done, Outcome, RawEvent, Services
 from schemas import JobEvent, VerdictEvent
-from streams.jobstore import JobProgress, job_key
-from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, decode_each
 
 __all__ = ["ProgressHandler"]
 

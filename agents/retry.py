@@ -11,9 +11,9 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from agents.events import decode_each
+from agents.ports import Done, Outcome, RawEvent, Record, Services
 from schemas import AddressTask
-from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, Record, decode_each
 
 __all__ = ["RetryHandler"]
 

@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
 
+from agents.events import decode_each
+from agents.outage import retry_transient
+from agents.ports import (
+    BridgeRefused,
+    Done,
+    Outcome,
+    RawEvent,
+    Services,
+    VerdictBridge,
+    VerdictWriter,
+)
 from schemas import JobEvent, VerdictEvent
-from streams.services import Services
-from streams.stage import Done, Outcome, RawEvent, decode_each, retry_transient
 
 __all__ = ["PostgresSinkHandler", "BridgeHandler"]
 
 
 class PostgresSinkHandler:
-    def __init__(self, services: Services, sink: Any) -> None:
+    def __init__(self, services: Services, sink: VerdictWriter) -> None:
         self.s = services
-        self.sink = sink  # sinks.postgres.PostgresSink
+        self.sink = sink
 
     async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
                        ) -> list[Outcome]:
@@ -40,12 +48,10 @@ class PostgresSinkHandler:
 
 
 class BridgeHandler:
-    def __init__(self, services: Services, bridge: Any) -> None:
-        from sinks.rabbitmq import BridgeConfigError
-
-        self.bridge = bridge  # sinks.rabbitmq.RabbitBridge
+    def __init__(self, services: Services, bridge: VerdictBridge) -> None:
+        self.bridge = bridge
         # wrong credentials or vhost: hold the verdicts (logged) until the operator fixes it
-        self._also = (BridgeConfigError,)
+        self._also = (BridgeRefused,)
 
     async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
                        ) -> list[Outcome]:

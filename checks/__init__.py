@@ -5,9 +5,10 @@
 >>> result.verdict.value, result.reason.value
 ('undeliverable', 'syntax')
 
-:func:`verify` and :func:`verify_batch` build an :class:`Engine` from the ``MAILSIFT_*``
-settings; construct :class:`Engine` yourself to pass an :class:`EngineConfig` or swap the
-resolver, cache, SMTP connector or politeness policy.
+:func:`verify` and :func:`verify_batch` use an :class:`Engine` with the default
+:class:`EngineConfig` (the system's resolver, port 25); construct :class:`Engine` yourself
+to pass another config (``mailsift.compose.default_engine()`` reads the ``MAILSIFT_*``
+settings) or swap the resolver, cache, SMTP connector or politeness policy.
 """
 
 from __future__ import annotations
@@ -19,14 +20,7 @@ from checks.engine import Engine
 from checks.model import Reason, Verdict, VerificationResult
 
 __all__ = ["Engine", "EngineConfig", "Reason", "Verdict", "VerificationResult", "verify",
-           "verify_batch", "default_engine"]
-
-
-def default_engine() -> Engine:
-    """An engine configured from the ``MAILSIFT_*`` environment."""
-    from mailsift.settings import load_settings
-
-    return Engine(EngineConfig.from_settings(load_settings()))
+           "verify_batch"]
 
 
 async def verify(address: str, *, engine: Engine | None = None) -> VerificationResult:
@@ -43,7 +37,7 @@ async def verify_batch(addresses: Sequence[str], *, engine: Engine | None = None
     """
     if engine is not None:
         return await engine.verify_many(addresses)
-    own = default_engine()
+    own = Engine(EngineConfig())
     try:
         return await own.verify_many(addresses)
     finally:

@@ -2,9 +2,9 @@
 
 >>> EngineConfig().smtp_port
 25
->>> from mailsift.settings import load_settings
->>> EngineConfig.from_settings(load_settings({"MAILSIFT_SMTP_PORT": "2525"})).smtp_port
-2525
+
+``mailsift.compose.engine_config`` builds one from the ``MAILSIFT_*`` settings: the engine
+knows nothing of them.
 """
 
 from __future__ import annotations
@@ -12,12 +12,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-from checks.provider import PROVIDERS
-
-if TYPE_CHECKING:
-    from mailsift.settings import Settings
 
 __all__ = ["EngineConfig", "ProviderPolicy"]
 
@@ -61,46 +55,5 @@ class EngineConfig:
     check_auth_records: bool = True
     allow_test_tld: bool = False
     domain_concurrency: int = 50
-    #: provider name (``checks.provider.PROVIDERS``) → its policy
+    #: provider name (:data:`checks.provider.PROVIDERS`) → its policy
     providers: Mapping[str, ProviderPolicy] = field(default_factory=dict)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EngineConfig:
-        return cls(
-            nameservers=tuple((ns.host, ns.port) for ns in settings.dns_nameservers),
-            dns_timeout=settings.dns_timeout,
-            dns_min_ttl=settings.dns_min_ttl,
-            dns_max_ttl=settings.dns_max_ttl,
-            dns_negative_ttl=settings.dns_negative_ttl,
-            smtp_port=settings.smtp_port,
-            helo_name=settings.helo_name,
-            mail_from=settings.mail_from,
-            allowed_networks=settings.mx_allowed_networks,
-            connect_timeout=settings.smtp_connect_timeout,
-            command_timeout=settings.smtp_command_timeout,
-            session_timeout=settings.smtp_session_timeout,
-            smtp_idle_seconds=settings.smtp_idle_seconds,
-            smtp_pipelining=settings.smtp_pipelining,
-            mx_backoff_min=settings.mx_backoff_seconds,
-            mx_backoff_max=max(settings.mx_backoff_seconds, settings.mx_backoff_max_seconds),
-            mx_max_connections=settings.mx_max_connections,
-            mx_rcpt_per_second=settings.mx_max_rcpt_per_second,
-            allow_test_tld=settings.allow_test_tld,
-            providers=_providers(settings),
-        )
-
-
-def _providers(settings: Settings) -> dict[str, ProviderPolicy]:
-    """``MAILSIFT_PROVIDER_LIMITS`` as policies; a provider we do not know is an error
-    (a typo would silently apply nothing)."""
-    # the settings module is a leaf: the names it cannot know are checked here
-    from mailsift.settings import SettingsError
-
-    out = {}
-    for p in settings.provider_limits:
-        if p.provider not in PROVIDERS:
-            raise SettingsError(f"MAILSIFT_PROVIDER_LIMITS: unknown provider {p.provider!r} "
-                                f"(known: {', '.join(sorted(PROVIDERS))})")
-        out[p.provider] = ProviderPolicy(p.max_connections, p.rcpt_per_second,
-                                         p.catch_all_probe)
-    return out

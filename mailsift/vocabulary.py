@@ -175,6 +175,7 @@ def vocabulary_columns(vocabulary: str) -> list[str]:
     >>> vocabulary_columns("zerobounce")[-2:]
     ['zerobounce_status', 'zerobounce_sub_status']
     """
+    # mailsift.results imports this module: a top-level import would be a cycle
     from mailsift.results import RESULT_COLUMNS
 
     check_vocabulary(vocabulary)

@@ -12,6 +12,7 @@ from typing import Any
 from schemas.base import (
     SCHEMA_VERSION,
     EventRecord,
+    SchemaError,
     field_dict,
     field_int,
     field_opt_str,
@@ -52,8 +53,6 @@ class AddressTask(EventRecord):
         data = load_object(raw)
         due = data.get("due_at")
         if due is not None and (not isinstance(due, int | float) or isinstance(due, bool)):
-            from schemas.base import SchemaError
-
             raise SchemaError("field 'due_at' must be a number")
         return cls(
             job_id=field_str(data, "job_id", max_len=200),

@@ -67,6 +67,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from agents.ports import BridgeRefused
 from schemas import VerdictEvent
 
 __all__ = ["BridgeClosedError", "BridgeConfigError", "RabbitBridge", "routing_key",
@@ -83,7 +84,7 @@ FIRST_BACKOFF = 0.2
 THREAD_PREFIX = "mailsift-rabbit-bridge"
 
 
-class BridgeConfigError(RuntimeError):
+class BridgeConfigError(BridgeRefused):
     """RabbitMQ refuses the bridge for a reason that retrying cannot fix; one-line message."""
 
 

@@ -1,7 +1,7 @@
 """The job bookkeeping in Redis, shared by every worker, and what happens when Redis loses it.
 
-:class:`RedisJobStore` is a :class:`streams.jobstore.JobStore` with exactly the semantics
-of :class:`streams.jobstore.MemoryJobStore`, each operation one Lua script (atomic, and
+:class:`RedisJobStore` is a :class:`agents.jobstore.JobStore` with exactly the semantics
+of :class:`sinks.memory_jobs.MemoryJobStore`, each operation one Lua script (atomic, and
 idempotent under redelivery).
 
 Redis is run with AOF and an fsync before every reply (the local stack and
@@ -9,7 +9,7 @@ Redis is run with AOF and an fsync before every reply (the local stack and
 that lost everything anyway (run without persistence, flushed, replaced) is noticed: every
 script first checks the ``{prefix}jobs:intact`` marker, which only a complete state has.
 Without it the script refuses (``MAILSIFT_JOBS_LOST``); one process takes a lock and
-rebuilds the state from the event log (``sinks.job_rebuild``: totals, duplicates and
+rebuilds the state from the event log (``streams.job_rebuild``: totals, duplicates and
 completions from ``jobs``, claims and finals from ``verdicts``), the others wait, and then
 every caller goes on as if nothing happened. Events whose bookkeeping was refused were not
 acknowledged, so their stage counts them afterwards.
@@ -43,8 +43,8 @@ from typing import Any
 import redis.asyncio
 from redis.exceptions import ResponseError
 
+from agents.jobstore import Final, JobProgress
 from sinks.redis_client import as_int, guarded
-from streams.jobstore import Final, JobProgress
 
 __all__ = ["RedisJobStore", "Rebuild", "LOST", "nothing_to_rebuild"]
 
@@ -153,7 +153,7 @@ async def nothing_to_rebuild(store: RedisJobStore) -> None:
 
 
 class RedisJobStore:
-    """A :class:`streams.jobstore.JobStore` in Redis, shared by every worker.
+    """A :class:`agents.jobstore.JobStore` in Redis, shared by every worker.
 
     Every write refreshes the TTL (``ttl_seconds``, default 7 days) of all the job's keys.
     Redis errors propagate: the stream processor must not acknowledge an event whose

@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agents.jobstore import JobProgress
+from agents.outage import retry_transient
+from agents.topics import TopicNames
 from checks.syntax import input_key, parse_address
 from mailsift.settings import Settings
 from schemas import JobEvent, SchemaError, Submission, VerdictEvent, submission_key
 from schemas.submission import submittable_email
-from streams.jobstore import JobProgress
-from streams.stage import retry_transient
-from streams.topics import TopicNames, bootstrap_servers, ensure_topics
+from streams.topics import bootstrap_servers, ensure_topics
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ def kafka_calls(settings: Settings) -> Iterator[None]:
     """Turn "the broker is not there" into :class:`~streams.worker.KafkaUnavailable`."""
     from aiokafka.errors import KafkaError
 
+    # streams.worker imports this module: a top-level import would be a cycle
     from streams.worker import KafkaUnavailable
 
     try:
@@ -232,10 +234,12 @@ async def read_topic(settings: Settings, topic: str, *, idle: float = 1.5
 async def job_progress(settings: Settings, job_id: str,
                        replay_id: str | None = None) -> JobProgress:
     """The job run's progress as the workers recorded it (needs Redis)."""
-    from sinks.job_rebuild import rebuilder
+    # aiokafka is slow to import: only what may rebuild from the topics loads it
+    # the services' clients are slow to import: only what uses them loads them
+    from agents.jobstore import job_key
     from sinks.redis_jobs import RedisJobStore
     from sinks.redis_tables import redis_client
-    from streams.jobstore import job_key
+    from streams.job_rebuild import rebuilder
 
     client = redis_client(settings.redis_url)
     try:

@@ -42,15 +42,24 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agents.ports import Record
+from agents.topics import TopicNames
 from checks.dns import CachingResolver
 from checks.engine import Engine
 from checks.model import RcptResult, ReplyClass
-from mailsift import __version__
 from streams.ackwindow import OrderedAckWindow
-from streams.stage import Record
-from streams.topics import TopicNames
 
 __all__ = ["WorkerMetrics", "MeteredPublisher", "install_web", "STAGE_BUCKETS", "NO_REPLY"]
+
+
+def _version() -> str:
+    try:
+        return version("mailsift")  # the installed distribution's (pyproject.toml)
+    except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "unknown"
+
+
+__version__ = _version()
 
 # handler latency spans milliseconds (intake) to the retry tiers' delays (up to 15 min)
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

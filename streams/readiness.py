@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streams.services import Services
+from agents.ports import Services
 
 __all__ = ["install_readiness", "readiness"]
 

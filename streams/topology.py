@@ -1,7 +1,8 @@
 """Build the Faust app: topics, agents, rebalance hooks.
 
+>>> from mailsift.compose import build_services
 >>> from mailsift.settings import load_settings
->>> app = build_app(load_settings({}))
+>>> app = build_app(load_settings({}), build_services)
 >>> sorted(app.agents)  # doctest: +NORMALIZE_WHITESPACE
 ['mailsift.bridge-rabbitmq', 'mailsift.domain', 'mailsift.intake', 'mailsift.progress',
  'mailsift.retry-0', 'mailsift.retry-1', 'mailsift.retry-2', 'mailsift.sink-postgres']
@@ -11,32 +12,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
 from agents.domain import DomainHandler
 from agents.intake import IntakeHandler
+from agents.ports import BatchHandler, Publisher, Services
 from agents.progress import ProgressHandler
 from agents.retry import RetryHandler
 from agents.sinks import BridgeHandler, PostgresSinkHandler
+from agents.topics import TopicNames
 from mailsift.settings import Settings
 from streams.ackwindow import OrderedAckWindow
 from streams.fastconsumer import install as install_fast_consumer
 from streams.metrics import WorkerMetrics, install_web
 from streams.monitor import LeanMonitor
+from streams.publisher import FaustPublisher
 from streams.readiness import install_readiness
-from streams.services import FaustPublisher, Services, build_services
-from streams.stage import BatchHandler, run_stage
-from streams.topics import TopicNames
+from streams.stage import run_stage
 
 __all__ = ["build_app"]
 
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings) -> faust.App:
-    """The mailsift Faust app for ``settings`` (not started)."""
+#: builds the handlers' ports for a worker (``mailsift.compose.build_services``)
+ServicesFactory = Callable[[Settings, Publisher], Services]
+
+
+def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
+    """The mailsift Faust app for ``settings`` (not started); its handlers get the ports
+    ``services_for`` composes."""
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_broker,
@@ -63,7 +71,7 @@ def build_app(settings: Settings) -> faust.App:
     install_fast_consumer(app)  # before anything asks for the transport
     names = TopicNames.from_settings(settings)
     metrics = WorkerMetrics()
-    services = build_services(settings, metrics.publisher(FaustPublisher(app), names))
+    services = services_for(settings, metrics.publisher(FaustPublisher(app), names))
     metrics.watch_engine(services.engine)
     app.mailsift_services = services  # type: ignore[attr-defined]
     app.mailsift_metrics = metrics  # type: ignore[attr-defined]
@@ -102,18 +110,12 @@ def build_app(settings: Settings) -> faust.App:
     # the sinks wait a little for fuller batches: fewer, bigger writes
     stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight,
           linger=0.02)
-    if settings.database_url:
-        from sinks.postgres import PostgresSink
-
+    if services.sink is not None:
         stage("sink-postgres", topic(names.verdicts, names.jobs),
-              PostgresSinkHandler(services, PostgresSink(settings.database_url)), in_flight,
-              linger=0.05)
-    if settings.amqp_url:
-        from sinks.rabbitmq import RabbitBridge
-
+              PostgresSinkHandler(services, services.sink), in_flight, linger=0.05)
+    if services.bridge is not None:
         stage("bridge-rabbitmq", topic(names.verdicts),
-              BridgeHandler(services, RabbitBridge(settings.amqp_url)), in_flight,
-              linger=0.05)
+              BridgeHandler(services, services.bridge), in_flight, linger=0.05)
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", ())

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
+from agents.outage import retry_transient
 from mailsift.settings import Settings
 from streams.topics import ensure_topics
+
+if TYPE_CHECKING:
+    from streams.topology import ServicesFactory
 
 __all__ = ["run_worker", "KafkaUnavailable", "check_kafka"]
 
@@ -22,8 +27,8 @@ class KafkaUnavailable(RuntimeError):
 def check_kafka(settings: Settings) -> None:
     """Create missing topics; raise :class:`KafkaUnavailable` when the broker is not there
     within ``MAILSIFT_KAFKA_WAIT``."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import kafka_calls
-    from streams.stage import retry_transient
 
     kafka_log = logging.getLogger("aiokafka")
     level = kafka_log.level
@@ -83,16 +88,18 @@ def dump_tasks_on_sigusr1() -> None:
     signal.signal(signal.SIGUSR1, dump)
 
 
-def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
-    """Blocks until the worker is stopped (SIGTERM/SIGINT)."""
+def run_worker(settings: Settings, services_for: ServicesFactory, *,
+               loglevel: str = "info") -> None:
+    """Blocks until the worker is stopped (SIGTERM/SIGINT); ``services_for`` composes the
+    handlers' ports (``mailsift.compose.build_services``)."""
     import faust
 
-    from streams.topology import build_app
+    from streams.topology import build_app  # faust is slow to import: only for a worker
 
     check_kafka(settings)
     use_uvloop()
     dump_tasks_on_sigusr1()
-    app = build_app(settings)
+    app = build_app(settings, services_for)
     tune_gc()
     logging.getLogger("faust").setLevel(loglevel.upper())
     # aiokafka logs every produce and fetch at DEBUG: unless asked for, never build those

@@ -189,7 +189,8 @@ async def test_work_running_over_two_rebalances_completes_the_last_redelivery() 
 async def test_the_stage_hands_carried_events_to_no_handler() -> None:
     """run_stage over a partition revoked mid-stream and redelivered from its committed
     offset: every offset is handled once, and the redelivered events are acked in order."""
-    from streams.stage import RawEvent, run_stage
+    from agents.ports import RawEvent
+    from streams.stage import run_stage
     from tests.fakes import FakeEvent, FakeMessage
 
     handled: list[int] = []

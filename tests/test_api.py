@@ -27,10 +27,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from mailsift.api.app import DISPATCHER, create_app
-from mailsift.api.config import ApiConfig, load_api_config
 from mailsift.api.openapi import openapi_document
 from mailsift.results import RESULT_COLUMNS
-from mailsift.settings import Settings
+from mailsift.settings import Settings, load_settings
 from streams.topics import ensure_topics
 from tests.pipeline_support import (
     WorkerProcess,
@@ -55,8 +54,8 @@ JOB_VERDICTS = {"alice@ok.test": "deliverable", "nobody@ok.test": "undeliverable
                 "not an address": "undeliverable", "bob@ok.test": "deliverable"}
 
 
-def api_config(**overrides: str) -> ApiConfig:
-    return load_api_config({
+def api_config(**overrides: str) -> Settings:
+    return load_settings({
         "MAILSIFT_API_TOKENS": f"other-token,{TOKEN}",
         "MAILSIFT_API_RATE": "1000", "MAILSIFT_API_BURST": "1000",
         "MAILSIFT_API_MAX_BODY": str(MAX_BODY),

@@ -27,9 +27,8 @@ from schemathesis.checks import not_a_server_error, positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 
 from mailsift.api.app import DISPATCHER, create_app
-from mailsift.api.config import load_api_config
 from mailsift.api.openapi import openapi_document
-from mailsift.settings import Settings
+from mailsift.settings import Settings, load_settings
 from tests.pipeline_support import WorkerProcess, WorldProcess, pipeline_env, settings_for
 
 pytestmark = [pytest.mark.stack,
@@ -59,7 +58,7 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def _start(self) -> int:
-        config = load_api_config({"MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_API_RATE": "10000",
+        config = load_settings({"MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_API_RATE": "10000",
                                   "MAILSIFT_API_BURST": "10000",
                                   "MAILSIFT_API_MAX_BODY": "1048576"}, dotenv=False)
         app = create_app(self.settings, config)

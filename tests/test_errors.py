@@ -1,4 +1,4 @@
-"""One rule for which failures are waited out (``streams.errors``), as the stages use it."""
+"""One rule for which failures are waited out (``agents.outage``), as the stages use it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiokafka.errors import (
     UnsupportedVersionError,
 )
 
-from streams.stage import retry_transient
+from agents.outage import retry_transient
 
 
 @pytest.mark.asyncio

@@ -133,8 +133,8 @@ def test_the_broker_paused_for_30_s_mid_job_is_waited_out(
     """SIGSTOP the broker for 30 s mid-job (every stage's fetches and produces hang, then
     time out), then SIGCONT: the job completes with exact counts and nothing is
     dead-lettered."""
+    from agents.topics import TopicNames
     from streams.client import read_topic
-    from streams.topics import TopicNames
 
     env = pipeline_env(world, **stack_env(own_stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="5")
     settings = settings_for(env)
@@ -238,7 +238,7 @@ def test_the_api_waits_out_a_broker_paused_for_20_s(
     from aiohttp.test_utils import TestServer
 
     from mailsift.api.app import create_app
-    from mailsift.api.config import load_api_config
+    from mailsift.settings import load_settings
 
     with private_stack(tmp_path_factory.mktemp("stack"), 25170, amqp=False) as stack:
         env = pipeline_env(world, **stack_env(stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="50")
@@ -249,7 +249,7 @@ def test_the_api_waits_out_a_broker_paused_for_20_s(
         auth = {"Authorization": "Bearer drill-token"}
 
         async def run() -> None:
-            app = create_app(settings, load_api_config(
+            app = create_app(settings, load_settings(
                 {"MAILSIFT_API_TOKENS": "drill-token"}, dotenv=False))
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()

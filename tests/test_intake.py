@@ -10,12 +10,11 @@ from collections.abc import Sequence
 import pytest
 
 from agents.intake import IntakeHandler
+from agents.ports import RawEvent, Record, Services
+from agents.topics import TopicNames
 from checks import Engine, EngineConfig
 from mailsift.settings import load_settings
-from streams.jobstore import MemoryJobStore
-from streams.services import Services
-from streams.stage import RawEvent, Record
-from streams.topics import TopicNames
+from sinks.memory_jobs import MemoryJobStore
 
 pytestmark = pytest.mark.asyncio
 

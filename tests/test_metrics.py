@@ -15,14 +15,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agents.ports import Done, RawEvent, Record
+from agents.topics import TopicNames
 from checks import Engine, EngineConfig
 from checks.model import RcptResult, Reason, ReplyClass, SmtpReply
 from mailsift.settings import Settings, load_settings
 from streams.ackwindow import OrderedAckWindow
 from streams.client import submit_job
 from streams.metrics import NO_REPLY, WorkerMetrics
-from streams.stage import Done, RawEvent, Record, run_stage
-from streams.topics import TopicNames, ensure_topics
+from streams.stage import run_stage
+from streams.topics import ensure_topics
 from tests.fakes import FakeEvent, FakeMessage, FakeStream
 from tests.pipeline_support import (
     WorkerProcess,

@@ -1,6 +1,6 @@
 """sinks.redis_tables against a real Redis (the local stack's): DNS cache, global
 politeness across two "workers" (two clients, two instances), and the job store, which
-must behave exactly like streams.jobstore.MemoryJobStore.
+must behave exactly like sinks.memory_jobs.MemoryJobStore.
 
 Every test uses its own key prefix, so parallel runs never collide; keys are deleted
 afterwards.
@@ -20,9 +20,11 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
+from agents.jobstore import JobStore
 from checks.dns import CachingResolver, DnsAnswer, NxDomain
 from checks.politeness import HostLimits, RcptPacing
 from mailsift.settings import Settings
+from sinks.memory_jobs import MemoryJobStore
 from sinks.redis_jobs import RedisJobStore, nothing_to_rebuild
 from sinks.redis_tables import (
     RcptReservation,
@@ -30,7 +32,6 @@ from sinks.redis_tables import (
     RedisPoliteness,
     redis_client,
 )
-from streams.jobstore import JobStore, MemoryJobStore
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
 

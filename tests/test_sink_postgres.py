@@ -15,18 +15,19 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
+from agents.ports import Services
+from agents.topics import TopicNames
 from checks import Engine, EngineConfig
 from mailsift.settings import Settings, load_settings
 from mailsift.stack import stack_up
 from mailsift.stack.manager import run_dir
 from mailsift.stack.process import load_record, stop
 from schemas import VerdictEvent
+from sinks.memory_jobs import MemoryJobStore
 from sinks.postgres import PostgresSink
-from sinks.rebuild import DatabaseNotEmpty, rebuild_from_topics
 from streams.client import read_topic, submit_job
-from streams.jobstore import MemoryJobStore
-from streams.services import Services
-from streams.topics import TopicNames, bootstrap_servers
+from streams.rebuild import DatabaseNotEmpty, rebuild_from_topics
+from streams.topics import bootstrap_servers
 from tests.fakes import FakeEvent, FakeMessage, FakeStream
 from tests.pipeline_support import (
     WorkerProcess,
@@ -217,8 +218,9 @@ def test_postgres_down_for_20s_during_a_job_loses_nothing(
 
 def test_one_unwritable_verdict_does_not_sink_its_batch() -> None:
     """A verdict Postgres refuses is dead-lettered alone; the rest of its batch is written."""
+    from agents.ports import Record
     from agents.sinks import PostgresSinkHandler
-    from streams.stage import Record, run_stage
+    from streams.stage import run_stage
 
     written: list[str] = []
     settings = load_settings({"MAILSIFT_TOPIC_PREFIX": "m."}, dotenv=False)

@@ -24,8 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from mailsift.api.app import DISPATCHER, create_app
-from mailsift.api.config import load_api_config
-from mailsift.settings import Settings
+from mailsift.settings import Settings, load_settings
 from sinks.redis_tables import redis_client
 from sinks.redis_webhooks import LEGACY_SENT_PREFIX, RedisWebhookOutbox
 from tests.pipeline_support import (
@@ -133,7 +132,7 @@ async def _serve(app: web.Application) -> TestServer:
 
 
 def _api(settings: Settings) -> web.Application:
-    config = load_api_config({
+    config = load_settings({
         "MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_WEBHOOK_SECRET": SECRET,
         "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         # a receiver down for 2 minutes is reached at t = 135 s (5 + 10 + 20 + 40 + 60)

@@ -17,14 +17,13 @@ from aiohttp import web
 
 from mailsift.api import handlers, ops
 from mailsift.api.auth import auth_middleware
-from mailsift.api.config import ApiConfig, load_api_config
 from mailsift.api.errors import error_middleware
 from mailsift.api.metrics import ApiMetrics, metrics_middleware
 from mailsift.api.openapi import openapi_document
 from mailsift.api.state import STATE, ApiState, JobRegistry
 from mailsift.api.webhook_dispatch import WebhookDispatcher
 from mailsift.api.webhooks import GuardedResolver
-from mailsift.settings import Settings, SettingsError
+from mailsift.settings import Settings, SettingsError, load_settings
 
 __all__ = ["create_app", "DISPATCHER", "DEAD_LETTERS"]
 
@@ -48,21 +47,23 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def create_app(settings: Settings, config: ApiConfig | None = None, *,
+def create_app(settings: Settings, config: Settings | None = None, *,
                dead_letter_interval: float = ops.DEAD_LETTER_SCAN_SECONDS
                ) -> web.Application:
-    """The API application. ``config`` defaults to :func:`load_api_config` (environment).
+    """The API application. ``config`` defaults to :func:`load_settings` (environment).
 
     Raises :class:`~mailsift.settings.SettingsError` when Redis or Postgres is not
     configured (the API cannot work without them).
     """
-    from sinks.job_rebuild import rebuilder
+    # aiokafka is slow to import: only what may rebuild from the topics loads it
+    # the services' clients are slow to import: only what uses them loads them
     from sinks.postgres import PostgresSink
     from sinks.redis_tables import redis_client
     from sinks.redis_webhooks import RedisWebhookOutbox
+    from streams.job_rebuild import rebuilder
 
     _require(settings)
-    config = config or load_api_config()
+    config = config or load_settings()
     metrics = ApiMetrics()
     client = redis_client(settings.redis_url)
     state = ApiState(settings=settings, config=config, metrics=metrics,

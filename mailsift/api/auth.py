@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from mailsift.api.config import ApiConfig
 from mailsift.api.errors import ApiError
+from mailsift.settings import Settings
 
 __all__ = ["PUBLIC_PATHS", "TokenBucket", "auth_middleware"]
 
@@ -65,7 +65,7 @@ def _unauthorized(message: str) -> ApiError:
                     headers={"WWW-Authenticate": 'Bearer realm="mailsift"'})
 
 
-def authenticate(config: ApiConfig, header: str | None) -> str:
+def authenticate(config: Settings, header: str | None) -> str:
     """The token of an ``Authorization`` header, or raise the 401 :class:`ApiError`."""
     if not config.api_tokens:
         raise _unauthorized("this API has no tokens configured (MAILSIFT_API_TOKENS)")
@@ -82,7 +82,7 @@ def authenticate(config: ApiConfig, header: str | None) -> str:
     return token
 
 
-def auth_middleware(config: ApiConfig) -> Middleware:
+def auth_middleware(config: Settings) -> Middleware:
     """Middleware: 401 without a valid token, 429 (with Retry-After) over the rate."""
     buckets = TokenBucket(config.api_rate, config.api_burst)
 

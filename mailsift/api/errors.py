@@ -35,6 +35,7 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
 
+    # streams.worker imports this module: a top-level import would be a cycle
     from streams.worker import KafkaUnavailable
 
     return (KafkaUnavailable, KafkaError, RedisError, asyncpg.PostgresConnectionError,
@@ -101,6 +102,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                    if k.lower() in {"allow", "retry-after", "www-authenticate"}}
         message = exc.reason if exc.status != 404 else f"no route {request.path!r}"
         if exc.status == 413:
+            # mailsift.api.state imports this module: a top-level import would be a cycle
             from mailsift.api.state import STATE
 
             message = f"request body larger than {request.app[STATE].config.api_max_body} bytes"

@@ -132,6 +132,7 @@ class StoredVerdict:
 async def _submit(state: ApiState, emails: list[str], *, webhook: str | None = None,
                   job_id: str | None = None) -> str:
     """Record the job for the API (webhook first: a job can complete at once), submit it."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import kafka_calls, new_job_id
     from streams.client import submit_job as produce
 
@@ -360,6 +361,7 @@ async def verify(request: web.Request) -> web.Response:
                        f"{MAX_VERIFY_TIMEOUT:g}")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + float(timeout)
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import new_job_id
 
     job_id = new_job_id()
@@ -380,6 +382,7 @@ async def verify(request: web.Request) -> web.Response:
 
 async def _verdict_from_kafka(state: ApiState, job_id: str) -> Any:
     """The first verdict of ``job_id`` on the verdicts topic, from now on."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import follow
 
     async with contextlib.aclosing(follow(state.settings, job_id, from_beginning=False)

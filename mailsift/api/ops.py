@@ -34,6 +34,7 @@ HEALTH_CACHE = web.AppKey("mailsift_health_cache", dict)
 async def _kafka(settings: Settings) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.topics import bootstrap_servers
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings),
@@ -132,8 +133,10 @@ class DeadLetterCounter:
     async def _consume(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        # aiokafka is slow to import: only the commands that talk to Kafka load it
+        from agents.topics import TopicNames
         from streams.client import stop_consumer
-        from streams.topics import TopicNames, bootstrap_servers
+        from streams.topics import bootstrap_servers
 
         settings = self.state.settings
         topic = TopicNames.from_settings(settings).dead_letters

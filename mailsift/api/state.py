@@ -18,14 +18,13 @@ import aiohttp
 import redis.asyncio
 from aiohttp import web
 
-from mailsift.api.config import ApiConfig
+from agents.jobstore import JobProgress, job_key
 from mailsift.api.metrics import ApiMetrics
 from mailsift.settings import Settings
 from sinks.postgres import PostgresSink
 from sinks.redis_client import as_text
-from sinks.redis_jobs import Rebuild
+from sinks.redis_jobs import Rebuild, RedisJobStore
 from sinks.redis_webhooks import RedisWebhookOutbox
-from streams.jobstore import JobProgress
 
 __all__ = ["ApiState", "JobRegistry", "STATE", "TTL_SECONDS"]
 
@@ -40,8 +39,6 @@ class JobRegistry:
 
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "mailsift:",
                  rebuild: Rebuild | None = None) -> None:
-        from sinks.redis_jobs import RedisJobStore
-
         self.redis = client
         # with ``rebuild``, the API can also bring back a job state Redis lost
         self.store = RedisJobStore(client, prefix=prefix, rebuild=rebuild)
@@ -68,8 +65,6 @@ class JobRegistry:
 
     async def progress(self, job_id: str) -> JobProgress:
         """The workers' bookkeeping of the job's original run (Redis job store)."""
-        from streams.jobstore import job_key
-
         return await self.store.progress(job_key(job_id))
 
 
@@ -78,7 +73,7 @@ class ApiState:
     """Everything a handler needs; the clients are made when the app starts."""
 
     settings: Settings
-    config: ApiConfig
+    config: Settings
     metrics: ApiMetrics
     sink: PostgresSink
     redis: redis.asyncio.Redis

@@ -31,12 +31,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from agents.outage import retry_transient
 from mailsift.api.state import ApiState
 from mailsift.api.webhooks import post_once, summary_body
 from mailsift.settings import Settings
+from schemas import JobEvent, SchemaError
 from sinks.redis_client import UNAVAILABLE
 from sinks.redis_webhooks import Due, State
-from streams.stage import retry_transient
 
 __all__ = ["WebhookDispatcher", "retry_delay"]
 
@@ -82,6 +83,7 @@ class WebhookDispatcher:
         """Consume the ``jobs`` topic in the group; reconnect with backoff when Kafka is away."""
         from aiokafka import AIOKafkaConsumer
 
+        # aiokafka is slow to import: only the commands that talk to Kafka load it
         from streams.client import stop_consumer
         from streams.topics import bootstrap_servers, ensure_topics
 
@@ -122,8 +124,6 @@ class WebhookDispatcher:
 
     async def _schedule(self, value: bytes | None) -> None:
         """Schedule the webhook of a completion event; waits while Redis is away."""
-        from schemas import JobEvent, SchemaError
-
         try:
             event = JobEvent.decode(value or b"")
         except SchemaError:

@@ -19,11 +19,11 @@ def api(
     """Run the HTTP API: submit jobs, job status, results, verify, health, metrics."""
     from aiohttp import web
 
+    # aiohttp and the services' clients: only `mailsift api` loads them
     from mailsift.api.app import create_app
-    from mailsift.api.config import load_api_config
 
     settings = load_settings()
-    config = load_api_config()
+    config = load_settings()
     if not config.api_tokens:
         stderr.print("[bold yellow]warning:[/] MAILSIFT_API_TOKENS is empty: every endpoint "
                      "except /healthz and /openapi.json answers 401", soft_wrap=True)

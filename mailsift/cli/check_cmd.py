@@ -11,11 +11,12 @@ from typing import Any
 import typer
 
 from agents.verdicts import attempt_record, evidence_with_attempts
-from checks import Engine, EngineConfig, VerificationResult
+from checks import Engine, VerificationResult
 from checks.score import score
 from mailsift.cli.errors import fail
 from mailsift.cli.inputs import read_addresses
 from mailsift.cli.render import console, show
+from mailsift.compose import engine_config
 from mailsift.settings import load_settings
 
 
@@ -37,7 +38,7 @@ def check(
     if not items:
         fail("give addresses to check, or --file FILE")
     settings = load_settings()
-    engine = Engine(EngineConfig.from_settings(settings))
+    engine = Engine(engine_config(settings))
     histories: list[list[dict[str, Any]]] = [[] for _ in items]
 
     async def run() -> list[VerificationResult]:

@@ -23,6 +23,7 @@ def _database(settings: Settings) -> str:
 @db_app.command()
 def migrate() -> None:
     """Create or upgrade the tables (versioned migrations, each applied once)."""
+    # asyncpg is slow to import: only the commands that use Postgres load it
     from sinks.postgres import PostgresSink
 
     settings = load_settings()
@@ -44,8 +45,9 @@ def migrate() -> None:
 @sink_app.command()
 def rebuild() -> None:
     """Re-read the verdicts and jobs topics from the beginning into an empty database."""
-    from sinks.rebuild import DatabaseNotEmpty, rebuild_from_topics
+    # aiokafka and asyncpg are slow to import: only this command loads them
     from streams.client import kafka_calls
+    from streams.rebuild import DatabaseNotEmpty, rebuild_from_topics
 
     settings = load_settings()
     _database(settings)

@@ -8,6 +8,7 @@ from typing import NoReturn, TypeVar
 
 from rich.console import Console
 
+from agents.outage import is_transient
 from mailsift.cli.inputs import InputError
 from mailsift.settings import SettingsError
 from mailsift.stack.services import StackError
@@ -28,8 +29,6 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def run_guarded(fn: Callable[[], T]) -> T:
     """Call ``fn``; a known error becomes one line on stderr (no traceback)."""
-    from streams.errors import is_transient
-
     try:
         return fn()
     except USER_ERRORS as exc:

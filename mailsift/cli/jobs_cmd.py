@@ -42,6 +42,7 @@ def submit(
     job_id: str | None = typer.Option(None, "--job-id", help="Use this job id."),
 ) -> None:
     """Submit a list as a job and print its id at once (the workers do the rest)."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import kafka_calls, submit_emails
 
     settings = load_settings()
@@ -58,6 +59,7 @@ def status(
     replay_id: str | None = typer.Option(None, "--replay", help="A replay run of the job."),
 ) -> None:
     """Show a job's progress: submissions accounted for, counts by verdict."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import job_progress
 
     settings = load_settings()
@@ -89,6 +91,7 @@ def results(
     vocabulary: str = typer.Option("mailsift", "--vocabulary", help=VOCABULARY_HELP),
 ) -> None:
     """Print a job's verdicts (the latest per address), read from the verdicts topic."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import job_verdicts, kafka_calls
 
     if fmt not in {"table", "csv", "jsonl"}:
@@ -139,6 +142,7 @@ def replay(
                                         help="Replay every submission in the topic."),
 ) -> None:
     """Re-verify submissions from the submissions topic (new verdicts, a new replay id)."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import kafka_calls
     from streams.replay import parse_since
     from streams.replay import replay as run_replay

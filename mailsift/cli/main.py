@@ -7,7 +7,6 @@ import sys
 
 import typer
 
-from checks.config import EngineConfig
 from mailsift.cli import (
     api_cmd,
     check_cmd,
@@ -18,6 +17,8 @@ from mailsift.cli import (
     worker_cmd,
 )
 from mailsift.cli.errors import run_guarded
+from mailsift.compose import engine_config
+from mailsift.sender_check import sender_warning
 from mailsift.settings import load_settings, settings_table
 
 app = typer.Typer(
@@ -43,10 +44,8 @@ app.command(name="replay")(jobs_cmd.replay)
 def config() -> None:
     """Validate the MAILSIFT_* settings and print the table of variables; warn when the
     probe's sender domain does not resolve."""
-    from mailsift.sender_check import sender_warning
-
     settings = load_settings()
-    EngineConfig.from_settings(settings)  # what only the engine can check (provider names)
+    engine_config(settings)  # what only the engine can check (provider names)
     print(settings_table())
     warning = sender_warning(settings)
     if warning:

@@ -63,6 +63,7 @@ def validate(
     vocabulary: str = typer.Option("mailsift", "--vocabulary", help=VOCABULARY_HELP),
 ) -> None:
     """Verify a list end to end through the pipeline and write one row per input row."""
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import kafka_calls, submit_emails
 
     settings = load_settings()
@@ -168,6 +169,7 @@ class VerdictStore:
 
 async def _wait(settings: Settings, job: str, total: int, timeout: float | None,
                 store: VerdictStore) -> None:
+    # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import follow
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

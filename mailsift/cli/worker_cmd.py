@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from checks.config import EngineConfig
+from mailsift.compose import build_services, engine_config
 from mailsift.settings import load_settings
 
 
@@ -13,8 +13,8 @@ def worker(
                                  help="crit, error, warn, info or debug"),
 ) -> None:
     """Run a Faust worker of the pipeline (start several to share the partitions)."""
-    from streams.worker import run_worker
+    from streams.worker import run_worker  # the worker's imports are only a worker's
 
     settings = load_settings()
-    EngineConfig.from_settings(settings)  # a wrong provider name: one line, before Kafka
-    run_worker(settings, loglevel=loglevel)
+    engine_config(settings)  # a wrong provider name: one line, before Kafka
+    run_worker(settings, build_services, loglevel=loglevel)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mailsift.settings import Settings
 from mailsift.stack.process import ProcessRecord, alive, load_record, spawn, stop
-from mailsift.stack.services import Service, StackError, build_services, tcp_open
+from mailsift.stack.services import Service, StackError, stack_services, tcp_open
 
 __all__ = ["ServiceStatus", "stack_up", "stack_down", "stack_status", "run_dir"]
 
@@ -68,7 +68,7 @@ def _tail(path: Path) -> str:
 
 def stack_up(settings: Settings) -> list[ServiceStatus]:
     """Start every service that is not running yet and wait until all of them answer."""
-    services = build_services(settings)
+    services = stack_services(settings)
     rdir = run_dir(settings)
     statuses: dict[str, ServiceStatus] = {}
     pending: list[tuple[Service, ProcessRecord]] = []
@@ -119,7 +119,7 @@ def stack_down(settings: Settings) -> list[ServiceStatus]:
     """Stop exactly the processes recorded by ``stack up``; helpers after their service."""
     rdir = run_dir(settings)
     try:
-        services = build_services(settings)
+        services = stack_services(settings)
     except StackError:
         services = []
     order: list[tuple[str, int, str]] = []
@@ -150,7 +150,7 @@ def stack_status(settings: Settings) -> list[ServiceStatus]:
     """Which services run (recorded PID alive) and answer."""
     rdir = run_dir(settings)
     out = []
-    for svc in build_services(settings):
+    for svc in stack_services(settings):
         for s in [*svc.helpers, svc]:
             record = load_record(rdir, s.name)
             if record is None:

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from mailsift.settings import Settings
 
-__all__ = ["StackError", "Service", "build_services", "tcp_open"]
+__all__ = ["StackError", "Service", "stack_services", "tcp_open"]
 
 
 class StackError(RuntimeError):
@@ -396,7 +396,7 @@ def rabbitmq_service(settings: Settings) -> Service | None:
     )
 
 
-def build_services(settings: Settings) -> list[Service]:
+def stack_services(settings: Settings) -> list[Service]:
     """The stack's services in start order (missing packages raise :class:`StackError`)."""
     services = [tansu_service(settings)]
     for optional in (postgres_service(settings), redis_service(settings),

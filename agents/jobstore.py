@@ -12,7 +12,7 @@ Every operation is idempotent under redelivery (Kafka delivers at least once):
 A *job key* is the job id, or ``job_id@replay_id`` for a replay run, so a replay is
 deduplicated and tracked on its own.
 
-:class:`MemoryJobStore` serves tests and single-process use; the Redis implementation
+``sinks.memory_jobs.MemoryJobStore`` serves tests and single-process use; the Redis implementation
 (``sinks.redis_jobs.RedisJobStore``) is the one workers share.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Final", "JobProgress", "JobStore", "MemoryJobStore", "job_key"]
+__all__ = ["Final", "JobProgress", "JobStore", "job_key"]
 
 #: one final verdict to count: dedupe key, verdict, and the source of the submission it
 #: answers (None when unknown)
@@ -91,59 +91,3 @@ class JobStore(Protocol):
     async def mark_completed(self, key: str) -> bool:
         """True exactly once per job run: whoever gets True announces completion."""
         ...
-
-
-class MemoryJobStore:
-    """In-process :class:`JobStore` (tests, single worker)."""
-
-    def __init__(self) -> None:
-        self._claims: dict[str, dict[str, str]] = {}
-        self._dups: dict[str, set[str]] = {}
-        self._totals: dict[str, int] = {}
-        self._final: dict[str, dict[str, str]] = {}
-        self._completed: set[str] = set()
-
-    async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
-        first = self._claims.setdefault(key, {}).setdefault(dedupe_key, source)
-        return first == source
-
-    async def claim_many(self, key: str, claims: Sequence[tuple[str, str]]) -> list[bool]:
-        return [await self.claim(key, d, s) for d, s in claims]
-
-    async def record_duplicate(self, key: str, source: str) -> None:
-        self._dups.setdefault(key, set()).add(source)
-
-    async def set_total(self, key: str, total: int) -> None:
-        self._totals[key] = total
-
-    async def record_final(self, key: str, dedupe_key: str, verdict: str,
-                           source: str | None = None) -> bool:
-        if source:
-            claimed = self._claims.setdefault(key, {}).setdefault(dedupe_key, source)
-            if claimed != source:  # another submission of the address, verified on its own
-                self._dups.setdefault(key, set()).add(source)
-                return False
-        finals = self._final.setdefault(key, {})
-        if dedupe_key in finals:
-            return False
-        finals[dedupe_key] = verdict
-        return True
-
-    async def record_finals(self, key: str, finals: Sequence[Final]) -> JobProgress:
-        for dedupe_key, verdict, source in finals:
-            await self.record_final(key, dedupe_key, verdict, source)
-        return await self.progress(key)
-
-    async def progress(self, key: str) -> JobProgress:
-        finals = self._final.get(key, {})
-        by: dict[str, int] = {}
-        for v in finals.values():
-            by[v] = by.get(v, 0) + 1
-        return JobProgress(self._totals.get(key), len(finals), len(self._dups.get(key, ())),
-                           by, key in self._completed)
-
-    async def mark_completed(self, key: str) -> bool:
-        if key in self._completed:
-            return False
-        self._completed.add(key)
-        return True

@@ -18,12 +18,12 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
+from agents.jobstore import Final, job_key
+from agents.topics import TopicNames
 from mailsift.settings import Settings
 from schemas import JobEvent, VerdictEvent
 from sinks.redis_jobs import RedisJobStore
 from streams.client import scan_records
-from streams.jobstore import Final, job_key
-from streams.topics import TopicNames
 
 __all__ = ["rebuild_job_state", "rebuilder"]
 

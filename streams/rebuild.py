@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from agents.topics import TopicNames
 from mailsift.settings import Settings
 from schemas import JobEvent, VerdictEvent
 from sinks.postgres import PostgresSink
 from streams.client import scan_records
-from streams.topics import TopicNames
 
 __all__ = ["DatabaseNotEmpty", "rebuild_from_topics"]
 

@@ -1,0 +1,116 @@
+"""Waiting out a service outage: which failures are temporary (decided here, once, for
+every stage, the CLI and the API), and the one retry helper, :func:`retry_transient`.
+
+A temporary failure means "a service is unavailable right now" (Kafka, Redis, Postgres):
+the work waits it out and is never dead-lettered. Anything else is the event's fault (it
+is narrowed down to the one event and dead-lettered) or a bug.
+
+Kafka errors follow aiokafka's ``retriable`` flag (a leader moving, a broker not ready, a
+request timing out), plus the ones that mean the broker is gone (``KafkaConnectionError``,
+``KafkaTimeoutError``: a produce that got no answer within its delivery timeout,
+``KafkaUnavailableError``, a closed producer). A non-retriable error about the record
+itself (too large, corrupt, an invalid topic) is the event's fault. Any other
+non-retriable one (authorization, an unsupported version) is the configuration's: the
+stage holds its events and says so in one warning line, for an operator to fix, rather
+than dead-letter every one of them.
+
+>>> from aiokafka.errors import (KafkaTimeoutError, MessageSizeTooLargeError,
+...                              NotLeaderForPartitionError, TopicAuthorizationFailedError)
+>>> [is_transient(e()) for e in (NotLeaderForPartitionError, KafkaTimeoutError,
+...                              TopicAuthorizationFailedError, MessageSizeTooLargeError)]
+[True, True, True, False]
+>>> is_transient(ConnectionRefusedError()), is_transient(ValueError())
+(True, False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["is_transient", "retry_transient", "transient_errors", "event_faults"]
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Services unavailable right now (besides Kafka's, which :func:`is_transient` judges).
+
+    Looked up on first use: the clients' modules are slow to import, and a CLI command
+    that fails on its arguments should not pay for them."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, OSError]
+    try:
+        import redis.exceptions
+
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                   redis.exceptions.BusyLoadingError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import asyncpg
+
+        errors += [asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                   asyncpg.InterfaceError]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+@functools.cache
+def event_faults() -> tuple[type[BaseException], ...]:
+    """Kafka errors that are the record's fault (dead-lettered, never retried)."""
+    from aiokafka import errors
+
+    return (errors.MessageSizeTooLargeError, errors.RecordTooLargeError,
+            errors.CorruptRecordException, errors.InvalidTopicError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` means "try again later" rather than "this event is bad"."""
+    from aiokafka.errors import KafkaError
+
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False)) or not isinstance(exc, event_faults())
+    return isinstance(exc, transient_errors())
+
+
+async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
+                          first_delay: float = 0.2, max_delay: float = 10.0,
+                          also: tuple[type[BaseException], ...] = (),
+                          give_up_after: float | None = None) -> Any:
+    """Call ``fn`` until it does not fail with a transient error (logged once per kind;
+    :func:`is_transient` decides which are).
+
+    ``also`` names more exceptions to wait out (e.g. a sink's configuration error: better
+    to hold the events and say so than to dead-letter every one of them).
+    ``give_up_after`` (seconds) bounds the wait for callers with someone waiting on them
+    (the CLI, an HTTP request): the last error is raised once it has passed. Stages wait
+    as long as it takes.
+    """
+    delay = first_delay
+    last: str | None = None
+    loop = asyncio.get_running_loop()
+    deadline = None if give_up_after is None else loop.time() + give_up_after
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:
+            if not (is_transient(exc) or isinstance(exc, also)):
+                raise
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise
+            text = str(exc)
+            if not text.startswith(type(exc).__name__):
+                text = f"{type(exc).__name__}: {text}"
+            if text != last:
+                until = ("until it works" if give_up_after is None
+                         else f"for up to {give_up_after:g} s")
+                log.warning("%s: %s; retrying %s", what, text, until)
+                last = text
+            await asyncio.sleep(delay if left is None else min(delay, left))
+            delay = min(delay * 2, max_delay)
