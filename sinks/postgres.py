@@ -46,6 +46,11 @@ ON CONFLICT (job_id, address_key) DO UPDATE SET
 WHERE verdicts.checked_at <= EXCLUDED.checked_at
 """
 
+#: the columns of a stored verdict a reader gets (the API's StoredVerdict)
+_ROWS = """SELECT address_key, email, normalized, verdict, reason, temporary, evidence, checked_at,
+                 score
+FROM verdicts WHERE job_id = $1"""
+
 _JOB_CREATED = """
 INSERT INTO jobs (job_id, run, total, created_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (job_id, run) DO UPDATE SET total = EXCLUDED.total,
@@ -160,6 +165,51 @@ class PostgresSink:
         return {"job_id": job_id, "total": job["total"] if job else None,
                 "completed_at": job["completed_at"] if job else None,
                 "stored": sum(counts.values()), "by_verdict": counts}
+
+    # --- reads (the API's queries: every SQL of these tables lives in this module) --------
+
+    async def ping(self) -> None:
+        """One round trip (readiness)."""
+        await (await self.pool()).fetchval("SELECT 1")
+
+    async def is_empty(self) -> bool:
+        """No verdict stored at all (a rebuild fills only an empty database)."""
+        return not await (await self.pool()).fetchval("SELECT count(*) FROM verdicts")
+
+    async def verdict_count(self, job_id: str) -> int:
+        """Verdicts stored for ``job_id`` (one per address)."""
+        pool = await self.pool()
+        return int(await pool.fetchval("SELECT count(*) FROM verdicts WHERE job_id = $1",
+                                       job_id))
+
+    async def job_total(self, job_id: str) -> int | None:
+        """The total of the job's original run, None when the job is not known here."""
+        pool = await self.pool()
+        total = await pool.fetchval("SELECT total FROM jobs WHERE job_id = $1 AND run = ''",
+                                    job_id)
+        return None if total is None else int(total)
+
+    async def verdict_rows(self, job_id: str, *, limit: int, offset: int = 0,
+                           after: str | None = None) -> list[Any]:
+        """Stored verdicts of ``job_id`` in ``address_key`` order: the page at ``offset``,
+        or (keyset paging, cheap however deep) the ``limit`` after ``after``."""
+        pool = await self.pool()
+        if after is None:
+            return list(await pool.fetch(_ROWS + " ORDER BY address_key OFFSET $2 LIMIT $3",
+                                         job_id, offset, limit))
+        return list(await pool.fetch(
+            _ROWS + " AND address_key > $2 ORDER BY address_key LIMIT $3", job_id, after, limit))
+
+    async def first_verdict(self, job_id: str) -> Any:
+        """Any one stored verdict of ``job_id`` (a one-address job's), or None."""
+        return await (await self.pool()).fetchrow(_ROWS + " LIMIT 1", job_id)
+
+    async def verdict_totals(self) -> dict[str, int]:
+        """Stored verdicts by verdict, over every job (the API's metrics)."""
+        pool = await self.pool()
+        rows = await pool.fetch("SELECT verdict, count(*) AS n FROM verdicts GROUP BY verdict",
+                                timeout=10)
+        return {r["verdict"]: int(r["n"]) for r in rows}
 
     @staticmethod
     def _row(v: VerdictEvent) -> tuple[Any, ...]:

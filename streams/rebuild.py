@@ -21,8 +21,7 @@ async def rebuild_from_topics(settings: Settings, *, batch_size: int = 1000
     names = TopicNames.from_settings(settings)
     sink = PostgresSink(settings.database_url)
     try:
-        pool = await sink.pool()
-        if await pool.fetchval("SELECT count(*) FROM verdicts"):
+        if not await sink.is_empty():
             raise DatabaseNotEmpty("the verdicts table is not empty: rebuild fills an empty "
                                    "database (drop or truncate the tables first)")
         jobs = 0

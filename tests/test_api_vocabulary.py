@@ -32,28 +32,23 @@ RECORDS = [
 ]
 
 
-class FakePool:
-    """What job_results asks of the asyncpg pool, answered from RECORDS."""
+class FakeSink:
+    """What job_results asks of the Postgres sink, answered from RECORDS."""
 
-    async def fetchval(self, query: str, *args: Any) -> int:
-        assert query.startswith("SELECT count(*) FROM verdicts")
+    async def verdict_count(self, job_id: str) -> int:
         return len(RECORDS)
 
-    async def fetch(self, query: str, job_id: str, after: Any, n: int) -> list[dict[str, Any]]:
-        if "OFFSET" in query:
-            return RECORDS[after:after + n]
-        return [r for r in RECORDS if r["address_key"] > after][:n]
+    async def verdict_rows(self, job_id: str, *, limit: int, offset: int = 0,
+                           after: str | None = None) -> list[dict[str, Any]]:
+        if after is None:
+            return RECORDS[offset:offset + limit]
+        return [r for r in RECORDS if r["address_key"] > after][:limit]
 
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[TestClient[Any, Any]]:
-    pool = FakePool()
-
-    async def get_pool() -> FakePool:
-        return pool
-
     app = web.Application(middlewares=[error_middleware])
-    app[STATE] = SimpleNamespace(sink=SimpleNamespace(pool=get_pool))  # type: ignore[misc]
+    app[STATE] = SimpleNamespace(sink=FakeSink())  # type: ignore[misc]
     app.router.add_get("/v1/jobs/{job_id}/results", handlers.job_results)
     app.router.add_post("/v1/verify", handlers.verify)
     async with TestClient(TestServer(app)) as c:

@@ -18,7 +18,7 @@ from mailsift.api.errors import STREAMING, ApiError
 from mailsift.api.inputs import check_emails, csv_rows
 from mailsift.api.state import STATE, ApiState
 from mailsift.api.webhooks import WebhookRefused, check_webhook_url
-from mailsift.cli.inputs import InputError
+from mailsift.inputs import InputError
 from mailsift.results import result_row, write_rows
 from mailsift.vocabulary import (
     VOCABULARIES,
@@ -27,6 +27,7 @@ from mailsift.vocabulary import (
     with_vocabulary,
 )
 from schemas.base import utc_now_iso
+from sinks.postgres import PostgresSink
 
 __all__ = ["submit_job", "job_status", "job_results", "verify", "FORMATS",
            "MAX_VERIFY_TIMEOUT", "MAX_PAGE"]
@@ -43,11 +44,6 @@ MAX_VERIFY_TIMEOUT = 120.0
 DEFAULT_VERIFY_TIMEOUT = 30.0
 #: rows read from Postgres per chunk of a streamed results response
 CHUNK = 500
-
-_ROWS = """SELECT address_key, email, normalized, verdict, reason, temporary, evidence, checked_at,
-                 score
-FROM verdicts WHERE job_id = $1"""
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -268,15 +264,12 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     columns = vocabulary_columns(vocabulary)
     offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    pool = await state.sink.pool()
-    stored = int(await pool.fetchval("SELECT count(*) FROM verdicts WHERE job_id = $1", job_id))
+    stored = await state.sink.verdict_count(job_id)
     if stored == 0:
         progress, record = await asyncio.gather(state.jobs.progress(job_id),
                                                 state.jobs.get(job_id))
         if not record and progress.total is None and progress.done == 0:
-            total = await pool.fetchval("SELECT total FROM jobs WHERE job_id = $1 AND run = ''",
-                                        job_id)
-            if total is None:
+            if await state.sink.job_total(job_id) is None:
                 raise _not_found(job_id)
     end = min(stored, offset + limit)
     next_offset = end if end < stored else None
@@ -292,7 +285,7 @@ async def job_results(request: web.Request) -> web.StreamResponse:
                 "next_offset": next_offset}
         await resp.write(json.dumps(head)[:-1].encode() + b', "results": [')
     first = True
-    async for rows in _pages(pool, job_id, offset, limit, vocabulary):
+    async for rows in _pages(state.sink, job_id, offset, limit, vocabulary):
         buf = io.StringIO()
         if fmt == "json":
             buf.write(("" if first else ",")
@@ -315,18 +308,14 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _pages(pool: Any, job_id: str, offset: int, limit: int, vocabulary: str) -> Any:
+async def _pages(sink: PostgresSink, job_id: str, offset: int, limit: int, vocabulary: str
+                 ) -> Any:
     """Result rows in chunks: the first by OFFSET, the next by keyset (address_key > last)."""
     remaining = limit
     last: str | None = None
     while remaining > 0:
         n = min(CHUNK, remaining)
-        if last is None:
-            records = await pool.fetch(_ROWS + " ORDER BY address_key OFFSET $2 LIMIT $3",
-                                       job_id, offset, n)
-        else:
-            records = await pool.fetch(
-                _ROWS + " AND address_key > $2 ORDER BY address_key LIMIT $3", job_id, last, n)
+        records = await sink.verdict_rows(job_id, limit=n, offset=offset, after=last)
         if not records:
             return
         yield [with_vocabulary(result_row(StoredVerdict.from_record(r)), vocabulary)
@@ -398,10 +387,9 @@ async def _first_verdict(state: ApiState, job_id: str, followed: asyncio.Task[An
     """Whichever comes first: the verdict on Kafka, or its row in Postgres (polled each
     second, in case the consumer started after the verdict was produced)."""
     async def stored() -> Any:
-        pool = await state.sink.pool()
         while True:
             await asyncio.sleep(1.0)
-            record = await pool.fetchrow(_ROWS + " LIMIT 1", job_id)
+            record = await state.sink.first_verdict(job_id)
             if record is not None:
                 return StoredVerdict.from_record(record)
 

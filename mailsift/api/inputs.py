@@ -1,6 +1,6 @@
 """Request bodies of ``POST /v1/jobs``: a JSON object or a CSV upload.
 
-:func:`csv_rows` (from :mod:`mailsift.cli.inputs`) reads CSV uploads exactly as the CLI
+:func:`csv_rows` (from :mod:`mailsift.inputs`) reads CSV uploads exactly as the CLI
 reads CSV files: the column is matched case-insensitively, blank values are skipped.
 
 >>> [r.email for r in csv_rows("name,Email\\nAnn,ann@example.com\\nBob,\\n", "email")]
@@ -8,18 +8,18 @@ reads CSV files: the column is matched case-insensitively, blank values are skip
 >>> csv_rows("name\\nAnn\\n", "email", hint="choose one with ?column=")
 Traceback (most recent call last):
 ...
-mailsift.cli.inputs.InputError: no column 'email' (columns: name; choose one with ?column=)
+mailsift.inputs.InputError: no column 'email' (columns: name; choose one with ?column=)
 >>> check_emails(["a@b.test", " "])
 Traceback (most recent call last):
 ...
-mailsift.cli.inputs.InputError: emails[1] is empty
+mailsift.inputs.InputError: emails[1] is empty
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mailsift.cli.inputs import InputError, csv_rows
+from mailsift.inputs import InputError, csv_rows
 
 __all__ = ["csv_rows", "check_emails"]
 

@@ -59,8 +59,7 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
 async def health(state: ApiState) -> dict[str, Any]:
     """``{"status": "ok"|"unavailable", "services": {"kafka": "ok"|"error: …", …}}``."""
     async def postgres() -> None:
-        pool = await state.sink.pool()
-        await pool.fetchval("SELECT 1")
+        await state.sink.ping()
 
     async def redis() -> None:
         await state.redis.ping()
@@ -92,10 +91,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text; addresses by verdict are counted in Postgres now."""
     state = request.app[STATE]
     try:
-        pool = await state.sink.pool()
-        rows = await pool.fetch("SELECT verdict, count(*) AS n FROM verdicts GROUP BY verdict",
-                                timeout=10)
-        state.metrics.set_verdicts({r["verdict"]: int(r["n"]) for r in rows})
+        state.metrics.set_verdicts(await state.sink.verdict_totals())
     except Exception as exc:  # keep serving the other metrics; the gauge stays as it was
         log.warning("metrics: cannot count verdicts in Postgres: %s: %s",
                     type(exc).__name__, exc)

@@ -14,9 +14,9 @@ from agents.verdicts import attempt_record, evidence_with_attempts
 from checks import Engine, VerificationResult
 from checks.score import score
 from mailsift.cli.errors import fail
-from mailsift.cli.inputs import read_addresses
 from mailsift.cli.render import console, show
 from mailsift.compose import engine_config
+from mailsift.inputs import read_addresses
 from mailsift.settings import load_settings
 
 

@@ -9,7 +9,7 @@ from typing import NoReturn, TypeVar
 from rich.console import Console
 
 from agents.outage import is_transient
-from mailsift.cli.inputs import InputError
+from mailsift.inputs import InputError
 from mailsift.settings import SettingsError
 from mailsift.stack.services import StackError
 from streams.worker import KafkaUnavailable

@@ -12,8 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.table import Table
 
 from mailsift.cli.errors import fail
-from mailsift.cli.inputs import iter_addresses
 from mailsift.cli.render import VERDICT_STYLE, console
+from mailsift.inputs import iter_addresses
 from mailsift.results import result_row, write_rows
 from mailsift.settings import load_settings
 from mailsift.vocabulary import (

@@ -35,9 +35,9 @@ from rich.progress import (
 from checks.model import ParsedAddress
 from checks.syntax import input_key, parse_address
 from mailsift.cli.errors import fail
-from mailsift.cli.inputs import InputRow, iter_addresses
 from mailsift.cli.jobs_cmd import VOCABULARY_HELP, show_rows, vocabulary_of
 from mailsift.cli.render import console
+from mailsift.inputs import InputRow, iter_addresses
 from mailsift.results import RESULT_COLUMNS, result_row, write_rows
 from mailsift.settings import Settings, load_settings
 from mailsift.vocabulary import vocabulary_columns, with_vocabulary
