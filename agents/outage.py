@@ -28,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["is_transient", "retry_transient", "transient_errors", "event_faults"]
+__all__ = ["Backoff", "is_transient", "retry_transient", "transient_errors", "event_faults"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,35 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, transient_errors())
 
 
+class Backoff:
+    """The delays of a loop that waits out a service: doubling from ``first`` up to
+    ``most``; with ``jitter``, each one drawn from its upper half (so many waiters do not
+    come back at the same moment). Every such loop of ours uses this one.
+
+    >>> b = Backoff(0.2, 1.0)
+    >>> [b.next() for _ in range(4)]
+    [0.2, 0.4, 0.8, 1.0]
+    >>> b.reset(); b.next()
+    0.2
+    """
+
+    def __init__(self, first: float, most: float, *, jitter: bool = False) -> None:
+        self.first, self.most, self.jitter = first, max(first, most), jitter
+        self._delay = first
+
+    def next(self) -> float:
+        """The delay to wait now (and double the one after it)."""
+        delay, self._delay = self._delay, min(self.most, self._delay * 2)
+        return random.uniform(delay / 2, delay) if self.jitter else delay
+
+    def reset(self) -> None:
+        """The service answered: the next outage starts from ``first`` again."""
+        self._delay = self.first
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.next())
+
+
 async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
                           first_delay: float = 0.2, max_delay: float = 10.0,
                           also: tuple[type[BaseException], ...] = (),
@@ -91,7 +121,7 @@ async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
     (the CLI, an HTTP request): the last error is raised once it has passed. Stages wait
     as long as it takes.
     """
-    delay = first_delay
+    backoff = Backoff(first_delay, max_delay)
     last: str | None = None
     loop = asyncio.get_running_loop()
     deadline = None if give_up_after is None else loop.time() + give_up_after
@@ -112,5 +142,5 @@ async def retry_transient(what: str, fn: Callable[[], Awaitable[Any]], *,
                          else f"for up to {give_up_after:g} s")
                 log.warning("%s: %s; retrying %s", what, text, until)
                 last = text
+            delay = backoff.next()
             await asyncio.sleep(delay if left is None else min(delay, left))
-            delay = min(delay * 2, max_delay)

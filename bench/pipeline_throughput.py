@@ -215,7 +215,7 @@ async def clear_caches(url: str, *, everything: bool = False) -> int:
     are still open, and deleting their leases would let another worker open more
     connections than the limit.
     """
-    from sinks.redis_tables import redis_client
+    from sinks.redis_client import redis_client
 
     client = redis_client(url)
     patterns = ("mailsift*",) if everything else ("mailsift*dns:*", "mailsift*catchall:*")

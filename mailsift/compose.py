@@ -78,8 +78,10 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
     # CLI commands that only need engine_config() should not pay for them
     from sinks.postgres import PostgresSink
     from sinks.rabbitmq import RabbitBridge
+    from sinks.redis_client import redis_client
+    from sinks.redis_dns_cache import RedisDnsCache
     from sinks.redis_jobs import RedisJobStore
-    from sinks.redis_tables import RedisDnsCache, RedisPoliteness, redis_client
+    from sinks.redis_politeness import RedisPoliteness
     from streams.job_rebuild import rebuilder
 
     config = engine_config(settings)

@@ -67,6 +67,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from agents.outage import Backoff
 from agents.ports import BridgeRefused
 from schemas import VerdictEvent
 
@@ -250,7 +251,7 @@ class RabbitBridge:
     async def _publish_until_confirmed(self, messages: list[_Message]) -> None:
         loop = asyncio.get_running_loop()
         confirmed = 0
-        delay = FIRST_BACKOFF
+        backoff = Backoff(FIRST_BACKOFF, self._max_backoff)
         last_error: str | None = None
         retries = 0
         while True:
@@ -268,7 +269,7 @@ class RabbitBridge:
                 abort.set()
                 raise
             if attempt.confirmed > confirmed:
-                delay = FIRST_BACKOFF  # the broker was there: back off from the start again
+                backoff.reset()  # the broker was there: back off from the start again
             confirmed = attempt.confirmed
             if attempt.error is None:
                 if last_error is not None:
@@ -287,12 +288,12 @@ class RabbitBridge:
                             len(messages))
                 last_error = text
             retries += 1
+            delay = backoff.next()
             log.debug("RabbitMQ bridge: retry %d in %.1f s (%s)", retries, delay, text)
             try:
                 await asyncio.wait_for(self._closed.wait(), delay)
             except TimeoutError:
                 pass
-            delay = min(delay * 2, self._max_backoff)
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread (idempotent)."""

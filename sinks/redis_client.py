@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -69,3 +71,26 @@ def as_int(value: Any) -> int:
 def as_text(value: Any) -> str:
     """A string from a Redis reply (bytes or str)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ThrottledWarning:
+    """Log a warning to ``logger`` at most once per ``interval`` seconds; the others go to
+    debug."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self.log = logger
+        self.interval = interval
+        self._last: float | None = None
+        self._suppressed = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if self._last is None or now - self._last >= self.interval:
+            if self._suppressed:
+                message += f" ({self._suppressed} similar messages suppressed)"
+            self.log.warning(message, *args)
+            self._last = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+            self.log.debug(message, *args)

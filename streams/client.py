@@ -199,29 +199,47 @@ async def scan_topic(settings: Settings, topic: str, *, idle: float = 1.5,
                                 fetch_max_wait_ms=200)
     try:
         await consumer.start()  # stop() below also cleans up a failed start
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        quiet_since = loop.time()
-        open_tps = set(tps)
-        while (open_tps and loop.time() - quiet_since < idle
-               and loop.time() < deadline):
-            batch = await consumer.getmany(*open_tps, timeout_ms=int(idle * 1000 / 3))
-            for tp, messages in batch.items():
-                for msg in messages:
-                    if until_ms is not None and msg.timestamp > until_ms:
-                        open_tps.discard(tp)
-                        consumer.pause(tp)
-                        break
-                    quiet_since = loop.time()
-                    yield msg
+        tps = await assign_from_start(consumer, topic)
+        async for msg in until_idle(consumer, tps, idle=idle, timeout=timeout,
+                                    until_ms=until_ms):
+            yield msg
     finally:
         await stop_consumer(consumer)
+
+
+async def assign_from_start(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` (none yet: an empty list) to ``consumer``,
+    positioned at the beginning."""
+    partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if tps:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+    return tps
+
+
+async def until_idle(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], *,
+                     idle: float = 1.5, timeout: float | None = None,
+                     until_ms: int | None = None) -> AsyncIterator[Any]:
+    """The records ``consumer`` reads from ``tps`` until none arrives for ``idle`` seconds
+    (or ``timeout`` passed). The one topic-scan loop: :func:`scan_topic` and the API's
+    dead-letter count read through it. With ``until_ms``, a partition is done at its first
+    record stamped later than that (epoch ms)."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    quiet_since = loop.time()
+    open_tps = set(tps)
+    while (open_tps and loop.time() - quiet_since < idle
+           and (deadline is None or loop.time() < deadline)):
+        batch = await consumer.getmany(*open_tps, timeout_ms=int(idle * 1000 / 3))
+        for tp, messages in batch.items():
+            for msg in messages:
+                if until_ms is not None and msg.timestamp > until_ms:
+                    open_tps.discard(tp)
+                    consumer.pause(tp)
+                    break
+                quiet_since = loop.time()
+                yield msg
 
 
 async def read_topic(settings: Settings, topic: str, *, idle: float = 1.5
@@ -237,8 +255,8 @@ async def job_progress(settings: Settings, job_id: str,
     # aiokafka is slow to import: only what may rebuild from the topics loads it
     # the services' clients are slow to import: only what uses them loads them
     from agents.jobstore import job_key
+    from sinks.redis_client import redis_client
     from sinks.redis_jobs import RedisJobStore
-    from sinks.redis_tables import redis_client
     from streams.job_rebuild import rebuilder
 
     client = redis_client(settings.redis_url)

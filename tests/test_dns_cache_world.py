@@ -12,7 +12,8 @@ import pytest_asyncio
 
 from checks import Engine, EngineConfig
 from mailsift.settings import Settings
-from sinks.redis_tables import RedisDnsCache, redis_client
+from sinks.redis_client import redis_client
+from sinks.redis_dns_cache import RedisDnsCache
 from tests.world import World, default_world
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 
 from mailsift.api.app import DISPATCHER, create_app
 from mailsift.settings import Settings, load_settings
-from sinks.redis_tables import redis_client
+from sinks.redis_client import redis_client
 from sinks.redis_webhooks import LEGACY_SENT_PREFIX, RedisWebhookOutbox
 from tests.pipeline_support import (
     WorkerProcess,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailsift.settings import Settings
-from sinks.redis_tables import redis_client
+from sinks.redis_client import redis_client
 from streams.client import submit_job
 from tests.pipeline_support import (
     WorkerProcess,

@@ -58,7 +58,7 @@ def create_app(settings: Settings, config: Settings | None = None, *,
     # aiokafka is slow to import: only what may rebuild from the topics loads it
     # the services' clients are slow to import: only what uses them loads them
     from sinks.postgres import PostgresSink
-    from sinks.redis_tables import redis_client
+    from sinks.redis_client import redis_client
     from sinks.redis_webhooks import RedisWebhookOutbox
     from streams.job_rebuild import rebuilder
 

@@ -6,7 +6,7 @@ Tokens come from ``MAILSIFT_API_TOKENS``. With none configured, every endpoint e
 The rate limit is in process: each API instance allows ``MAILSIFT_API_RATE`` requests per
 second per token, with bursts up to ``MAILSIFT_API_BURST``. Behind a load balancer with
 N instances the effective limit is up to N times that; a shared limit would keep the
-buckets in Redis (one Lua script per request, like ``sinks.redis_tables``).
+buckets in Redis (one Lua script per request, like ``sinks.redis_politeness``).
 
 >>> bucket = TokenBucket(rate=1.0, burst=2)
 >>> [bucket.take("t", now=0.0)[0] for _ in range(3)]

@@ -127,11 +127,11 @@ class DeadLetterCounter:
             await asyncio.sleep(self.interval)
 
     async def _consume(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
         # aiokafka is slow to import: only the commands that talk to Kafka load it
+        from aiokafka import AIOKafkaConsumer
+
         from agents.topics import TopicNames
-        from streams.client import stop_consumer
+        from streams.client import assign_from_start, stop_consumer, until_idle
         from streams.topics import bootstrap_servers
 
         settings = self.state.settings
@@ -141,29 +141,17 @@ class DeadLetterCounter:
                                     auto_offset_reset="earliest", fetch_max_wait_ms=200)
         try:
             await consumer.start()  # inside: a cancelled start is stopped too
-            partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = await assign_from_start(consumer, topic)
             self.count = 0  # a new consumer reads from the beginning
             if not tps:  # no topic yet: nothing to count; look again next interval
                 self.scans += 1
                 self.state.metrics.dead_letters.set(0)
                 return
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
             while True:
-                await self._drain(consumer)
+                async for _ in until_idle(consumer, tps, idle=self.idle):
+                    self.count += 1
                 self.scans += 1
                 self.state.metrics.dead_letters.set(self.count)
                 await asyncio.sleep(self.interval)
         finally:
             await stop_consumer(consumer)
-
-    async def _drain(self, consumer: Any) -> None:
-        loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
-        while loop.time() - quiet_since < self.idle:
-            batch = await consumer.getmany(timeout_ms=int(self.idle * 1000 / 3))
-            n = sum(len(messages) for messages in batch.values())
-            if n:
-                self.count += n
-                quiet_since = loop.time()

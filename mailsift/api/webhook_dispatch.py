@@ -31,7 +31,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from agents.outage import retry_transient
+from agents.outage import Backoff, retry_transient
 from mailsift.api.state import ApiState
 from mailsift.api.webhooks import post_once, summary_body
 from mailsift.settings import Settings
@@ -88,7 +88,7 @@ class WebhookDispatcher:
         from streams.topics import bootstrap_servers, ensure_topics
 
         settings: Settings = self.state.settings
-        backoff = 1.0
+        backoff = Backoff(1.0, 30.0)
         while True:
             try:
                 names = await ensure_topics(settings)
@@ -101,7 +101,7 @@ class WebhookDispatcher:
                     # still leave the group, or the group keeps a member that consumes
                     # nothing, holding its partitions
                     await consumer.start()
-                    backoff = 1.0
+                    backoff.reset()
                     while True:
                         batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                         if consumer.assignment():
@@ -117,10 +117,10 @@ class WebhookDispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Kafka away: try again later
+                delay = backoff.next()
                 log.warning("webhook scheduler: %s: %s; retrying in %.0fs",
-                            type(exc).__name__, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
 
     async def _schedule(self, value: bytes | None) -> None:
         """Schedule the webhook of a completion event; waits while Redis is away."""

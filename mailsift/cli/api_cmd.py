@@ -23,14 +23,13 @@ def api(
     from mailsift.api.app import create_app
 
     settings = load_settings()
-    config = load_settings()
-    if not config.api_tokens:
+    if not settings.api_tokens:
         stderr.print("[bold yellow]warning:[/] MAILSIFT_API_TOKENS is empty: every endpoint "
                      "except /healthz and /openapi.json answers 401", soft_wrap=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    app = create_app(settings, config)
+    app = create_app(settings, settings)
     web.run_app(app, host=host, port=port, print=lambda msg: stderr.print(msg, markup=False),
                 access_log_format='%a "%r" %s %b %Tfs')
 

@@ -1,24 +1,13 @@
-"""Shared state in Redis: the DNS cache and global per-MX politeness.
-
-Every worker process talks to the same Redis, so these tables make process-local
-mechanisms global:
-
-* :class:`RedisDnsCache` — a :class:`checks.dns.DnsCache` (``SET … PX``); a Redis hiccup
-  is a cache miss, never an error.
-* :class:`RedisPoliteness` — a :class:`checks.politeness.Politeness` whose connection slots
-  and RCPT spacing hold across all workers. Time comes from Redis (``TIME``), never from
-  the local clocks. If Redis is unreachable it waits and retries; it never skips a limit.
-
-The job bookkeeping (``RedisJobStore``) is in :mod:`sinks.redis_jobs`.
+"""Global per-MX politeness in Redis: a :class:`checks.politeness.Politeness` whose
+connection slots and RCPT spacing hold across all workers. Time comes from Redis
+(``TIME``), never from the local clocks. If Redis is unreachable it waits and retries; it
+never skips a limit.
 
 Key layout (``prefix`` defaults to ``"mailsift:"``)::
 
-    {prefix}{dns cache key}            string  cached DNS entry (CachingResolver's key,
-                                                e.g. mailsift:dns:example.com/MX), PX = ttl
     {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
     {prefix}mx:leases-settled          string  when held leases had time to re-register
     {prefix}mx:{ip}:rcpt               string  next free RCPT permit time (µs, Redis time)
-    {prefix}job:…, {prefix}jobs:intact  the job bookkeeping (``sinks.redis_jobs``)
 
 Scripts touch several keys, so this expects a single Redis (not Redis Cluster).
 """
@@ -29,168 +18,25 @@ import asyncio
 import logging
 import math
 import random
-import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 import redis.asyncio
 
+from agents.outage import Backoff
 from checks.politeness import HostLimits, HostLimitTable, RcptPacing
 from sinks.redis_client import UNAVAILABLE as _UNAVAILABLE
+from sinks.redis_client import ThrottledWarning as _ThrottledWarning
 from sinks.redis_client import as_int as _int
 from sinks.redis_client import guarded as _guarded
-from sinks.redis_client import redis_client
-
-__all__ = [
-    "RcptReservation",
-    "RedisDnsCache",
-    "RedisPoliteness",
-    "redis_client",
-]
 
 log = logging.getLogger(__name__)
-
-class _ThrottledWarning:
-    """Log a warning at most once per ``interval`` seconds; the others go to debug."""
-
-    def __init__(self, interval: float = 60.0) -> None:
-        self.interval = interval
-        self._last: float | None = None
-        self._suppressed = 0
-
-    def __call__(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if self._last is None or now - self._last >= self.interval:
-            if self._suppressed:
-                message += f" ({self._suppressed} similar messages suppressed)"
-            log.warning(message, *args)
-            self._last = now
-            self._suppressed = 0
-        else:
-            self._suppressed += 1
-            log.debug(message, *args)
-
-
 _T = TypeVar("_T")
 
+__all__ = ["RcptReservation", "RedisPoliteness"]
 
-# --------------------------------------------------------------------------- DNS cache
-
-
-class RedisDnsCache:
-    """A :class:`checks.dns.DnsCache` in Redis, shared by every worker.
-
-    Values are stored with ``SET key value PX ttl_ms`` under ``prefix + key``; a ``ttl``
-    of zero or less deletes the key. Redis errors never reach the caller: :meth:`get`
-    answers None (a miss) and :meth:`set` does nothing, with a warning at most once a
-    minute, so DNS keeps working when Redis does not. Each call gives Redis ``timeout``
-    seconds; after a failure the cache is bypassed for ``retry_after`` seconds, so a dead
-    Redis costs lookups nothing.
-
-    Calls made in the same turn of the event loop share one round trip: the gets one
-    ``MGET``, the sets one pipeline (a domain's MX, SPF, DMARC and DKIM lookups all start
-    together, and so do those of the domains of one stage batch).
-    """
-
-    def __init__(
-        self,
-        redis: redis.asyncio.Redis,
-        *,
-        prefix: str = "mailsift:",
-        timeout: float = 1.0,
-        retry_after: float = 5.0,
-    ) -> None:
-        if not timeout > 0:
-            raise ValueError("timeout must be positive")
-        self.redis = redis
-        self.prefix = prefix
-        self.timeout = timeout
-        self.retry_after = retry_after
-        self._down_until = 0.0
-        self._warn = _ThrottledWarning()
-        self._gets: list[tuple[str, asyncio.Future[bytes | None]]] = []
-        self._sets: list[tuple[str, bytes, float, asyncio.Future[None]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
-
-    def _bypassed(self) -> bool:
-        return time.monotonic() < self._down_until
-
-    def _failed(self, what: str, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + self.retry_after
-        self._warn(
-            "DNS cache: Redis %s failed (%s: %s); bypassing the cache for %gs",
-            what, type(exc).__name__, exc, self.retry_after,
-        )
-
-    async def get(self, key: str) -> bytes | None:
-        """The bytes under ``key``, or None when absent, expired or Redis is unavailable."""
-        if self._bypassed():
-            return None
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._gets.append((key, future))
-        if len(self._gets) == 1:
-            asyncio.get_running_loop().call_soon(self._send_gets)
-        return await future
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Store ``value`` under ``key`` for ``ttl`` seconds (≤ 0 deletes the key)."""
-        if self._bypassed():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sets.append((key, value, ttl, future))
-        if len(self._sets) == 1:
-            asyncio.get_running_loop().call_soon(self._send_sets)
-        await future
-
-    def _send_gets(self) -> None:
-        asked, self._gets = self._gets, []
-        self._run(self._get_many(asked))
-
-    def _send_sets(self) -> None:
-        asked, self._sets = self._sets, []
-        self._run(self._set_many(asked))
-
-    def _run(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._sending.add(task)  # referenced until done
-        task.add_done_callback(self._sending.discard)
-
-    async def _get_many(self, asked: list[tuple[str, asyncio.Future[bytes | None]]]) -> None:
-        values: list[Any] = [None] * len(asked)
-        try:
-            async with asyncio.timeout(self.timeout):
-                values = await _guarded(self.redis.mget([self.prefix + k for k, _ in asked]))
-        except Exception as exc:  # noqa: BLE001 - a cache failure is a miss, never an error
-            self._failed("get", exc)
-        finally:
-            for (_, future), value in zip(asked, values, strict=True):
-                if not future.done():
-                    future.set_result(None if value is None else
-                                      value.encode() if isinstance(value, str) else
-                                      bytes(value))
-
-    async def _set_many(self, asked: list[tuple[str, bytes, float, asyncio.Future[None]]]
-                        ) -> None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                pipe = self.redis.pipeline(transaction=False)
-                for key, value, ttl, _ in asked:
-                    if ttl <= 0:
-                        pipe.delete(self.prefix + key)
-                    else:
-                        pipe.set(self.prefix + key, value, px=max(1, math.ceil(ttl * 1000)))
-                await _guarded(pipe.execute())
-        except Exception as exc:  # noqa: BLE001 - a cache failure loses an entry, no more
-            self._failed("set", exc)
-        finally:
-            for *_, future in asked:
-                if not future.done():
-                    future.set_result(None)
-
-
-# --------------------------------------------------------------------------- politeness
 
 # KEYS[1] = lease zset; ARGV = max_connections, token, lease_ms.
 # Returns 1 when the lease was taken, 0 when all slots are held.
@@ -379,7 +225,7 @@ class RedisPoliteness:
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
         self._renew_script = redis.register_script(_RENEW_LUA)
-        self._warn = _ThrottledWarning()
+        self._warn = _ThrottledWarning(log)
         self._background: set[asyncio.Task[None]] = set()
         #: reservations asked for within the same millisecond, made in one script
         self._asked: list[tuple[str, int, int, asyncio.Future[tuple[float, float]]]] = []
@@ -447,7 +293,7 @@ class RedisPoliteness:
 
     async def _reserve(self, mx_ip: str, count: int) -> tuple[float, list[float]]:
         """(Redis time of the reservation, seconds to wait for each permit)."""
-        backoff = self.retry_min
+        backoff = self._backoff()
         while True:
             try:
                 pacing = self._pacing(mx_ip)
@@ -457,7 +303,7 @@ class RedisPoliteness:
                 sends, _ = grid.slots(start, start, count)
                 return now, [max(0.0, s - now) for s in sends]
             except _UNAVAILABLE as exc:
-                backoff = await self._unavailable("RCPT rate", mx_ip, exc, backoff)
+                await self._unavailable("RCPT rate", mx_ip, exc, backoff)
 
     def _ask(self, key: str, interval_us: int, count: int
              ) -> asyncio.Future[tuple[float, float]]:
@@ -551,7 +397,7 @@ class RedisPoliteness:
         (loop time) the lease is known good."""
         key = self.conn_key(mx_ip)
         token = uuid.uuid4().hex
-        backoff = self.retry_min
+        backoff = self._backoff()
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -563,9 +409,9 @@ class RedisPoliteness:
                               self._lease_ms, self._grace_ms]
                     )))
                 except _UNAVAILABLE as exc:
-                    backoff = await self._unavailable("connection slot", mx_ip, exc, backoff)
+                    await self._unavailable("connection slot", mx_ip, exc, backoff)
                     continue
-                backoff = self.retry_min
+                backoff.reset()
                 if got == 1:
                     return token, sent + self.lease_seconds
                 if got < 0:  # the held leases are re-registering (Redis lost them)
@@ -601,13 +447,14 @@ class RedisPoliteness:
                     return
                 await asyncio.sleep(self.retry_min * (attempt + 1))
 
-    async def _unavailable(
-        self, what: str, mx_ip: str, exc: BaseException, backoff: float
-    ) -> float:
-        """Warn (throttled), sleep a jittered ``backoff``, return the next backoff."""
+    def _backoff(self) -> Backoff:
+        return Backoff(self.retry_min, self.retry_max, jitter=True)
+
+    async def _unavailable(self, what: str, mx_ip: str, exc: BaseException,
+                           backoff: Backoff) -> None:
+        """Warn (throttled) and sleep the next of ``backoff``."""
         self._warn(
             "politeness: Redis unavailable for %s of %s, waiting and retrying: %s",
             what, mx_ip, exc,
         )
-        await asyncio.sleep(random.uniform(backoff / 2, backoff))
-        return min(self.retry_max, backoff * 2)
+        await backoff.sleep()

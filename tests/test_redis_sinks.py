@@ -1,6 +1,7 @@
-"""sinks.redis_tables against a real Redis (the local stack's): DNS cache, global
-politeness across two "workers" (two clients, two instances), and the job store, which
-must behave exactly like sinks.memory_jobs.MemoryJobStore.
+"""The Redis sinks (redis_dns_cache, redis_politeness, redis_jobs) against a real Redis
+(the local stack's): DNS cache, global politeness across two "workers" (two clients, two
+instances), and the job store, which must behave exactly like
+sinks.memory_jobs.MemoryJobStore.
 
 Every test uses its own key prefix, so parallel runs never collide; keys are deleted
 afterwards.
@@ -25,13 +26,10 @@ from checks.dns import CachingResolver, DnsAnswer, NxDomain
 from checks.politeness import HostLimits, RcptPacing
 from mailsift.settings import Settings
 from sinks.memory_jobs import MemoryJobStore
+from sinks.redis_client import redis_client
+from sinks.redis_dns_cache import RedisDnsCache
 from sinks.redis_jobs import RedisJobStore, nothing_to_rebuild
-from sinks.redis_tables import (
-    RcptReservation,
-    RedisDnsCache,
-    RedisPoliteness,
-    redis_client,
-)
+from sinks.redis_politeness import RcptReservation, RedisPoliteness
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
 
