@@ -352,10 +352,3 @@ def _to_jsonable_py(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _to_jsonable_py(v) for k, v in value.items()}
     return value
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    return value
