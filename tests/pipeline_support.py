@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -265,3 +266,13 @@ def eventually(check: Any, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def with_env(settings: Settings, env: dict[str, str]) -> Settings:
+    """``settings`` with the variables of ``env`` applied on top (parsed as
+    ``load_settings`` does): the pipeline's settings plus an API's own, for ``create_app``.
+    """
+    parsed = load_settings(env, dotenv=False)
+    return dataclasses.replace(settings, **{
+        f.name: getattr(parsed, f.name) for f in dataclasses.fields(Settings)
+        if f.metadata["env"] in env})

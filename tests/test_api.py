@@ -29,7 +29,7 @@ from aiohttp.test_utils import TestServer
 from mailsift.api.app import DISPATCHER, create_app
 from mailsift.api.openapi import openapi_document
 from mailsift.results import RESULT_COLUMNS
-from mailsift.settings import Settings, load_settings
+from mailsift.settings import Settings
 from streams.topics import ensure_topics
 from tests.pipeline_support import (
     WorkerProcess,
@@ -38,6 +38,7 @@ from tests.pipeline_support import (
     produce_raw,
     running_world,
     settings_for,
+    with_env,
 )
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
@@ -54,14 +55,14 @@ JOB_VERDICTS = {"alice@ok.test": "deliverable", "nobody@ok.test": "undeliverable
                 "not an address": "undeliverable", "bob@ok.test": "deliverable"}
 
 
-def api_config(**overrides: str) -> Settings:
-    return load_settings({
+def api_env(**overrides: str) -> dict[str, str]:
+    return {
         "MAILSIFT_API_TOKENS": f"other-token,{TOKEN}",
         "MAILSIFT_API_RATE": "1000", "MAILSIFT_API_BURST": "1000",
         "MAILSIFT_API_MAX_BODY": str(MAX_BODY),
         "MAILSIFT_WEBHOOK_SECRET": SECRET,
         "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
-        **overrides}, dotenv=False)
+        **overrides}
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ async def _serve(app: web.Application) -> TestServer:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(pipeline: Settings) -> AsyncIterator[Api]:
-    app = create_app(pipeline, api_config(MAILSIFT_WEBHOOK_RETRY_DELAYS="0.2"),
+    app = create_app(with_env(pipeline, api_env(MAILSIFT_WEBHOOK_RETRY_DELAYS="0.2")),
                      dead_letter_interval=1.0)
     server = await _serve(app)
     http = aiohttp.ClientSession()
@@ -253,7 +254,8 @@ async def test_body_over_the_limit_is_413(api: Api) -> None:
 
 
 async def test_rate_limit_is_429_with_retry_after(pipeline: Settings, api: Api) -> None:
-    app = create_app(pipeline, api_config(MAILSIFT_API_RATE="0.5", MAILSIFT_API_BURST="3"))
+    app = create_app(with_env(pipeline, api_env(MAILSIFT_API_RATE="0.5",
+                                                MAILSIFT_API_BURST="3")))
     server = await _serve(app)
     try:
         statuses = []
@@ -447,7 +449,7 @@ async def test_readyz_and_errors_are_503_when_services_are_down(pipeline: Settin
                                                                  api: Api) -> None:
     down = dataclasses.replace(pipeline, kafka_broker="kafka://127.0.0.1:9",
                                redis_url="redis://127.0.0.1:9/0")
-    app = create_app(down, api_config())
+    app = create_app(with_env(down, api_env()))
     server = await _serve(app)
     try:
         async with api.http.get(server.make_url("/healthz")) as resp:

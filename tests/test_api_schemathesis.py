@@ -28,8 +28,14 @@ from schemathesis.config import SchemathesisConfig
 
 from mailsift.api.app import DISPATCHER, create_app
 from mailsift.api.openapi import openapi_document
-from mailsift.settings import Settings, load_settings
-from tests.pipeline_support import WorkerProcess, WorldProcess, pipeline_env, settings_for
+from mailsift.settings import Settings
+from tests.pipeline_support import (
+    WorkerProcess,
+    WorldProcess,
+    pipeline_env,
+    settings_for,
+    with_env,
+)
 
 pytestmark = [pytest.mark.stack,
               # raised inside schemathesis' own strategies, not ours
@@ -58,10 +64,9 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def _start(self) -> int:
-        config = load_settings({"MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_API_RATE": "10000",
-                                  "MAILSIFT_API_BURST": "10000",
-                                  "MAILSIFT_API_MAX_BODY": "1048576"}, dotenv=False)
-        app = create_app(self.settings, config)
+        app = create_app(with_env(self.settings, {
+            "MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_API_RATE": "10000",
+            "MAILSIFT_API_BURST": "10000", "MAILSIFT_API_MAX_BODY": "1048576"}))
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

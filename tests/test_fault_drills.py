@@ -33,6 +33,7 @@ from tests.pipeline_support import (
     settings_for,
     stack_env,
     wait_for_job,
+    with_env,
 )
 
 pytestmark = pytest.mark.stack
@@ -238,7 +239,6 @@ def test_the_api_waits_out_a_broker_paused_for_20_s(
     from aiohttp.test_utils import TestServer
 
     from mailsift.api.app import create_app
-    from mailsift.settings import load_settings
 
     with private_stack(tmp_path_factory.mktemp("stack"), 25170, amqp=False) as stack:
         env = pipeline_env(world, **stack_env(stack), MAILSIFT_MX_MAX_RCPT_PER_SECOND="50")
@@ -249,8 +249,7 @@ def test_the_api_waits_out_a_broker_paused_for_20_s(
         auth = {"Authorization": "Bearer drill-token"}
 
         async def run() -> None:
-            app = create_app(settings, load_settings(
-                {"MAILSIFT_API_TOKENS": "drill-token"}, dotenv=False))
+            app = create_app(with_env(settings, {"MAILSIFT_API_TOKENS": "drill-token"}))
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()
             try:

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from mailsift.api.app import DISPATCHER, create_app
-from mailsift.settings import Settings, load_settings
+from mailsift.settings import Settings
 from sinks.redis_client import redis_client
 from sinks.redis_webhooks import LEGACY_SENT_PREFIX, RedisWebhookOutbox
 from tests.pipeline_support import (
@@ -34,6 +34,7 @@ from tests.pipeline_support import (
     running_world,
     settings_for,
     wait_for_job,
+    with_env,
 )
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
@@ -132,12 +133,11 @@ async def _serve(app: web.Application) -> TestServer:
 
 
 def _api(settings: Settings) -> web.Application:
-    config = load_settings({
+    return create_app(with_env(settings, {
         "MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_WEBHOOK_SECRET": SECRET,
         "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         # a receiver down for 2 minutes is reached at t = 135 s (5 + 10 + 20 + 40 + 60)
-        "MAILSIFT_WEBHOOK_RETRY_DELAYS": "5,10,20,40,60,60"}, dotenv=False)
-    return create_app(settings, config)
+        "MAILSIFT_WEBHOOK_RETRY_DELAYS": "5,10,20,40,60,60"}))
 
 
 async def _call(http: aiohttp.ClientSession, server: TestServer, method: str, path: str,

@@ -23,7 +23,7 @@ from mailsift.api.openapi import openapi_document
 from mailsift.api.state import STATE, ApiState, JobRegistry
 from mailsift.api.webhook_dispatch import WebhookDispatcher
 from mailsift.api.webhooks import GuardedResolver
-from mailsift.settings import Settings, SettingsError, load_settings
+from mailsift.settings import Settings, SettingsError
 
 __all__ = ["create_app", "DISPATCHER", "DEAD_LETTERS"]
 
@@ -47,10 +47,10 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def create_app(settings: Settings, config: Settings | None = None, *,
+def create_app(settings: Settings, *,
                dead_letter_interval: float = ops.DEAD_LETTER_SCAN_SECONDS
                ) -> web.Application:
-    """The API application. ``config`` defaults to :func:`load_settings` (environment).
+    """The API application for ``settings`` (the pipeline's and the API's own).
 
     Raises :class:`~mailsift.settings.SettingsError` when Redis or Postgres is not
     configured (the API cannot work without them).
@@ -63,10 +63,9 @@ def create_app(settings: Settings, config: Settings | None = None, *,
     from streams.job_rebuild import rebuilder
 
     _require(settings)
-    config = config or load_settings()
     metrics = ApiMetrics()
     client = redis_client(settings.redis_url)
-    state = ApiState(settings=settings, config=config, metrics=metrics,
+    state = ApiState(settings=settings, metrics=metrics,
                      sink=PostgresSink(settings.database_url, max_connections=8),
                      redis=client, jobs=JobRegistry(client, prefix=settings.redis_prefix,
                                                     rebuild=rebuilder(settings)),
@@ -74,8 +73,8 @@ def create_app(settings: Settings, config: Settings | None = None, *,
                      outbox=RedisWebhookOutbox(client, prefix=settings.redis_prefix,
                                                lease_seconds=60.0))
     app = web.Application(
-        client_max_size=config.api_max_body,
-        middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(config)],
+        client_max_size=settings.api_max_body,
+        middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(settings)],
     )
     app[STATE] = state
     app[ops.HEALTH_CACHE] = {}
@@ -97,7 +96,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Start the HTTP client and the background tasks; stop and close everything."""
     state = app[STATE]
     connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(state.settings, state.config.webhook_allowed_networks),
+        resolver=GuardedResolver(state.settings, state.settings.webhook_allowed_networks),
         limit=50)
     state.http = aiohttp.ClientSession(connector=connector, trust_env=False)
     tasks = [asyncio.create_task(app[DISPATCHER].run(), name="webhook-dispatcher"),

@@ -105,7 +105,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # mailsift.api.state imports this module: a top-level import would be a cycle
             from mailsift.api.state import STATE
 
-            message = f"request body larger than {request.app[STATE].config.api_max_body} bytes"
+            message = f"request body larger than {request.app[STATE].settings.api_max_body} bytes"
         return json_error(exc.status, code_for(exc.status), message, headers=headers)
     except UNAVAILABLE as exc:
         if request.get(STREAMING):

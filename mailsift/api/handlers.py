@@ -78,7 +78,7 @@ async def _body(request: web.Request, *media_types: str) -> bytes:
         raise ApiError(415, "unsupported_media_type",
                        f"Content-Type must be {' or '.join(media_types)}, "
                        f"got {request.content_type!r}")
-    limit = request.app[STATE].config.api_max_body
+    limit = request.app[STATE].settings.api_max_body
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "payload_too_large", f"request body larger than {limit} bytes")
     return await request.read()  # aiohttp enforces client_max_size while reading (413)
@@ -172,12 +172,12 @@ async def submit_job(request: web.Request) -> web.Response:
     if not emails:
         raise _invalid("no addresses to verify", "empty_job")
     if webhook is not None:
-        if not state.config.webhook_secret:
+        if not state.settings.webhook_secret:
             raise _invalid("webhooks are disabled on this server (MAILSIFT_WEBHOOK_SECRET "
                            "is not set)", "webhook_disabled")
         try:
             await check_webhook_url(webhook, state.settings,
-                                    state.config.webhook_allowed_networks)
+                                    state.settings.webhook_allowed_networks)
         except WebhookRefused as exc:
             raise _invalid(str(exc), "webhook_refused") from None
     job_id = await _submit(state, emails, webhook=webhook)

@@ -73,7 +73,6 @@ class ApiState:
     """Everything a handler needs; the clients are made when the app starts."""
 
     settings: Settings
-    config: Settings
     metrics: ApiMetrics
     sink: PostgresSink
     redis: redis.asyncio.Redis

@@ -159,11 +159,11 @@ class WebhookDispatcher:
     async def _send(self, due: Due) -> None:
         state = self.state
         assert state.http is not None
-        answer = await post_once(state.http, due.url, due.body, state.config.webhook_secret,
+        answer = await post_once(state.http, due.url, due.body, state.settings.webhook_secret,
                                  delivery_id=due.delivery_id, attempt=due.attempt,
-                                 allowed=state.config.webhook_allowed_networks,
+                                 allowed=state.settings.webhook_allowed_networks,
                                  timeout=self.post_timeout)
-        delay = retry_delay(state.config.webhook_retry_delays, due.attempt)
+        delay = retry_delay(state.settings.webhook_retry_delays, due.attempt)
         outcome: State
         if answer.ok:
             outcome, verb = "delivered", "delivered"

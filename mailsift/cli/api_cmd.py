@@ -29,7 +29,7 @@ def api(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    app = create_app(settings, settings)
+    app = create_app(settings)
     web.run_app(app, host=host, port=port, print=lambda msg: stderr.print(msg, markup=False),
                 access_log_format='%a "%r" %s %b %Tfs')
 
