@@ -6,10 +6,10 @@ import logging
 
 import typer
 
-from mailsift.cli.errors import run_guarded, stderr
+from mailsift.cli.errors import stderr
 from mailsift.settings import load_settings
 
-__all__ = ["api", "main"]
+__all__ = ["api"]
 
 
 def api(
@@ -32,8 +32,3 @@ def api(
     app = create_app(settings)
     web.run_app(app, host=host, port=port, print=lambda msg: stderr.print(msg, markup=False),
                 access_log_format='%a "%r" %s %b %Tfs')
-
-
-def main() -> None:
-    """Entry point of ``python -m mailsift.api``."""
-    run_guarded(lambda: typer.run(api))
