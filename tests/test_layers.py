@@ -141,3 +141,16 @@ def test_a_commented_lazy_import_and_allowed_imports_pass(tmp_path: Path) -> Non
         "from agents import ports\nfrom mailsift.settings import Settings\n"
         "def f():\n    from sinks import postgres  # asyncpg is slow to import\n")
     assert violations(tmp_path) == []
+
+
+def test_the_api_does_not_import_the_cli() -> None:
+    """The HTTP API and the CLI are siblings: what both need (input parsing, results, the
+    composition) lives in neutral modules of ``mailsift/``."""
+    found = []
+    for path in sorted((REPO / "mailsift" / "api").rglob("*.py")):
+        module = module_name(REPO, path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                found += [f"{module}: {t}" for t in _imported(node, module)
+                          if t.startswith("mailsift.cli")]
+    assert found == []
