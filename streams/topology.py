@@ -6,13 +6,17 @@
 >>> sorted(app.agents)  # doctest: +NORMALIZE_WHITESPACE
 ['mailsift.bridge-rabbitmq', 'mailsift.domain', 'mailsift.intake', 'mailsift.progress',
  'mailsift.retry-0', 'mailsift.retry-1', 'mailsift.retry-2', 'mailsift.sink-postgres']
+>>> import tempfile; str(app.conf.datadir).startswith(tempfile.gettempdir())  # not the cwd
+True
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -49,6 +53,9 @@ def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
         settings.app_id,
         broker=settings.kafka_broker,
         store="memory://",
+        # the memory store keeps nothing on disk, but Faust still makes `<app id>-data/`
+        # (with `v1/tables/`) in the working directory: not in the user's, one per app id
+        datadir=str(Path(tempfile.gettempdir()) / "mailsift-faust" / "{conf.name}-data"),
         autodiscover=False,
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
