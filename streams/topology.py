@@ -13,7 +13,9 @@ True
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +38,7 @@ from streams.monitor import LeanMonitor
 from streams.publisher import FaustPublisher
 from streams.readiness import install_readiness
 from streams.stage import run_stage
+from streams.worker import WorkerStartError
 
 __all__ = ["build_app"]
 
@@ -46,6 +49,26 @@ log = logging.getLogger(__name__)
 ServicesFactory = Callable[[Settings, Publisher], Services]
 
 
+def faust_datadir() -> Path:
+    """The directory Faust's ``<app id>-data/`` goes in, made if missing: one per user in
+    the temp dir (Faust makes only the last level of its path, and a directory another user
+    made is not writable). Raises :class:`~streams.worker.WorkerStartError` when it cannot
+    be made.
+
+    >>> faust_datadir().is_dir()
+    True
+    """
+    path = Path(tempfile.gettempdir()) / f"mailsift-faust-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_uid != os.getuid():
+            raise PermissionError(errno.EPERM, "owned by another user")
+    except OSError as exc:
+        raise WorkerStartError(f"cannot make Faust's data directory {path}: {exc.strerror}; "
+                               "set TMPDIR to a writable directory") from None
+    return path
+
+
 def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
     """The mailsift Faust app for ``settings`` (not started); its handlers get the ports
     ``services_for`` composes."""
@@ -54,8 +77,8 @@ def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
         broker=settings.kafka_broker,
         store="memory://",
         # the memory store keeps nothing on disk, but Faust still makes `<app id>-data/`
-        # (with `v1/tables/`) in the working directory: not in the user's, one per app id
-        datadir=str(Path(tempfile.gettempdir()) / "mailsift-faust" / "{conf.name}-data"),
+        # (with `v1/tables/`), by default in the working directory: not in the user's
+        datadir=str(faust_datadir() / "{conf.name}-data"),
         autodiscover=False,
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,

@@ -17,11 +17,15 @@ from streams.topics import ensure_topics
 if TYPE_CHECKING:
     from streams.topology import ServicesFactory
 
-__all__ = ["run_worker", "KafkaUnavailable", "check_kafka"]
+__all__ = ["run_worker", "KafkaUnavailable", "WorkerStartError", "check_kafka"]
 
 
 class KafkaUnavailable(RuntimeError):
     """Kafka did not answer; the message is one line saying what to do."""
+
+
+class WorkerStartError(RuntimeError):
+    """The worker cannot start on this machine; the message is one line saying what to do."""
 
 
 def check_kafka(settings: Settings) -> None:
@@ -94,8 +98,10 @@ def run_worker(settings: Settings, services_for: ServicesFactory, *,
     handlers' ports (``mailsift.compose.build_services``)."""
     import faust
 
-    from streams.topology import build_app  # faust is slow to import: only for a worker
+    # faust is slow to import: only for a worker
+    from streams.topology import build_app, faust_datadir
 
+    faust_datadir()  # a temp dir it cannot use stops the worker before anything is asked
     check_kafka(settings)
     use_uvloop()
     dump_tasks_on_sigusr1()

@@ -158,11 +158,26 @@ class WorkerProcess:
 
     def __post_init__(self) -> None:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
+        # a temp dir of its own, empty as on a fresh machine: nothing the worker needs may
+        # be left there by an earlier run (a worker once needed a directory only a run
+        # before had made, and every test passed on this machine but none on a fresh one)
+        tmp = self.log_path.with_name(f"{self.log_path.stem}-tmp")
+        tmp.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailsift.cli.main", "worker", "-l", "warn"],
-            cwd=self.tree, env={**os.environ, **self.env}, stdout=self.log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.tree, env={**os.environ, "TMPDIR": str(tmp), **self.env},
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        _workers.append(self)
+
+    def crashed(self) -> str | None:
+        """What the worker printed last, if it exited with an error (not stopped here)."""
+        code = self.proc.poll()
+        if code is None or code <= 0:  # running, done, or stopped by a signal
+            return None
+        self.log.flush()
+        tail = self.log_text().strip().splitlines()[-3:]
+        return f"worker {self.pid} exited with {code}: " + " | ".join(tail)
 
     @property
     def pid(self) -> int:
@@ -172,12 +187,14 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def kill(self) -> None:
+        _workers.remove(self) if self in _workers else None
         if self.alive():
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=15)
         self.log.close()
 
     def stop(self) -> None:
+        _workers.remove(self) if self in _workers else None
         if self.alive():
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
@@ -189,6 +206,18 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+#: the workers started and not yet stopped: a wait for verdicts ends when one of them crashed
+_workers: list[WorkerProcess] = []
+
+
+async def _no_worker_crashes() -> None:
+    while True:
+        for worker in _workers:
+            if (crash := worker.crashed()) is not None:
+                raise AssertionError(crash)
+        await asyncio.sleep(0.5)
 
 
 async def produce_raw(settings: Settings, topic: str,
@@ -226,7 +255,8 @@ class JobOutcome:
 async def wait_for_job(settings: Settings, job_id: str, expected_keys: Iterable[str], *,
                        timeout: float, on_verdict: Any = None,
                        replay_id: str | None = None) -> JobOutcome:
-    """Follow a job run until every expected address has a verdict and it completed."""
+    """Follow a job run until every expected address has a verdict and it completed (fails
+    at once when a worker started here crashed)."""
     expected = set(expected_keys)
     outcome = JobOutcome([], [])
     seen: set[str] = set()
@@ -245,8 +275,20 @@ async def wait_for_job(settings: Settings, job_id: str, expected_keys: Iterable[
             if expected <= seen and outcome.completed() is not None:
                 return
 
+    async def run_unless_a_worker_crashed() -> None:
+        follower = asyncio.ensure_future(run())
+        watchdog = asyncio.ensure_future(_no_worker_crashes())
+        try:
+            done, _ = await asyncio.wait({follower, watchdog},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            done.pop().result()
+        finally:
+            for task in (follower, watchdog):
+                task.cancel()
+            await asyncio.gather(follower, watchdog, return_exceptions=True)
+
     try:
-        await asyncio.wait_for(run(), timeout)
+        await asyncio.wait_for(run_unless_a_worker_crashed(), timeout)
     except TimeoutError:
         missing = sorted(expected - seen)
         raise AssertionError(

@@ -68,3 +68,20 @@ def test_an_unknown_provider_name_is_one_line(command: list[str], tmp_path: Path
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(
         "error: MAILSIFT_PROVIDER_LIMITS: unknown provider 'gogle'"), result.stderr
+
+
+def test_a_worker_without_a_usable_temp_dir_says_so_in_one_line(tmp_path: Path) -> None:
+    """Faust's data directory goes in the temp dir (made there if missing: a fresh machine
+    has none); one that cannot be made is one line naming TMPDIR, before Kafka is asked."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    (tmp / f"mailsift-faust-{os.getuid()}").write_text("")  # a file where the dir goes
+    result = subprocess.run([sys.executable, "-m", "mailsift.cli.main", "worker"],
+                            cwd=tmp_path, env={**os.environ, **DOWN, "TMPDIR": str(tmp),
+                                               "COLUMNS": "300"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: cannot make Faust's data directory"), result.stderr
+    assert "set TMPDIR" in lines[0], lines[0]

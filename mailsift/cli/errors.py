@@ -12,14 +12,14 @@ from agents.outage import is_transient
 from mailsift.inputs import InputError
 from mailsift.settings import SettingsError
 from mailsift.stack.services import StackError
-from streams.worker import KafkaUnavailable
+from streams.worker import KafkaUnavailable, WorkerStartError
 
 T = TypeVar("T")
 stderr = Console(stderr=True, highlight=False)
 
 #: errors that are the user's to fix: printed as one line, exit code 2
 USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, StackError, KafkaUnavailable,
-                                                 InputError)
+                                                 WorkerStartError, InputError)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
