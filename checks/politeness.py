@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -182,11 +182,12 @@ class LocalPoliteness:
     def __init__(self, *, max_connections: int, rcpt_per_second: float) -> None:
         self.limits = HostLimitTable(HostLimits.of(max_connections, rcpt_per_second))
         self._next_free: dict[str, float] = defaultdict(float)
-        self._slots: dict[str, asyncio.Semaphore] = {}
         self._active: dict[str, int] = defaultdict(int)
+        #: sessions waiting for a slot of a host, first come first served
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
 
     def active(self, mx_ip: str) -> int:
-        return self._active[mx_ip]
+        return self._active.get(mx_ip, 0)
 
     def rcpt_group_size(self, mx_ip: str) -> int:
         pacing = self.limits.get(mx_ip).pacing
@@ -196,17 +197,49 @@ class LocalPoliteness:
         pacing = self.limits.get(mx_ip).pacing
         return pacing.interval if pacing is not None else 0.0
 
+    def _has_room(self, mx_ip: str) -> bool:
+        # the host's limit as it is now: a provider's own limit may be set after the
+        # host was first used (its MX names are learned with a domain)
+        return self._active.get(mx_ip, 0) < self.limits.get(mx_ip).max_connections
+
+    def _wake_next(self, mx_ip: str) -> None:
+        waiting = self._waiting.get(mx_ip)
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._waiting.pop(mx_ip, None)
+
     @asynccontextmanager
     async def _hold(self, mx_ip: str) -> AsyncIterator[None]:
-        slots = self._slots.get(mx_ip)
-        if slots is None:  # the host's limit as it is when it is first used
-            slots = self._slots[mx_ip] = asyncio.Semaphore(self.limits.get(mx_ip).max_connections)
-        async with slots:
-            self._active[mx_ip] += 1
+        while not self._has_room(mx_ip) or self._waiting.get(mx_ip):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting[mx_ip].append(waiter)
             try:
-                yield
-            finally:
-                self._active[mx_ip] -= 1
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_next(mx_ip)  # woken, then cancelled: the turn goes on
+                else:
+                    waiting = self._waiting.get(mx_ip)
+                    if waiting is not None and waiter in waiting:
+                        waiting.remove(waiter)
+                        if not waiting:
+                            del self._waiting[mx_ip]
+                raise
+            if self._has_room(mx_ip):
+                break
+        self._active[mx_ip] += 1
+        if self._has_room(mx_ip):
+            self._wake_next(mx_ip)  # a limit raised meanwhile has room for more
+        try:
+            yield
+        finally:
+            self._active[mx_ip] -= 1
+            if not self._active[mx_ip]:
+                del self._active[mx_ip]
+            self._wake_next(mx_ip)
 
     def connection(self, mx_ip: str) -> AbstractAsyncContextManager[None]:
         return self._hold(mx_ip)

@@ -140,16 +140,22 @@ class _Host:
     down_until: float = 0.0
     cause: SmtpTransportError | SessionRefused | None = None
     limit_until: float = 0.0  # a lowered limit holds until then
+    # What the host showed of itself is kept for a while, each fact till its own time (a
+    # server gets fixed, or reconfigured), and learning one keeps the other no longer.
     #: the recipients it takes per MAIL transaction, once it told us (452 4.5.3)
     rcpt_per_transaction: int | None = None
-    #: it offers STARTTLS, but the handshake breaks: its sessions go without TLS
-    tls_broken: bool = False
-    #: when the two facts above are forgotten (a server gets fixed, or reconfigured)
-    learned_until: float = 0.0
+    transaction_limit_until: float = 0.0
+    #: it offers STARTTLS, but the handshake breaks: until then, sessions go without TLS
+    tls_broken_until: float = 0.0
 
     def forget_stale(self, now: float) -> None:
-        if self.learned_until and now >= self.learned_until:
-            self.rcpt_per_transaction, self.tls_broken, self.learned_until = None, False, 0.0
+        if self.transaction_limit_until and now >= self.transaction_limit_until:
+            self.rcpt_per_transaction, self.transaction_limit_until = None, 0.0
+        if self.tls_broken_until and now >= self.tls_broken_until:
+            self.tls_broken_until = 0.0
+
+    def learned_anything(self, now: float) -> bool:
+        return max(self.transaction_limit_until, self.tls_broken_until) > now
 
 
 #: past this many hosts known, the idle ones are forgotten (their state is the default)
@@ -208,7 +214,7 @@ class MxPool:
         for ip in [ip for ip, s in self._hosts.items()
                    if not s.count and not s.idle and not s.waiters
                    and s.limit_until <= now and s.down_until <= now
-                   and s.learned_until <= now  # nothing learned, or forgotten
+                   and not s.learned_anything(now)
                    and (not s.failures
                         or s.down_until + self.config.backoff_max <= now)]:
             del self._hosts[ip]
@@ -228,7 +234,7 @@ class MxPool:
         state.forget_stale(self._clock())
         known = state.rcpt_per_transaction
         state.rcpt_per_transaction = recipients if known is None else min(known, recipients)
-        state.learned_until = self._clock() + self.config.learned_seconds
+        state.transaction_limit_until = self._clock() + self.config.learned_seconds
 
     def open_sessions(self, ip: str) -> int:
         """Sessions of this process to ``ip`` (open or being opened)."""
@@ -354,21 +360,22 @@ class MxPool:
         if state is None:
             return False
         state.forget_stale(self._clock())
-        return state.tls_broken
+        return bool(state.tls_broken_until)
+
+    def learn_tls_broken(self, ip: str) -> None:
+        """Remember that ``ip``'s STARTTLS handshake breaks: its sessions go without TLS."""
+        self._host(ip).tls_broken_until = self._clock() + self.config.learned_seconds
 
     async def _open(self, host: str, ip: str) -> PooledSession:
         lease = self.politeness.connection(ip)
         await lease.__aenter__()
         try:
-            state = self._host(ip)
-            state.forget_stale(self._clock())
             try:
-                session = await self._connect(host, ip, tls=not state.tls_broken)
+                session = await self._connect(host, ip, tls=not self.tls_broken(ip))
             except TlsFailed:
                 # offered, accepted, then broken: the same slot, a new connection without
                 # TLS (the broken one is closed already), and so for a day for the host
-                state.tls_broken = True
-                state.learned_until = self._clock() + self.config.learned_seconds
+                self.learn_tls_broken(ip)
                 session = await self._connect(host, ip, tls=False)
         except BaseException as exc:
             await lease.__aexit__(type(exc), exc, exc.__traceback__)

@@ -258,8 +258,11 @@ class SmtpProber:
                     ps.dirty = True
                     if mail.code >= 400:
                         cls = classify(mail)
-                        if cls in _MAILBOX_CLASSES:  # a MAIL reply is about our sender
-                            cls = ReplyClass.SENDER_REJECTED
+                        if cls in _MAILBOX_CLASSES:
+                            # a MAIL reply is about our sender, never the recipient: a
+                            # refusal if permanent, else the server's passing trouble
+                            cls = (ReplyClass.SENDER_REJECTED if mail.code >= 500
+                                   else ReplyClass.TEMPORARY)
                         if mail.code >= 500 or cls is ReplyClass.SENDER_REJECTED:
                             # a sender refusal applies to every recipient on this server
                             # (and on the next: it is our sender that is refused)

@@ -31,7 +31,7 @@ from checks.verdict import verdict_for
 
 __all__ = ["VOCABULARIES", "VENDOR_FIELDS", "TABLE", "REFINEMENTS", "Words", "Refinement",
            "check_vocabulary", "vendor_fields", "with_vocabulary", "vocabulary_columns",
-           "vocabulary_table"]
+           "vocabulary_table", "words_of"]
 
 #: ``mailsift`` (the default) adds nothing to a row
 VOCABULARIES = ("mailsift", "kickbox", "zerobounce", "neverbounce")
@@ -158,6 +158,20 @@ def vendor_fields(vocabulary: str, row: Mapping[str, Any]) -> dict[str, Any]:
             fields.update(r.fields)
             break
     return fields
+
+
+def words_of(vocabulary: str, field: str) -> list[str]:
+    """Every word the vendor's text ``field`` can take in our rows, sorted (for the API's
+    schema): the table's, the refinements' and the words for a reason none of ours.
+
+    >>> words_of("zerobounce", "status")
+    ['catch-all', 'do_not_mail', 'invalid', 'unknown', 'valid']
+    """
+    rows: list[dict[str, Any]] = [{"reason": w.reason.value} for w in TABLE]
+    rows.append({"reason": ""})
+    rows += [{"reason": r.reason.value, r.flag: True} for r in REFINEMENTS
+             if r.vocabulary == vocabulary]
+    return sorted({str(vendor_fields(vocabulary, row)[field]) for row in rows})
 
 
 def with_vocabulary(row: dict[str, Any], vocabulary: str) -> dict[str, Any]:

@@ -232,14 +232,19 @@ async def until_idle(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], 
     while (open_tps and loop.time() - quiet_since < idle
            and (deadline is None or loop.time() < deadline)):
         batch = await consumer.getmany(*open_tps, timeout_ms=int(idle * 1000 / 3))
+        handed_out = False
         for tp, messages in batch.items():
             for msg in messages:
                 if until_ms is not None and msg.timestamp > until_ms:
                     open_tps.discard(tp)
                     consumer.pause(tp)
                     break
-                quiet_since = loop.time()
+                handed_out = True
                 yield msg
+        if handed_out:
+            # the idle clock starts when the caller is done with the batch: time it spent
+            # on the records is not time the topic was quiet
+            quiet_since = loop.time()
 
 
 async def read_topic(settings: Settings, topic: str, *, idle: float = 1.5

@@ -347,6 +347,10 @@ async def test_check_retry_lists_every_attempt(world: World) -> None:
     attempts = grey["evidence"]["attempts"]
     assert [(a["attempt"], a["reason"], a["smtp_code"]) for a in attempts] == [
         (1, "greylisted", 451), (2, "ok", 250)]
+    # each attempt is stamped when it was the outcome: the first before the 1.5 s wait
+    from datetime import datetime
+    first, second = (datetime.fromisoformat(a["at"]) for a in attempts)
+    assert (second - first).total_seconds() >= 1.4
     # no SPF, no DMARC, two attempts: 100 - 15
     assert grey["evidence"]["greylisted"] is True and grey["score"] == 85
     assert "attempts" not in ok["evidence"] and ok["score"] == 100

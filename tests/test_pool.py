@@ -278,14 +278,14 @@ async def test_idle_hosts_are_forgotten_but_not_the_ones_backing_off(
 
 
 def test_what_a_host_showed_of_itself_is_forgotten_after_a_day() -> None:
-    """A learned transaction limit (or broken TLS) is kept for PoolConfig.learned_seconds
-    (a day), then the host is asked as any other again: servers get fixed."""
+    """A learned transaction limit or broken TLS is kept for PoolConfig.learned_seconds
+    (a day), each from when it was learned, then the host is asked as any other again:
+    servers get fixed."""
     now = [1000.0]
     pool = MxPool(FakeConnector({}), LocalPoliteness(max_connections=2, rcpt_per_second=10),
                   PoolConfig(learned_seconds=86400.0), clock=lambda: now[0])
     pool.learn_transaction_limit("127.0.0.1", 1)
-    pool._host("127.0.0.2").tls_broken = True  # as _open sets it, with its expiry
-    pool._host("127.0.0.2").learned_until = now[0] + 86400.0
+    pool.learn_tls_broken("127.0.0.2")
     now[0] += 86399.0
     assert pool.transaction_limit("127.0.0.1") == 1 and pool.tls_broken("127.0.0.2")
     now[0] += 2.0
@@ -294,3 +294,20 @@ def test_what_a_host_showed_of_itself_is_forgotten_after_a_day() -> None:
     pool.learn_transaction_limit("127.0.0.1", 3)  # learned again: another day
     now[0] += 86000.0
     assert pool.transaction_limit("127.0.0.1") == 3
+    assert "127.0.0.2" not in pool._hosts or not pool.tls_broken("127.0.0.2")
+
+
+def test_learning_one_fact_of_a_host_keeps_the_other_no_longer() -> None:
+    now = [1000.0]
+    pool = MxPool(FakeConnector({}), LocalPoliteness(max_connections=2, rcpt_per_second=10),
+                  PoolConfig(learned_seconds=100.0), clock=lambda: now[0])
+    pool.learn_tls_broken("127.0.0.1")
+    now[0] += 90.0
+    pool.learn_transaction_limit("127.0.0.1", 2)  # does not keep the TLS fact longer
+    now[0] += 11.0
+    assert not pool.tls_broken("127.0.0.1")
+    assert pool.transaction_limit("127.0.0.1") == 2
+    pool.learn_tls_broken("127.0.0.1")  # nor the other way round
+    now[0] += 90.0
+    assert pool.transaction_limit("127.0.0.1") is None
+    assert pool.tls_broken("127.0.0.1")

@@ -146,3 +146,19 @@ async def test_a_mailbox_reply_to_mail_from_speaks_of_our_sender() -> None:
     p, _ = prober({"127.0.0.1": server})
     report = await p.probe(mx("127.0.0.1"), ["a@x.test", "b@x.test"])
     assert {r.reply_class for r in report.results.values()} == {ReplyClass.SENDER_REJECTED}
+
+
+@pytest.mark.asyncio
+async def test_a_temporary_mailbox_reply_to_mail_from_is_temporary() -> None:
+    """A 4xx MAIL FROM reply in mailbox words (``452 4.2.2``) is passing trouble at that
+    server: the next MX is asked, and with none left the recipients are temporary, not
+    refused and not full."""
+    full = SmtpReply(452, "Mailbox full", "4.2.2")
+    servers = {"127.0.0.1": FakeServer(mail=full), "127.0.0.2": FakeServer()}
+    p, _ = prober(servers)
+    report = await p.probe(mx("127.0.0.1", "127.0.0.2"), ["a@x.test"])
+    assert report.results["a@x.test"].reply_class is ReplyClass.ACCEPTED
+    assert servers["127.0.0.2"].sessions == 1
+    p, _ = prober({"127.0.0.1": FakeServer(mail=full)})
+    report = await p.probe(mx("127.0.0.1"), ["a@x.test", "b@x.test"])
+    assert {r.reply_class for r in report.results.values()} == {ReplyClass.TEMPORARY}

@@ -22,6 +22,7 @@ from mailsift.vocabulary import (
     vendor_fields,
     vocabulary_columns,
     with_vocabulary,
+    words_of,
 )
 
 VENDORS = [v for v in VOCABULARIES if v != "mailsift"]
@@ -232,3 +233,13 @@ def test_openapi_describes_every_word() -> None:
     for params in (results, verify):
         vocab = next(p for p in params if p["name"] == "vocabulary")
         assert vocab["schema"]["enum"] == list(VOCABULARIES)
+
+
+@pytest.mark.parametrize("vocabulary,field", [
+    (v, f) for v in VENDORS for f in VENDOR_FIELDS[v] if f != "accept_all"])
+def test_words_of_holds_every_word_a_row_can_get(vocabulary: str, field: str) -> None:
+    words = words_of(vocabulary, field)
+    seen = {vendor_fields(vocabulary, row(reason, **flags))[field]
+            for reason in Reason for flags in ({}, {"role": True}, {"catch_all": True})}
+    seen.add(vendor_fields(vocabulary, {"verdict": "", "reason": "new"})[field])
+    assert sorted(seen) == words

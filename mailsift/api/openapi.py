@@ -20,7 +20,7 @@ from mailsift.api.handlers import (
     MAX_VERIFY_TIMEOUT,
 )
 from mailsift.api.webhooks import MAX_URL_LENGTH
-from mailsift.vocabulary import REFINEMENTS, TABLE, VOCABULARIES
+from mailsift.vocabulary import VOCABULARIES, words_of
 
 __all__ = ["openapi_document"]
 
@@ -88,29 +88,21 @@ _RESULT_ROW: dict[str, Any] = {
         "smtp_message": _NULLABLE_STR,
         "checked_at": {"type": "string", "description": "ISO 8601 time of the check."},
         # only with ?vocabulary= (the README's table maps each reason)
-        "kickbox_result": {"type": "string",
-                           "enum": ["deliverable", "undeliverable", "risky", "unknown"],
+        "kickbox_result": {"type": "string", "enum": words_of("kickbox", "result"),
                            "description": "With vocabulary=kickbox: Kickbox's `result`."},
-        "kickbox_reason": {"type": "string",
-                           "enum": sorted({w.kickbox_reason for w in TABLE}),
+        "kickbox_reason": {"type": "string", "enum": words_of("kickbox", "reason"),
                            "description": "With vocabulary=kickbox: Kickbox's `reason`."},
         "kickbox_accept_all": {"type": "boolean",
                                "description": "With vocabulary=kickbox: Kickbox's "
                                               "`accept_all` (our catch_all is true)."},
-        "zerobounce_status": {
-            "type": "string",
-            "enum": sorted({w.zerobounce_status for w in TABLE}
-                           | {v for r in REFINEMENTS if r.vocabulary == "zerobounce"
-                              for k, v in r.fields if k == "status"}),
-            "description": "With vocabulary=zerobounce: ZeroBounce's `status`."},
-        "zerobounce_sub_status": {
-            "type": "string",
-            "enum": sorted({w.zerobounce_sub_status for w in TABLE}
-                           | {v for r in REFINEMENTS if r.vocabulary == "zerobounce"
-                              for k, v in r.fields if k == "sub_status"}),
-            "description": "With vocabulary=zerobounce: ZeroBounce's `sub_status`."},
-        "neverbounce_result": {"type": "string",
-                               "enum": sorted({w.neverbounce_result for w in TABLE}),
+        "zerobounce_status": {"type": "string", "enum": words_of("zerobounce", "status"),
+                              "description": "With vocabulary=zerobounce: ZeroBounce's "
+                                             "`status`."},
+        "zerobounce_sub_status": {"type": "string",
+                                  "enum": words_of("zerobounce", "sub_status"),
+                                  "description": "With vocabulary=zerobounce: ZeroBounce's "
+                                                 "`sub_status`."},
+        "neverbounce_result": {"type": "string", "enum": words_of("neverbounce", "result"),
                                "description": "With vocabulary=neverbounce: NeverBounce's "
                                               "`result`."},
     },

@@ -48,12 +48,13 @@ def check(
                 pending = [i for i, r in enumerate(results) if r.temporary]
                 if not pending:
                     break
+                for i in pending:  # stamped when it was the outcome, before the wait
+                    histories[i].append(attempt_record(attempt, results[i]))
                 print(f"{len(pending)} temporary outcome(s): asking again in {delay:g} s",
                       file=sys.stderr)
                 await asyncio.sleep(delay)
                 again = await engine.verify_many([items[i] for i in pending])
                 for i, result in zip(pending, again, strict=True):
-                    histories[i].append(attempt_record(attempt, results[i]))
                     results[i] = result
             return results
         finally:

@@ -181,8 +181,8 @@ def _kafka_ready(port: int) -> Callable[[], bool]:
 def tansu_service(settings: Settings) -> Service:
     _, port = _loopback_port(settings.kafka_broker, "MAILSIFT_KAFKA_BROKER")
     url = f"tcp://127.0.0.1:{port}"
-    # memory storage keeps no data, but Tansu still makes an empty `t<hash>-data/` directory
-    # in its working directory: give it the stack's own instead of the user's
+    # memory storage keeps no data (nothing is durable: a restart loses every topic); the
+    # broker runs in a directory of the stack's, so nothing it may write lands in the user's
     workdir = settings.stack_dir.resolve() / "kafka"
     return Service(
         name="kafka",
