@@ -106,6 +106,10 @@ class PooledSession:
         self.ip = ip
         self.session = session
         self.lease = lease
+        # decided once: an isinstance check against a Protocol walks its members, and
+        # slot_lost is asked on every acquire and release
+        self._watched: WatchedLease | None = (lease if isinstance(lease, WatchedLease)
+                                              else None)
         #: lent before (an idle server may have closed it since: not the host's fault)
         self.reused = False
         #: a MAIL transaction is open and needs RSET before the next one
@@ -119,7 +123,7 @@ class PooledSession:
     def slot_lost(self) -> bool:
         """The connection slot vanished while held (:class:`WatchedLease`): the session
         was dropped, and what it was asked is to be asked again on another."""
-        return isinstance(self.lease, WatchedLease) and self.lease.lost
+        return self._watched is not None and self._watched.lost
 
 
 @dataclass
