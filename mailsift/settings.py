@@ -113,6 +113,15 @@ def _bool(raw: str) -> bool:
     raise ValueError("true or false")
 
 
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(" or ".join(choices))
+        return value
+    return parse
+
+
 def _url(*schemes: str, optional: bool = False) -> Callable[[str], str]:
     expected = " or ".join(f"{s}://…" for s in schemes)
     if optional:
@@ -426,6 +435,10 @@ class Settings:
     allow_test_tld: bool = _setting(
         "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")
+    log_format: str = _setting(
+        "MAILSIFT_LOG_FORMAT", "text", _one_of("text", "json"),
+        "Log lines of `mailsift worker` and `mailsift api`: text, or json (one object a "
+        "line, with job_id, stage and worker). No full address at INFO or above either way.")
     stack_dir: Path = _setting(
         "MAILSIFT_STACK_DIR", ".mailsift", _path,
         "Where `mailsift stack` keeps data, logs and PID files.")

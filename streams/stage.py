@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents.events import dead_letters
+from agents.logcontext import STAGE
 from agents.outage import retry_transient
 from agents.ports import BatchHandler, Done, Outcome, Publisher, RawEvent
 from schemas import SchemaError
@@ -58,6 +59,7 @@ async def run_stage(
     one waits for). A Faust stream yields to the event loop between events, so a batch
     that did not wait at all would hold one event.
     """
+    STAGE.set(name)  # for the log lines of the stage and the tasks it starts
     window = window or OrderedAckWindow(max_in_flight, lambda event: event.ack())
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agents.outage import retry_transient
 from mailsift.settings import Settings
@@ -93,9 +93,10 @@ def dump_tasks_on_sigusr1() -> None:
 
 
 def run_worker(settings: Settings, services_for: ServicesFactory, *,
-               loglevel: str = "info") -> None:
+               loglevel: str = "info", logging_config: dict[str, Any] | None = None) -> None:
     """Blocks until the worker is stopped (SIGTERM/SIGINT); ``services_for`` composes the
-    handlers' ports (``mailsift.compose.build_services``)."""
+    handlers' ports (``mailsift.compose.build_services``). ``logging_config`` (a
+    :func:`logging.config.dictConfig`) replaces Faust's own log setup."""
     import faust
 
     # faust is slow to import: only for a worker
@@ -112,5 +113,5 @@ def run_worker(settings: Settings, services_for: ServicesFactory, *,
     # records (they cost a few % of a busy worker's CPU)
     if loglevel.lower() != "debug":
         logging.getLogger("aiokafka").setLevel(logging.INFO)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logging_config)
     worker.execute_from_commandline()

@@ -135,7 +135,8 @@ class WebhookDispatcher:
         async def schedule() -> None:
             url = (await self.state.jobs.get(event.job_id)).get("webhook")
             if url and await self.outbox.schedule(event.job_id, url, body):
-                log.info("webhook of job %s scheduled", event.job_id)
+                log.info("webhook of job %s scheduled", event.job_id,
+                         extra={"job_id": event.job_id})
 
         await retry_transient(f"webhook of job {event.job_id}: Redis", schedule,
                               first_delay=1.0, max_delay=30.0, also=UNAVAILABLE)
@@ -175,7 +176,7 @@ class WebhookDispatcher:
         metric.labels(outcome=outcome).inc()
         (log.info if outcome != "failed" else log.warning)(
             "webhook of job %s, attempt %d: %s; %s", due.job_id, due.attempt,
-            answer.outcome, verb)
+            answer.outcome, verb, extra={"job_id": due.job_id})
         try:
             await self.outbox.record(due, outcome, answer.outcome, status=answer.status,
                                      retry_in=delay or 0.0)

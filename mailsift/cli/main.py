@@ -18,6 +18,7 @@ from mailsift.cli import (
 )
 from mailsift.cli.errors import run_guarded
 from mailsift.compose import engine_config
+from mailsift.logs import install_masking
 from mailsift.sender_check import sender_warning
 from mailsift.settings import load_settings, settings_table
 
@@ -53,6 +54,8 @@ def config() -> None:
 
 
 def main() -> None:
+    # every command: no full address in a log record at INFO or above (mailsift/logs.py)
+    install_masking()
     if not {"worker", "api"} & set(sys.argv[1:2]):
         # client commands: a connection failure is reported once, as one line (errors.py),
         # not also as the Kafka client's own log lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mailsift.compose import build_services, engine_config
+from mailsift.logs import logging_config
 from mailsift.settings import load_settings
 
 
@@ -17,4 +18,7 @@ def worker(
 
     settings = load_settings()
     engine_config(settings)  # a wrong provider name: one line, before Kafka
-    run_worker(settings, build_services, loglevel=loglevel)
+    # text: Faust's own lines; json: ours (one object a line, with job, stage and worker)
+    config = (logging_config(settings.log_format, loglevel)
+              if settings.log_format == "json" else None)
+    run_worker(settings, build_services, loglevel=loglevel, logging_config=config)
