@@ -154,6 +154,8 @@ class WorkerProcess:
     #: the source tree the worker runs from (``python -m`` imports from its cwd first); the
     #: benchmark points it at a checkout of an earlier commit to compare before and after
     tree: Path = REPO
+    #: ``mailsift worker -l``: warn keeps the tests' logs short
+    loglevel: str = "warn"
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -164,7 +166,7 @@ class WorkerProcess:
         tmp = self.log_path.with_name(f"{self.log_path.stem}-tmp")
         tmp.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailsift.cli.main", "worker", "-l", "warn"],
+            [sys.executable, "-m", "mailsift.cli.main", "worker", "-l", self.loglevel],
             cwd=self.tree, env={**os.environ, "TMPDIR": str(tmp), **self.env},
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -206,6 +208,16 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def full_addresses_in(text: str, addresses: Iterable[str]) -> list[str]:
+    """The ``addresses`` that ``text`` (a log) shows whole: none may be at INFO or above.
+
+    >>> full_addresses_in("ok j***@x.test, bob@x.test", ["jane@x.test", "bob@x.test"])
+    ['bob@x.test']
+    """
+    lowered = text.lower()
+    return [a for a in addresses if a.lower() in lowered]
 
 
 #: the workers started and not yet stopped: a wait for verdicts ends when one of them crashed

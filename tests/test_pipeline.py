@@ -28,6 +28,7 @@ from tests.pipeline_support import (
     WorkerProcess,
     WorldProcess,
     dedupe_key,
+    full_addresses_in,
     pipeline_env,
     produce_raw,
     running_world,
@@ -66,7 +67,9 @@ def test_mixed_job_gets_one_final_verdict_per_address(
     env = pipeline_env(world)
     settings = settings_for(env)
     legacy = LegacyConsumer(settings.amqp_url, "verdict.#")  # bound before the job runs
-    worker = WorkerProcess(env, tmp_path / "worker.log")
+    # INFO, in JSON: everything a production worker would log (#12: no full address)
+    worker = WorkerProcess({**env, "MAILSIFT_LOG_FORMAT": "json"}, tmp_path / "worker.log",
+                           loglevel="info")
     try:
         emails = list(MIXED) + DUPLICATES
 
@@ -117,6 +120,9 @@ def test_mixed_job_gets_one_final_verdict_per_address(
     finally:
         worker.stop()
         legacy.close()
+    lines = [json.loads(line) for line in worker.log_text().splitlines()]
+    assert lines and all({"level", "message", "stage", "worker"} <= set(e) for e in lines)
+    assert not full_addresses_in(worker.log_text(), emails)
 
 
 async def wait_stored_scores(settings: Settings, job: str, scores: dict[str, int | None]
