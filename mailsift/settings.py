@@ -435,6 +435,10 @@ class Settings:
     allow_test_tld: bool = _setting(
         "MAILSIFT_ALLOW_TEST_TLD", "false", _bool,
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")
+    retention_days: float = _setting(
+        "MAILSIFT_RETENTION_DAYS", "30", _positive(" of days"),
+        "Days a job's events are kept: the retention.ms of every Kafka topic mailsift "
+        "creates (a topic made earlier with another value is named in a warning).")
     log_format: str = _setting(
         "MAILSIFT_LOG_FORMAT", "text", _one_of("text", "json"),
         "Log lines of `mailsift worker` and `mailsift api`: text, or json (one object a "
