@@ -21,7 +21,7 @@ from mailsift.settings import Settings
 from schemas import JobEvent, VerdictEvent
 
 __all__ = ["RawEvent", "Record", "Publisher", "Outcome", "Done", "BatchHandler",
-           "VerdictWriter", "VerdictBridge", "BridgeRefused", "Services"]
+           "VerdictWriter", "VerdictBridge", "BridgeRefused", "SuppressionList", "Services"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,15 @@ class VerdictBridge(Protocol):
     async def publish(self, verdicts: Sequence[VerdictEvent]) -> None: ...
 
 
+class SuppressionList(Protocol):
+    """Domains and addresses never probed (``checks.suppression`` makes the keys)."""
+
+    async def matching(self, keys: Sequence[Sequence[str]]) -> list[str | None]:
+        """For each address's candidate keys, the first that is on the list, or None: one
+        round trip for a whole batch."""
+        ...
+
+
 class BridgeRefused(RuntimeError):
     """The bridge's service refuses us for a reason an operator must fix (credentials, a
     vhost): the bridge stage holds its verdicts and says so, rather than dead-letter them."""
@@ -116,3 +125,5 @@ class Services:
     redis: Any = None  # the Redis client, when there is one (readiness checks)
     sink: VerdictWriter | None = None
     bridge: VerdictBridge | None = None
+    #: checked by intake before any DNS or SMTP traffic (with Redis; None: nothing is)
+    suppression: SuppressionList | None = None

@@ -93,6 +93,16 @@ def syntax_result(problem: AddressProblem) -> VerificationResult:
     )
 
 
+def suppressed_result(parsed: ParsedAddress, entry: str) -> VerificationResult:
+    """The verdict for an address on the suppression list (``entry`` is what matched,
+    ``domain:…`` or ``address:…``): nothing was asked of DNS or of a mail server."""
+    return VerificationResult(
+        address=parsed.original, normalized=parsed.normalized, verdict=Verdict.UNKNOWN,
+        reason=Reason.SUPPRESSED, temporary=False,
+        evidence=Evidence(error=f"on the suppression list ({entry}): not checked"),
+    )
+
+
 class Engine:
     """Checks addresses; every I/O dependency can be swapped (tests, Redis, other workers)."""
 

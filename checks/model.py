@@ -58,6 +58,8 @@ class Reason(enum.StrEnum):
     SMTP_ERROR = "smtp_error"
     SENDER_REJECTED = "sender_rejected"
     SERVER_ERROR = "server_error"
+    #: on the suppression list: nothing was asked (no DNS, no SMTP)
+    SUPPRESSED = "suppressed"
 
 
 PERMANENT_FAILURES = frozenset({
@@ -70,7 +72,7 @@ RISKY_REASONS = frozenset({
 INDETERMINATE = frozenset({
     Reason.TIMEOUT, Reason.CONNECTION_FAILED, Reason.BLOCKED, Reason.GREYLISTED,
     Reason.MX_NOT_ALLOWED, Reason.DNS_ERROR, Reason.SMTP_ERROR, Reason.SENDER_REJECTED,
-    Reason.SERVER_ERROR,
+    Reason.SERVER_ERROR, Reason.SUPPRESSED,
 })
 #: outcomes worth asking again later (the pipeline re-queues them with a delay)
 TEMPORARY_REASONS = frozenset({

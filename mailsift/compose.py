@@ -16,7 +16,7 @@ bookkeeping live in Redis and are shared by every worker; without it they are pe
 from __future__ import annotations
 
 from agents.jobstore import JobStore
-from agents.ports import Publisher, Services, VerdictBridge, VerdictWriter
+from agents.ports import Publisher, Services, SuppressionList, VerdictBridge, VerdictWriter
 from agents.topics import TopicNames
 from checks import Engine, EngineConfig
 from checks.config import ProviderPolicy
@@ -82,10 +82,12 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
     from sinks.redis_dns_cache import RedisDnsCache
     from sinks.redis_jobs import RedisJobStore
     from sinks.redis_politeness import RedisPoliteness
+    from sinks.redis_suppression import RedisSuppressionList
     from streams.job_rebuild import rebuilder
 
     config = engine_config(settings)
     client = None
+    suppression: SuppressionList | None = None
     if settings.redis_url:
         client = redis_client(settings.redis_url)
         engine = Engine(
@@ -103,6 +105,7 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
         )
         jobs: JobStore = RedisJobStore(client, prefix=settings.redis_prefix,
                                        rebuild=rebuilder(settings))
+        suppression = RedisSuppressionList(client, prefix=settings.redis_prefix)
     else:
         engine = Engine(config)
         jobs = MemoryJobStore()
@@ -110,4 +113,4 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
                                   if settings.database_url else None)
     bridge: VerdictBridge | None = RabbitBridge(settings.amqp_url) if settings.amqp_url else None
     return Services(settings, TopicNames.from_settings(settings), engine, jobs, publisher,
-                    client, sink, bridge)
+                    client, sink, bridge, suppression)

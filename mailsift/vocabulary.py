@@ -87,6 +87,7 @@ TABLE: tuple[Words, ...] = (
     _w(_R.MX_NOT_ALLOWED, "no_connect", "unknown", "failed_smtp_connection", "unknown"),
     _w(_R.SMTP_ERROR, "invalid_smtp", "unknown", "exception_occurred", "unknown"),
     _w(_R.SENDER_REJECTED, "unavailable_smtp", "unknown", "antispam_system", "unknown"),
+    _w(_R.SUPPRESSED, "unexpected_error", "do_not_mail", "global_suppression", "unknown"),
 )
 _BY_REASON = {w.reason.value: w for w in TABLE}
 #: the words for a row whose reason is none of ours (an empty row, a newer producer's)

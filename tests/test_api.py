@@ -471,3 +471,31 @@ async def test_readyz_and_errors_are_503_when_services_are_down(pipeline: Settin
     finally:
         await server.close()
 
+
+
+async def test_the_suppression_list_over_http(api: Api) -> None:
+    """POST adds (all or none), GET lists, DELETE takes one off; the same list as
+    `mailsift suppress` (the pipeline's own Redis prefix)."""
+    status, body, _ = await api.call("POST", "/v1/suppressions",
+                                     json={"entries": ["Api-Sup.test", "jo@api-sup2.test",
+                                                       "api-sup.test"]})
+    assert (status, body) == (200, {"added": 2, "already": 0})
+    status, body, _ = await api.call("POST", "/v1/suppressions",
+                                     json={"entries": ["api-sup3.test", "two words"]})
+    assert status == 422 and body["error"]["code"] == "invalid_entry"
+    assert "'two words' is neither a domain nor an address" in body["error"]["message"]
+    status, body, _ = await api.call("POST", "/v1/suppressions", json={"entries": []})
+    assert status == 422
+    status, body, _ = await api.call("GET", "/v1/suppressions")
+    assert status == 200
+    listed = {(e["kind"], e["entry"]) for e in body["entries"]}
+    assert {("domain", "api-sup.test"), ("address", "jo@api-sup2.test")} <= listed
+    assert ("domain", "api-sup3.test") not in listed  # the refused POST added nothing
+    status, body, _ = await api.call("DELETE", "/v1/suppressions/JO@api-sup2.test")
+    assert (status, body) == (200, {"removed": "JO@api-sup2.test"})
+    status, body, _ = await api.call("DELETE", "/v1/suppressions/jo@api-sup2.test")
+    assert status == 404
+    status, _, _ = await api.call("GET", "/v1/suppressions", auth=False)
+    assert status == 401
+    status, body, _ = await api.call("DELETE", "/v1/suppressions/api-sup.test")
+    assert status == 200

@@ -87,3 +87,45 @@ async def test_the_task_carries_the_parse_the_domain_stage_would_make() -> None:
         rebuilt = ParsedAddress.from_parts(task.email, task.domain, task.dedupe_key,
                                            task.address)
         assert rebuilt is not None and rebuilt == engine._parse_uncached(task.email)
+
+
+class ListedOnly:
+    """A suppression list in memory (the Redis one is tested on Redis)."""
+
+    def __init__(self, *entries: str) -> None:
+        from checks.suppression import entry_key
+
+        self.listed = {entry_key(e) for e in entries}
+        self.calls = 0
+
+    async def matching(self, keys: Sequence[Sequence[str]]) -> list[str | None]:
+        self.calls += 1
+        return [next((k for k in group if k in self.listed), None) for group in keys]
+
+
+async def test_a_suppressed_address_gets_its_verdict_at_intake_and_no_task() -> None:
+    """A domain on the list suppresses it and every name under it; an address on it, that
+    mailbox in any spelling. One lookup for the batch; duplicates still count as such."""
+    settings = load_settings({"MAILSIFT_ALLOW_TEST_TLD": "true"}, dotenv=False)
+    names = TopicNames.from_settings(settings)
+    recorder = Recorder()
+    listed = ListedOnly("ok.test", "Bob@Catchall.TEST")
+    services = Services(settings, names, Engine(EngineConfig(allow_test_tld=True)),
+                        MemoryJobStore(), recorder, suppression=listed)
+    emails = ["alice@ok.test", "x@news.ok.test", "bob@catchall.test", "carol@catchall.test",
+              "alice@notok.test", "ALICE@ok.test", "not an address"]
+    values = [json.dumps({"job_id": "j", "email": e}).encode() for e in emails]
+    events = [RawEvent(names.submissions, 0, offset, b"j", v) for offset, v in enumerate(values)]
+    assert await IntakeHandler(services)(events) == [None] * len(events)
+    assert listed.calls == 1
+    forwarded = sorted(str(m["email"]) for t, m in recorder.sent if t == names.by_domain)
+    assert forwarded == ["alice@notok.test", "carol@catchall.test"]
+    verdicts = {str(m["email"]): m for t, m in recorder.sent if t == names.verdicts}
+    for email, entry in [("alice@ok.test", "domain:ok.test"),
+                         ("x@news.ok.test", "domain:ok.test"),
+                         ("bob@catchall.test", "address:bob@catchall.test")]:
+        v = verdicts[email]
+        assert (v["verdict"], v["reason"]) == ("unknown", "suppressed")
+        assert entry in str(v["evidence"]["error"])  # type: ignore[index]
+    assert verdicts["not an address"]["reason"] == "syntax"
+    assert [m["kind"] for t, m in recorder.sent if t == names.jobs] == ["duplicate"]

@@ -307,3 +307,44 @@ def test_replay_reverifies_from_the_submissions_topic(
         assert status.returncode == 0 and "completed" in status.stdout, status.stdout
     finally:
         worker.stop()
+
+
+def test_a_suppressed_domain_and_address_see_no_traffic_at_all(
+        stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    """#12: `mailsift suppress add` as a user runs it, then a job: the suppressed addresses
+    end `unknown`/`suppressed` and their domains see zero DNS queries and zero SMTP
+    connections in the world's counters; the other addresses are verified as ever."""
+    env = pipeline_env(world)
+    settings = settings_for(env)
+    added = _cli(env, "suppress", "add", "ok.test", "bob@catchall.test")
+    assert added.returncode == 0, added.stderr
+    before = world.stats()
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        emails = ["alice@ok.test", "carol@news.ok.test", "Bob@Catchall.test",
+                  "alice@notls.test"]
+
+        async def run() -> dict[str, tuple[str, str]]:
+            job = await submit_job(settings, emails)
+            outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in emails},
+                                         timeout=90)
+            return {v.email: (v.verdict, v.reason) for v in outcome.final_by_key().values()}
+
+        got = asyncio.run(run())
+    finally:
+        worker.stop()
+    assert got == {"alice@ok.test": ("unknown", "suppressed"),
+                   "carol@news.ok.test": ("unknown", "suppressed"),
+                   "Bob@Catchall.test": ("unknown", "suppressed"),
+                   "alice@notls.test": ("deliverable", "ok")}
+    after = world.stats()
+
+    def queries(stats: dict[str, Any], suffix: str) -> int:
+        return sum(n for name, n in stats["dns"]["queries"].items()
+                   if name.split("/")[0].endswith(suffix))
+
+    for suffix in ("ok.test", "catchall.test"):
+        assert queries(after, suffix) == queries(before, suffix), suffix
+    for host in ("mx.ok.test", "mx.catchall.test"):
+        assert after["mx"][host]["connections"] == before["mx"][host]["connections"], host
+    assert queries(after, "notls.test") > queries(before, "notls.test")  # the counters count

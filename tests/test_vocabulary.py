@@ -83,12 +83,15 @@ def test_strength_follows_our_verdict() -> None:
     for reason in PERMANENT_FAILURES:
         assert vendor_fields("zerobounce", row(reason))["status"] == "invalid"
         assert vendor_fields("neverbounce", row(reason))["result"] == "invalid"
-    for reason in INDETERMINATE:
+    for reason in INDETERMINATE - {Reason.SUPPRESSED}:
         assert vendor_fields("zerobounce", row(reason))["status"] == "unknown"
         assert vendor_fields("neverbounce", row(reason))["result"] == "unknown"
     for reason in RISKY_REASONS:
         assert vendor_fields("kickbox", row(reason))["result"] == "risky"
     assert vendor_fields("zerobounce", row(Reason.OK)) == {"status": "valid", "sub_status": ""}
+    # the documented exception: ZeroBounce has words of its own for a suppressed address
+    assert vendor_fields("zerobounce", row(Reason.SUPPRESSED)) == {
+        "status": "do_not_mail", "sub_status": "global_suppression"}
 
 
 @pytest.mark.parametrize(("vocabulary", "reason", "flags", "expected"), [

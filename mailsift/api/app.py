@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from mailsift.api import handlers, ops
+from mailsift.api import handlers, ops, suppressions
 from mailsift.api.auth import auth_middleware
 from mailsift.api.errors import error_middleware
 from mailsift.api.metrics import ApiMetrics, metrics_middleware
@@ -84,6 +84,9 @@ def create_app(settings: Settings, *,
     app.router.add_get("/v1/jobs/{job_id}", handlers.job_status)
     app.router.add_get("/v1/jobs/{job_id}/results", handlers.job_results)
     app.router.add_post("/v1/verify", handlers.verify)
+    app.router.add_get("/v1/suppressions", suppressions.list_suppressions)
+    app.router.add_post("/v1/suppressions", suppressions.add_suppressions)
+    app.router.add_delete("/v1/suppressions/{entry}", suppressions.remove_suppression)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)

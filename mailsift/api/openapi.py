@@ -5,7 +5,7 @@ generated from it and checks every answer against it.
 
 >>> doc = openapi_document()
 >>> doc["openapi"], len(doc["paths"]), doc["components"]["securitySchemes"]["bearerAuth"]["scheme"]
-('3.0.3', 8, 'bearer')
+('3.0.3', 10, 'bearer')
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from mailsift.api.handlers import (
     MAX_PAGE,
     MAX_VERIFY_TIMEOUT,
 )
+from mailsift.api.suppressions import MAX_ENTRIES
 from mailsift.api.webhooks import MAX_URL_LENGTH
 from mailsift.vocabulary import VOCABULARIES, words_of
 
@@ -109,6 +110,16 @@ _RESULT_ROW: dict[str, Any] = {
 }
 
 _SCHEMAS: dict[str, Any] = {
+    "Suppressions": {
+        "type": "object", "required": ["entries", "count"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "entries": {"type": "array", "items": {
+                "type": "object", "required": ["kind", "entry"],
+                "properties": {"kind": {"type": "string", "enum": ["domain", "address"]},
+                               "entry": _STR}}},
+        },
+    },
     "Error": {
         "type": "object", "required": ["error"],
         "properties": {"error": {
@@ -316,6 +327,50 @@ _PATHS: dict[str, Any] = {
                     "content": {"application/json": {"schema": _ref("VerifyResult")}}},
             **_errors("400", "401", "413", "415", "422", "429", "503"),
             "504": _error("No verdict within the timeout; `error.job_id` is the job to poll."),
+        },
+    }},
+    "/v1/suppressions": {
+        "get": {
+            "operationId": "listSuppressions",
+            "summary": "The suppression list: domains (and every name under them) and "
+                       "addresses never probed.",
+            "responses": {
+                "200": {"description": "Every entry.",
+                        "content": {"application/json": {"schema": _ref("Suppressions")}}},
+                **_errors("401", "422", "429", "503"),
+            },
+        },
+        "post": {
+            "operationId": "addSuppressions",
+            "summary": "Put domains or addresses on the suppression list (all or none).",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["entries"], "additionalProperties": False,
+                "properties": {"entries": {
+                    "type": "array", "minItems": 1, "maxItems": MAX_ENTRIES,
+                    "items": {"type": "string", "minLength": 1},
+                    "description": "Domains (`example.com`) or addresses; one that is "
+                                   "neither is a 422 and nothing is added."}}}}}},
+            "responses": {
+                "200": {"description": "How many were new.",
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["added", "already"],
+                            "properties": {"added": {"type": "integer", "minimum": 0},
+                                           "already": {"type": "integer", "minimum": 0}}}}}},
+                **_errors("400", "401", "413", "415", "422", "429", "503"),
+            },
+        },
+    },
+    "/v1/suppressions/{entry}": {"delete": {
+        "operationId": "removeSuppression",
+        "summary": "Take one domain or address off the suppression list.",
+        "parameters": [{"name": "entry", "in": "path", "required": True, "schema": _STR,
+                        "description": "A domain or an address, as it was added."}],
+        "responses": {
+            "200": {"description": "It is off the list.",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["removed"],
+                        "properties": {"removed": _STR}}}}},
+            **_errors("401", "404", "422", "429", "503"),
         },
     }},
     "/healthz": {"get": {

@@ -13,6 +13,7 @@ from mailsift.cli import (
     db_cmd,
     jobs_cmd,
     stack_cmd,
+    suppress_cmd,
     validate_cmd,
     worker_cmd,
 )
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(stack_cmd.app, name="stack")
 app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(db_cmd.sink_app, name="sink")
+app.add_typer(suppress_cmd.app, name="suppress")
 app.command(name="check")(check_cmd.check)
 app.command(name="validate")(validate_cmd.validate)
 app.command(name="worker")(worker_cmd.worker)
