@@ -51,7 +51,7 @@ def test_the_redis_list_and_the_cli(stack: Settings) -> None:
         return subprocess.run([sys.executable, "-m", "mailsift.cli.main", "suppress", *args],
                               env=env, capture_output=True, text=True, timeout=60)
 
-    added = cli("add", "example.com", "Jane@Other.ORG", "example.com")
+    added = cli("add", "example.com", "Jane@Other.ORG", "Example.COM")
     assert added.returncode == 0 and added.stdout.strip() == "2 added, 0 already on the list"
     assert cli("list").stdout.splitlines() == ["address jane@other.org", "domain example.com"]
     bad = cli("add", "ok.com", "no such thing")

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import typer
 
-from checks.suppression import entry_text
+from checks.suppression import entry_key, entry_text
 from mailsift.cli.errors import fail
 from mailsift.settings import load_settings
 
@@ -44,19 +44,25 @@ def _with_list(action: Callable[..., Awaitable[T]]) -> T:
         fail(str(exc))
 
 
+def _distinct(entries: list[str]) -> int:
+    """How many entries are different (``Example.com`` and ``example.com`` are one); the
+    list has validated them already."""
+    return len({entry_key(e) for e in entries})
+
+
 @app.command()
 def add(entries: list[str] = typer.Argument(..., help="Domains or addresses.")) -> None:
     """Put domains or addresses on the list: from now on intake gives them their verdict
     without any DNS or SMTP traffic."""
     new = _with_list(lambda s: s.add(entries))
-    print(f"{new} added, {len(set(entries)) - new} already on the list")
+    print(f"{new} added, {_distinct(entries) - new} already on the list")
 
 
 @app.command()
 def remove(entries: list[str] = typer.Argument(..., help="Domains or addresses.")) -> None:
     """Take domains or addresses off the list."""
     gone = _with_list(lambda s: s.remove(entries))
-    print(f"{gone} removed, {len(set(entries)) - gone} were not on the list")
+    print(f"{gone} removed, {_distinct(entries) - gone} were not on the list")
 
 
 @app.command(name="list")
