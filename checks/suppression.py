@@ -43,10 +43,10 @@ def entry_key(text: str) -> str:
             raise ValueError(f"{value!r} is not an address: {parsed.message}")
         return f"address:{parsed.dedupe_key}"
     domain = value.lower().rstrip(".")
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        ascii_domain = ""
+    # the IDNA form the addresses get (UTS-46 non-transitional, as email_validator makes
+    # it: ß stays ß), not the codec's IDNA 2003 (which makes straße strasse)
+    as_address = parse_address(f"x@{domain}", allow_test_tld=True) if domain else None
+    ascii_domain = as_address.ascii_domain if isinstance(as_address, ParsedAddress) else ""
     if not ascii_domain or len(ascii_domain) > 253 or not _LABELS.match(ascii_domain):
         raise ValueError(f"{value!r} is neither a domain nor an address")
     return f"domain:{ascii_domain}"

@@ -27,7 +27,8 @@ from typing import Any
 
 from agents.logcontext import JOB_ID, STAGE
 
-__all__ = ["mask_address", "mask_text", "install_masking", "strip_query", "logging_config",
+__all__ = ["mask_address", "mask_text", "install_masking", "strip_query", "strip_queries",
+           "logging_config",
            "ContextFilter"]
 
 # a local part and a domain as they appear in running text: no spaces, brackets, quotes
@@ -52,6 +53,19 @@ def mask_text(text: str) -> str:
     if "@" not in text:
         return text
     return _ADDRESS.sub(lambda m: f"{m.group(1)[:1]}***@{m.group(2)}", text)
+
+
+_URL_QUERY = re.compile(r"""(\w+://[^\s'"?#<>]*)[?#][^\s'"<>)]*""")
+
+
+def strip_queries(text: str) -> str:
+    """``text`` with the query string and fragment cut off every URL in it (an error
+    message names a URL in its own, normalized, spelling).
+
+    >>> strip_queries("ClientResponseError: 500, url='https://h.example/in?sig=x'")
+    "ClientResponseError: 500, url='https://h.example/in'"
+    """
+    return _URL_QUERY.sub(r"\1", text)
 
 
 def strip_query(url_or_path: str) -> str:
@@ -85,15 +99,19 @@ def install_masking(threshold: int = logging.INFO) -> None:
 def _mask_record(record: logging.LogRecord) -> None:
     try:
         message = record.getMessage()
-    except Exception:  # noqa: BLE001 - a bad format string: logging reports it itself
-        return
+    except Exception:  # noqa: BLE001 - a bad format string: its parts, masked, as text
+        message = f"{record.msg!r} % {record.args!r}"
     masked = mask_text(message)
     if masked != message:
-        record.msg, record.args = masked, None
+        # an empty tuple, not None: Faust's formatter makes (None,) of a None and formats
+        # the message with it again, which raises and loses the line
+        record.msg, record.args = masked, ()
     if record.exc_info and record.exc_info[0] is not None:
-        # formatted now, masked, and cached where every Formatter looks first
+        # formatted now and masked; without exc_info every formatter (the stdlib's and
+        # python-json-logger's, which would format exc_info itself) writes exc_text
         text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         record.exc_text = mask_text(text)
+        record.exc_info = None
     if record.stack_info:
         record.stack_info = mask_text(record.stack_info)
 

@@ -105,7 +105,8 @@ def test_the_api_access_log_has_no_query_string_and_no_address(
                 assert time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.2)
         for path, code in [("/v1/jobs/x?token=s3cret-in-url&limit=5", 401),
-                           ("/v1/verify/jane.doe@example.com", 401)]:
+                           ("/v1/verify/jane.doe@example.com", 401),
+                           ("/v1/suppressions/ann.lee%40example.com", 401)]:
             with pytest.raises(urllib.error.HTTPError) as info:
                 urllib.request.urlopen(base + path, timeout=5)
             assert info.value.code == code
@@ -115,7 +116,7 @@ def test_the_api_access_log_has_no_query_string_and_no_address(
         proc.wait(timeout=15)
     text = log_path.read_text()
     assert "s3cret-in-url" not in text and "limit=5" not in text, text
-    assert "jane.doe@" not in text, text
+    assert "jane.doe@" not in text and "ann.lee" not in text, text
     if log_format == "json":
         lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
         access = [e["message"] for e in lines if e["logger"] == "aiohttp.access"]
@@ -164,3 +165,40 @@ async def test_a_webhook_failure_names_the_url_without_its_query() -> None:
     assert not answer.ok and answer.retry
     assert "http://127.0.0.1:99999/hook" in answer.outcome
     assert "s3cret" not in answer.outcome
+
+
+def test_a_masked_line_survives_fausts_formatter_and_json_masks_tracebacks(
+        masked: None) -> None:
+    """The worker's text lines go through Faust's (mode's) formatter, which formats the
+    args again; JSON lines would format exc_info themselves: both must see the masking."""
+    import io
+
+    from mode.utils.logging import DefaultFormatter
+    from pythonjsonlogger.json import JsonFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    log = logging.getLogger("mailsift.test.formatters")
+    log.propagate, log.level = False, logging.INFO
+    log.addHandler(handler)
+    try:
+        handler.setFormatter(DefaultFormatter("%(levelname)s %(message)s"))
+        log.warning("verified %s", "jane.doe@example.com")
+        handler.setFormatter(JsonFormatter("%(levelname)s %(message)s"))
+        try:
+            raise ValueError("cannot handle jane.doe@example.com")
+        except ValueError:
+            log.exception("failed for %s", "jane.doe@example.com")
+    finally:
+        log.removeHandler(handler)
+    text_line, json_line = out.getvalue().splitlines()[0], out.getvalue().splitlines()[-1]
+    assert text_line == "WARNING verified j***@example.com"
+    assert "jane.doe@" not in out.getvalue()
+    assert "ValueError: cannot handle j***@example.com" in json.loads(json_line)["exc_info"]
+
+
+def test_strip_queries_cuts_every_url_in_a_text() -> None:
+    from mailsift.logs import strip_queries
+
+    text = "failed: url='HTTPS://Hook.Example/in?sig=s3cret' then http://x.test/a#frag ok"
+    assert strip_queries(text) == "failed: url='HTTPS://Hook.Example/in' then http://x.test/a ok"

@@ -19,6 +19,8 @@ from mailsift.settings import Settings
     ("example.com", "domain:example.com"), (" EXAMPLE.com. ", "domain:example.com"),
     ("Jane.Doe@Example.com", "address:jane.doe@example.com"),
     ("bücher.de", "domain:xn--bcher-kva.de"), ("ann@ok.test", "address:ann@ok.test"),
+    # the addresses' IDNA form (UTS-46: ß stays ß), not IDNA 2003's strasse.de
+    ("straße.de", "domain:xn--strae-oqa.de"),
 ])
 def test_entry_keys(text: str, key: str) -> None:
     assert entry_key(text) == key

@@ -20,5 +20,6 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info('%s "%s %s" %s %s %.3fs', request.remote, request.method,
-                         strip_query(request.rel_url.raw_path), response.status,
+                         # decoded: an address sent as %40 is masked like any other
+                         strip_query(request.rel_url.path), response.status,
                          response.body_length, time)

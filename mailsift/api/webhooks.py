@@ -37,7 +37,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from checks.dns import DnsError, DnspythonResolver
 from checks.netpolicy import is_contactable
-from mailsift.logs import strip_query
+from mailsift.logs import strip_queries, strip_query
 from mailsift.resolver import resolver_for
 from mailsift.settings import Settings
 
@@ -190,7 +190,7 @@ async def post_once(session: aiohttp.ClientSession, url: str, body: bytes, secre
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         # the URL's query may hold the receiver's secret: never in a log or the outbox
         text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-        return Answer(False, True, text.replace(url, strip_query(url)))
+        return Answer(False, True, strip_queries(text.replace(url, strip_query(url))))
     if 200 <= status < 300:
         return Answer(True, False, f"HTTP {status}", status)
     retry = not (400 <= status < 500 and status not in _RETRYABLE_4XX)
