@@ -7,7 +7,7 @@ final (``unknown`` with the last reason).
 The addresses of a stage batch are grouped by domain; each group joins its domain's next
 engine batch (:class:`~agents.batching.KeyedBatcher`, one batch per domain at a time).
 The results of a domain are produced as soon as that domain is done, so a slow domain
-holds back only its own verdicts.
+holds back only its own verdicts. A task of an erased job is dropped, unprobed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
+from agents.erased import without_erased
 from agents.events import decode_each
 from agents.ports import Done, Outcome, RawEvent, Record, Services
 from agents.verdicts import attempt_record, verdict_event
@@ -56,7 +57,9 @@ class DomainHandler:
         groups: dict[str, _Group] = {}
         records: list[Record] = []
         finished_events: list[int] = []
-        for i, task in decode_each(events, outcomes, AddressTask.decode):
+        tasks = await without_erased(self.s, "domain", decode_each(
+            events, outcomes, AddressTask.decode), lambda it: it[1].job_id)
+        for i, task in tasks:
             # intake's parse travels with the task (a list of distinct addresses would
             # otherwise run the syntax check twice: the memo is long gone by now)
             parsed = ParsedAddress.from_parts(task.email, task.domain, task.dedupe_key,

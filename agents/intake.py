@@ -3,7 +3,7 @@
 An input that is not an address gets its (final) syntax verdict at once, and so does a
 submission that breaks the schema but names its job (``Submission.salvage``): every
 submission of a job is accounted for, so the job completes. Only an event with no job goes
-to the dead letters. A repeat of an
+to the dead letters. A submission of an erased job is dropped. A repeat of an
 address already in the job is announced as a ``duplicate`` job event (it shares the first
 one's verdict). An address on the suppression list gets its final verdict (``unknown``,
 reason ``suppressed``) at once, without any DNS or SMTP traffic. Every other address goes
@@ -19,6 +19,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agents.erased import without_erased
 from agents.jobstore import job_key
 from agents.outage import retry_transient
 from agents.ports import Done, Outcome, RawEvent, Record, Services
@@ -52,7 +53,7 @@ class IntakeHandler:
                        ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         parse = self.s.engine.parse
-        by_job: dict[str, list[_Item]] = {}
+        items: list[_Item] = []
         for i, event in enumerate(events):
             try:
                 sub = Submission.decode(event.value)
@@ -66,8 +67,10 @@ class IntakeHandler:
                 # it still counts in its job: a final syntax verdict of its own
                 sub, dedupe_key = salvaged, "invalid:" + event.source
                 parsed = AddressProblem(sub.email, f"Not a valid submission: {exc}.")
-            by_job.setdefault(job_key(sub.job_id, sub.replay_id), []).append(
-                _Item(sub, parsed, dedupe_key, event.source))
+            items.append(_Item(sub, parsed, dedupe_key, event.source))
+        by_job: dict[str, list[_Item]] = {}
+        for item in await without_erased(self.s, "intake", items, lambda it: it.sub.job_id):
+            by_job.setdefault(job_key(item.sub.job_id, item.sub.replay_id), []).append(item)
         firsts: list[tuple[_Item, bool]] = []
         async with self._claiming:
             for jkey, items in by_job.items():

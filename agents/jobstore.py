@@ -18,7 +18,7 @@ deduplicated and tracked on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,4 +90,14 @@ class JobStore(Protocol):
 
     async def mark_completed(self, key: str) -> bool:
         """True exactly once per job run: whoever gets True announces completion."""
+        ...
+
+    async def erase(self, job_id: str) -> int:
+        """Forget every run of ``job_id`` and remember that it was erased (for good): the
+        number of keys removed."""
+        ...
+
+    async def erased(self, job_ids: Collection[str]) -> set[str]:
+        """Those of ``job_ids`` that were erased (one round trip); their events are left
+        alone by every stage."""
         ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from agents.jobstore import JobStore
@@ -91,6 +92,10 @@ class VerdictWriter(Protocol):
     async def write_verdicts(self, verdicts: Sequence[VerdictEvent]) -> None: ...
 
     async def write_job_event(self, event: JobEvent) -> None: ...
+
+    async def purge_expired(self, cutoff: datetime) -> Any:
+        """Remove the jobs with no activity since ``cutoff`` (the retention purge)."""
+        ...
 
 
 class VerdictBridge(Protocol):

@@ -4,6 +4,7 @@ Consumes ``verdicts`` and ``jobs`` (both keyed by job id). A job is complete whe
 ``created`` event said how many submissions it has and every one is accounted for: a unique
 address with a final verdict, or a duplicate. The ``completed`` event carries the counts by
 verdict; it is sent at least once (consumers should treat a repeat as the same event).
+The events of an erased job are not counted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
+from agents.erased import without_erased
 from agents.events import decode_each
 from agents.jobstore import JobProgress, job_key
 from agents.ports import Done, Outcome, RawEvent, Services
@@ -38,11 +40,18 @@ class ProgressHandler:
         outcomes: list[Outcome] = [None] * len(events)
         topics = self.s.topics
         finals: dict[str, list[_Final]] = {}
-        for _, v in decode_each(events, outcomes, VerdictEvent.decode, topic=topics.verdicts):
-            finals.setdefault(job_key(v.job_id, v.replay_id), []).append(
-                (v.job_id, v.replay_id, v.dedupe_key, v.verdict, v.source))
+        verdicts = [v for _, v in decode_each(events, outcomes, VerdictEvent.decode,
+                                              topic=topics.verdicts)]
         job_events = [e for _, e in decode_each(events, outcomes, JobEvent.decode,
                                                 topic=topics.jobs)]
+        # an erased job is not counted, so none of its keys comes back
+        both: list[VerdictEvent | JobEvent] = [*verdicts, *job_events]
+        kept = await without_erased(self.s, "progress", both, lambda e: e.job_id)
+        for v in kept:
+            if isinstance(v, VerdictEvent):
+                finals.setdefault(job_key(v.job_id, v.replay_id), []).append(
+                    (v.job_id, v.replay_id, v.dedupe_key, v.verdict, v.source))
+        job_events = [e for e in kept if isinstance(e, JobEvent)]
         waits = [self.finals.enqueue(jkey, items) for jkey, items in finals.items()]
         for job_event in job_events:
             await self._job_event(job_event)

@@ -5,6 +5,8 @@ succeeds, so an event is acked only once its row is in Postgres or its message w
 committed by RabbitMQ; while a sink's service is down, that stage waits and its window
 fills, and it resumes where it was when the service is back. A write that fails for
 another reason is narrowed down by the stage to the one event at fault (dead-lettered).
+Neither writes anything of an erased job: Postgres checks its tombstone in the same
+statement, the bridge asks the job store.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from agents.erased import without_erased
 from agents.events import decode_each
 from agents.outage import retry_transient
 from agents.ports import (
@@ -49,6 +52,7 @@ class PostgresSinkHandler:
 
 class BridgeHandler:
     def __init__(self, services: Services, bridge: VerdictBridge) -> None:
+        self.s = services
         self.bridge = bridge
         # wrong credentials or vhost: hold the verdicts (logged) until the operator fixes it
         self._also = (BridgeRefused,)
@@ -56,7 +60,11 @@ class BridgeHandler:
     async def __call__(self, events: Sequence[RawEvent], done: Done | None = None
                        ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
-        verdicts = [v for _, v in decode_each(events, outcomes, VerdictEvent.decode)]
+        # a verdict of an erased job is not handed on
+        verdicts = await without_erased(
+            self.s, "rabbitmq bridge",
+            (v for _, v in decode_each(events, outcomes, VerdictEvent.decode)),
+            lambda v: v.job_id)
         if verdicts:
             await retry_transient("rabbitmq bridge", lambda: self.bridge.publish(verdicts),
                                   also=self._also)

@@ -104,7 +104,8 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
             ),
         )
         jobs: JobStore = RedisJobStore(client, prefix=settings.redis_prefix,
-                                       rebuild=rebuilder(settings))
+                                       rebuild=rebuilder(settings),
+                                       ttl_seconds=settings.job_ttl_seconds())
         suppression = RedisSuppressionList(client, prefix=settings.redis_prefix)
     else:
         engine = Engine(config)

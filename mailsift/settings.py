@@ -410,7 +410,18 @@ class Settings:
     api_tokens: tuple[str, ...] = _setting(
         "MAILSIFT_API_TOKENS", "", _tokens,
         "Comma list of bearer tokens the HTTP API accepts; empty = only /healthz, /readyz "
-        "and /openapi.json answer.")
+        "and /openapi.json answer. A token sees only the jobs it submitted.")
+    api_admin_tokens: tuple[str, ...] = _setting(
+        "MAILSIFT_API_ADMIN_TOKENS", "", _tokens,
+        "Comma list of admin bearer tokens: they see and delete every job (also those "
+        "submitted by the CLI or upstream) and manage the suppression list.")
+    api_job_max_addresses: int = _setting(
+        "MAILSIFT_API_JOB_MAX_ADDRESSES", "1000000", _int_range(1, 1_000_000_000),
+        "Most addresses one API job may hold (more gets 413).")
+    api_daily_addresses: int = _setting(
+        "MAILSIFT_API_DAILY_ADDRESSES", "0", _int_range(0, 1_000_000_000),
+        "Addresses a (non-admin) token may submit per UTC day, jobs and /v1/verify "
+        "together (over it gets 429 until midnight UTC); 0 = no quota.")
     api_max_body: int = _setting(
         "MAILSIFT_API_MAX_BODY", "10485760", _int_range(1024, 1 << 30),
         "Largest request body the HTTP API accepts, in bytes (larger gets 413).")
@@ -437,8 +448,13 @@ class Settings:
         "Accept addresses under the reserved .test TLD (the simulated world uses it).")
     retention_days: float = _setting(
         "MAILSIFT_RETENTION_DAYS", "30", _positive(" of days"),
-        "Days a job's events are kept: the retention.ms of every Kafka topic mailsift "
-        "creates (a topic made earlier with another value is named in a warning).")
+        "Days a job is kept: the retention.ms of every Kafka topic mailsift creates (a topic "
+        "made earlier with another value is named in a warning), the age at which the "
+        "purge removes a job from Postgres, and the longest a job's Redis keys live.")
+    purge_interval: float = _setting(
+        "MAILSIFT_PURGE_INTERVAL", "3600", _seconds_or_zero,
+        "Seconds between a worker's purges of the jobs older than MAILSIFT_RETENTION_DAYS "
+        "from Postgres (0 = never; `mailsift db purge` runs one now).")
     log_format: str = _setting(
         "MAILSIFT_LOG_FORMAT", "text", _one_of("text", "json"),
         "Log lines of `mailsift worker` and `mailsift api`: text, or json (one object a "
@@ -446,6 +462,16 @@ class Settings:
     stack_dir: Path = _setting(
         "MAILSIFT_STACK_DIR", ".mailsift", _path,
         "Where `mailsift stack` keeps data, logs and PID files.")
+
+    @property
+    def retention_seconds(self) -> float:
+        """``MAILSIFT_RETENTION_DAYS`` in seconds."""
+        return self.retention_days * 86_400.0
+
+    def job_ttl_seconds(self, default: float = 7 * 86_400.0) -> float:
+        """How long a job's Redis keys live after their last write: ``default``, but never
+        longer than the retention."""
+        return min(default, self.retention_seconds)
 
     @classmethod
     def fields_table(cls) -> list[tuple[str, str, str]]:

@@ -4,7 +4,13 @@
   after the submissions; an upstream producer sends it when its list is complete);
 * ``duplicate`` — a submission repeated an address already in the job (it shares that
   address's verdict; ``source`` names it);
-* ``completed`` — every submission is accounted for; ``counts`` by verdict.
+* ``completed`` — every submission is accounted for; ``counts`` by verdict;
+* ``deleted`` — the job was erased (``mailsift jobs delete``, ``DELETE /v1/jobs/{id}``):
+  every reader of the log (the sinks, ``replay``, ``sink rebuild``, the job-state rebuild)
+  leaves the job's other events alone from then on (see ``streams.erasure``).
+
+A ``created`` event of a job submitted through the API names its ``owner``: a fingerprint
+of the API token (never the token), so the job stays that token's after a rebuild.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from schemas.base import (
 
 __all__ = ["JobEvent", "JOB_KINDS"]
 
-JOB_KINDS = frozenset({"created", "duplicate", "completed"})
+JOB_KINDS = frozenset({"created", "duplicate", "completed", "deleted"})
 
 
 @dataclass(slots=True)
@@ -37,6 +43,7 @@ class JobEvent(EventRecord):
     source: str | None = None
     replay_id: str | None = None
     at: str | None = None
+    owner: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -55,4 +62,5 @@ class JobEvent(EventRecord):
             raise SchemaError("field 'total' must be a non-negative integer")
         return cls(job_id=field_str(data, "job_id"), kind=kind, total=total,
                    counts=field_dict(data, "counts"), source=field_opt_str(data, "source"),
-                   replay_id=field_opt_str(data, "replay_id"), at=field_opt_str(data, "at"))
+                   replay_id=field_opt_str(data, "replay_id"), at=field_opt_str(data, "at"),
+                   owner=field_opt_str(data, "owner", max_len=200))

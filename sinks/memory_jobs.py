@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from agents.jobstore import Final, JobProgress
 
@@ -18,6 +18,7 @@ class MemoryJobStore:
         self._totals: dict[str, int] = {}
         self._final: dict[str, dict[str, str]] = {}
         self._completed: set[str] = set()
+        self._erased: set[str] = set()
 
     async def claim(self, key: str, dedupe_key: str, source: str) -> bool:
         first = self._claims.setdefault(key, {}).setdefault(dedupe_key, source)
@@ -63,3 +64,17 @@ class MemoryJobStore:
             return False
         self._completed.add(key)
         return True
+
+    async def erase(self, job_id: str) -> int:
+        self._erased.add(job_id)
+        runs = {k for table in (self._claims, self._dups, self._totals, self._final)
+                for k in table if k == job_id or k.startswith(job_id + "@")}
+        runs |= {k for k in self._completed if k == job_id or k.startswith(job_id + "@")}
+        for table in (self._claims, self._dups, self._totals, self._final):
+            for k in runs:
+                table.pop(k, None)
+        self._completed -= runs
+        return len(runs)
+
+    async def erased(self, job_ids: Collection[str]) -> set[str]:
+        return set(job_ids) & self._erased

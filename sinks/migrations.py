@@ -42,4 +42,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (2, "verdict score", """
         ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS score smallint;  -- 0-100, checks.score
     """),
+    (3, "erased jobs, job owners, verdicts by age", """
+        -- a job erased on request: its rows are gone, and no late or replayed event of it
+        -- may write one again (job id and time only: no address)
+        CREATE TABLE IF NOT EXISTS deleted_jobs (
+            job_id     text PRIMARY KEY,
+            deleted_at timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE jobs ADD COLUMN IF NOT EXISTS owner text;  -- API token fingerprint
+        CREATE INDEX IF NOT EXISTS verdicts_by_checked_at ON verdicts (checked_at);
+        CREATE INDEX IF NOT EXISTS jobs_by_created_at ON jobs (created_at);
+    """),
 ]

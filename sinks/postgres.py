@@ -5,6 +5,13 @@
 * :meth:`PostgresSink.write_verdicts` upserts a batch keyed by ``(job_id, address_key)``:
   a redelivered verdict never makes a second row, and a verdict only replaces one that was
   checked no later than itself (a newer attempt or replay wins, an old redelivery does not).
+* :meth:`PostgresSink.erase_job` removes a job's rows and leaves a tombstone
+  (``deleted_jobs``): every write checks it, so no late, redelivered or rebuilt event of an
+  erased job writes a row again. Writers hold a shared advisory lock and the eraser the
+  exclusive one, so a write in flight when the job is erased is either done before the
+  erasure (and removed by it) or sees the tombstone.
+* :meth:`PostgresSink.purge_expired` removes the jobs with no activity since a cutoff
+  (``MAILSIFT_RETENTION_DAYS``).
 * Connection failures propagate as the transient errors :mod:`streams.stage` retries: the
   sink never acks a verdict Postgres does not have.
 
@@ -17,6 +24,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,16 +34,22 @@ import orjson
 from schemas import JobEvent, VerdictEvent
 from sinks.migrations import MIGRATIONS
 
-__all__ = ["PostgresSink", "dedupe_newest"]
+__all__ = ["PostgresSink", "ErasedRows", "dedupe_newest"]
 
 T = TypeVar("T")
 _LOCK_ID = 0x6D61696C73696674  # "mailsift"
+#: writers take it shared, an erasure exclusive (see the module's docstring)
+_ERASE_LOCK_ID = 0x6D61696C65726173  # "mailerase"
+_NOT_ERASED = "NOT EXISTS (SELECT 1 FROM deleted_jobs d WHERE d.job_id = $1)"
 
-_UPSERT = """
+_UPSERT = f"""
 INSERT INTO verdicts (job_id, address_key, email, normalized, verdict, reason, temporary,
                       attempt, checked_at, replay_id, request_id, metadata, evidence, source,
                       worker, score)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14, $15, $16)
+SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::boolean,
+       $8::integer, $9::timestamptz, $10::text, $11::text, $12::jsonb, $13::jsonb, $14::text,
+       $15::text, $16::smallint
+WHERE {_NOT_ERASED}
 ON CONFLICT (job_id, address_key) DO UPDATE SET
     email = EXCLUDED.email, normalized = EXCLUDED.normalized, verdict = EXCLUDED.verdict,
     reason = EXCLUDED.reason, temporary = EXCLUDED.temporary, attempt = EXCLUDED.attempt,
@@ -51,16 +65,49 @@ _ROWS = """SELECT address_key, email, normalized, verdict, reason, temporary, ev
                  score
 FROM verdicts WHERE job_id = $1"""
 
-_JOB_CREATED = """
-INSERT INTO jobs (job_id, run, total, created_at) VALUES ($1, $2, $3, $4)
+_JOB_CREATED = f"""
+INSERT INTO jobs (job_id, run, total, created_at, owner)
+SELECT $1::text, $2::text, $3::integer, $4::timestamptz, $5::text WHERE {_NOT_ERASED}
 ON CONFLICT (job_id, run) DO UPDATE SET total = EXCLUDED.total,
-    created_at = COALESCE(jobs.created_at, EXCLUDED.created_at)
+    created_at = COALESCE(jobs.created_at, EXCLUDED.created_at),
+    owner = COALESCE(jobs.owner, EXCLUDED.owner)
 """
-_JOB_COMPLETED = """
-INSERT INTO jobs (job_id, run, total, completed_at, counts) VALUES ($1, $2, $3, $4, $5::jsonb)
+_JOB_COMPLETED = f"""
+INSERT INTO jobs (job_id, run, total, completed_at, counts)
+SELECT $1::text, $2::text, $3::integer, $4::timestamptz, $5::jsonb WHERE {_NOT_ERASED}
 ON CONFLICT (job_id, run) DO UPDATE SET completed_at = EXCLUDED.completed_at,
     counts = EXCLUDED.counts, total = COALESCE(jobs.total, EXCLUDED.total)
 """
+# a job expires when nothing of it (a run created or completed, a verdict checked) is as
+# new as the cutoff: the candidates come from the two time indexes, then each is checked
+_PURGE = """
+WITH candidates AS (
+    SELECT job_id FROM jobs WHERE created_at < $1
+    UNION SELECT DISTINCT job_id FROM verdicts WHERE checked_at < $1
+), expired AS (
+    SELECT c.job_id FROM candidates c
+    WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = c.job_id
+                      AND (j.created_at >= $1 OR j.completed_at >= $1))
+      AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.job_id = c.job_id
+                      AND v.checked_at >= $1)
+), gone_verdicts AS (
+    DELETE FROM verdicts v USING expired e WHERE v.job_id = e.job_id RETURNING 1
+), gone_runs AS (
+    DELETE FROM jobs j USING expired e WHERE j.job_id = e.job_id RETURNING 1
+)
+SELECT (SELECT count(*) FROM expired) AS jobs, (SELECT count(*) FROM gone_runs) AS runs,
+       (SELECT count(*) FROM gone_verdicts) AS verdicts
+"""
+
+
+@dataclass(frozen=True)
+class ErasedRows:
+    """What an erasure or a purge removed: jobs, their runs (original and replays), and
+    verdict rows."""
+
+    jobs: int
+    runs: int
+    verdicts: int
 
 
 def dedupe_newest(rows: Iterable[T], *, key: Callable[[T], Hashable],
@@ -141,18 +188,73 @@ class PostgresSink:
             (self._row(v) for v in verdicts), key=lambda r: (r[0], r[1]), newest=lambda r: r[8])
         pool = await self.pool()
         async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _ERASE_LOCK_ID)
             await conn.executemany(_UPSERT, rows)
 
     async def write_job_event(self, event: JobEvent) -> None:
+        """A ``created`` or ``completed`` event updates the job's run, ``deleted`` erases
+        the job (as :meth:`erase_job`); the others are not kept here."""
+        if event.kind == "deleted":
+            await self.erase_job(event.job_id)
+            return
         if event.kind not in {"created", "completed"}:
             return
         pool = await self.pool()
         run = event.replay_id or ""
-        if event.kind == "created":
-            await pool.execute(_JOB_CREATED, event.job_id, run, event.total, _ts(event.at))
-        else:
-            await pool.execute(_JOB_COMPLETED, event.job_id, run, event.total, _ts(event.at),
-                               _json(event.counts or {}))
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _ERASE_LOCK_ID)
+            if event.kind == "created":
+                await conn.execute(_JOB_CREATED, event.job_id, run, event.total,
+                                   _ts(event.at), event.owner)
+            else:
+                await conn.execute(_JOB_COMPLETED, event.job_id, run, event.total,
+                                   _ts(event.at), _json(event.counts or {}))
+
+    async def erase_job(self, job_id: str) -> ErasedRows:
+        """Remove every row of ``job_id`` (all its runs) and leave its tombstone; again for
+        an erased job, it removes nothing and keeps the first tombstone's time."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ERASE_LOCK_ID)
+            await conn.execute("INSERT INTO deleted_jobs (job_id) VALUES ($1) "
+                               "ON CONFLICT (job_id) DO NOTHING", job_id)
+            verdicts = await conn.fetchval(
+                "WITH gone AS (DELETE FROM verdicts WHERE job_id = $1 RETURNING 1) "
+                "SELECT count(*) FROM gone", job_id)
+            runs = await conn.fetchval(
+                "WITH gone AS (DELETE FROM jobs WHERE job_id = $1 RETURNING 1) "
+                "SELECT count(*) FROM gone", job_id)
+        return ErasedRows(jobs=1 if runs or verdicts else 0, runs=int(runs),
+                          verdicts=int(verdicts))
+
+    async def is_erased(self, job_id: str) -> bool:
+        """Whether ``job_id`` was erased (it has a tombstone)."""
+        return bool(await (await self.pool()).fetchval(
+            "SELECT 1 FROM deleted_jobs WHERE job_id = $1", job_id))
+
+    async def purge_expired(self, cutoff: datetime) -> ErasedRows:
+        """Remove every job with no activity since ``cutoff`` (no run created or completed
+        and no verdict checked at or after it): all its runs and verdicts."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_PURGE, cutoff)
+        return ErasedRows(jobs=int(row["jobs"]), runs=int(row["runs"]),
+                          verdicts=int(row["verdicts"]))
+
+    async def list_jobs(self, *, owner: str | None, limit: int) -> list[Any]:
+        """The original runs of ``owner``'s jobs (None: every job), newest first."""
+        pool = await self.pool()
+        sql = ("SELECT job_id, total, created_at, completed_at, counts FROM jobs "
+               "WHERE run = ''" + (" AND owner = $2" if owner is not None else "")
+               + " ORDER BY created_at DESC NULLS LAST, job_id LIMIT $1")
+        args: list[Any] = [limit] + ([owner] if owner is not None else [])
+        return list(await pool.fetch(sql, *args))
+
+    async def job_owner(self, job_id: str) -> str | None:
+        """The owner (API token fingerprint) of the job's original run, if it has one."""
+        owner = await (await self.pool()).fetchval(
+            "SELECT owner FROM jobs WHERE job_id = $1 AND run = ''", job_id)
+        return None if owner is None else str(owner)
 
     async def job_summary(self, job_id: str) -> dict[str, Any]:
         """Progress of a job as stored: total, completion and counts by verdict."""

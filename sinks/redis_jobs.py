@@ -29,6 +29,12 @@ Key layout (``prefix`` defaults to ``"mailsift:"``)::
     {prefix}job:{key}:finals           hash    dedupe key -> final verdict
     {prefix}job:{key}:by_verdict       hash    verdict -> count of final verdicts
     {prefix}job:{key}:completed        string  "1" once completion was announced
+    {prefix}jobs:erased                zset    job ids erased on request -> when (ms)
+
+An erased job (:meth:`RedisJobStore.erase`) loses every key of every run at once; its id
+stays in ``jobs:erased`` (no address), which the stages ask before they count anything of
+a job, so a late event of it never brings a key back. The rebuild puts the ids back from
+the ``deleted`` events of the log.
 """
 
 from __future__ import annotations
@@ -36,15 +42,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import redis.asyncio
 from redis.exceptions import ResponseError
 
 from agents.jobstore import Final, JobProgress
-from sinks.redis_client import as_int, guarded
+from sinks.redis_client import as_int, as_text, guarded
 
 __all__ = ["RedisJobStore", "Rebuild", "LOST", "nothing_to_rebuild"]
 
@@ -178,6 +185,7 @@ class RedisJobStore:
         self.rebuild = rebuild
         self.intact_key = f"{prefix}jobs:intact"
         self.lock_key = f"{prefix}jobs:rebuilding"
+        self.erased_key = f"{prefix}jobs:erased"
         self._lock_ms = max(1, math.ceil(rebuild_lock_seconds * 1000))
         self._ttl_ms = max(1, math.ceil(ttl_seconds * 1000))
         self._recovering: asyncio.Lock | None = None
@@ -243,6 +251,39 @@ class RedisJobStore:
         """True exactly once per job run (until its keys expire)."""
         return as_int(await self._run(self._completed, key, [self._ttl_ms])) == 1
 
+    async def erase(self, job_id: str) -> int:
+        """Remember ``job_id`` as erased, then remove the keys of all its runs (``job_id``
+        and ``job_id@replay``); the number of keys removed."""
+        await guarded(self.redis.zadd(self.erased_key, {job_id: int(time.time() * 1000)}))
+        runs = {job_id}
+        # replay runs are ``job_id@replay_id``; a key is the job's only when what follows
+        # the ``@`` is one replay id (job "a" must not take job "a@b:c"'s keys)
+        head = f"{self.prefix}job:{job_id}@"
+        async for found in self.redis.scan_iter(match=f"{self.prefix}job:"
+                                                f"{_glob_escape(job_id)}@*", count=1000):
+            rest = as_text(found)[len(head):]
+            replay_id, _, part = rest.rpartition(":")
+            if part in _JOB_PARTS and replay_id and not set(replay_id) & {"@", ":"}:
+                runs.add(f"{job_id}@{replay_id}")
+        removed = 0
+        for run in sorted(runs):
+            removed += as_int(await guarded(self.redis.unlink(*self.keys(run))))
+        return removed
+
+    async def erased(self, job_ids: Collection[str]) -> set[str]:
+        """Those of ``job_ids`` that were erased: one ``ZMSCORE``."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return set()
+        scores = await guarded(self.redis.zmscore(self.erased_key, ids))
+        return {job for job, score in zip(ids, scores, strict=True) if score is not None}
+
+    async def restore_erased(self, job_ids: Collection[str]) -> None:
+        """Put back erased job ids (for ``rebuild``: the ``deleted`` events of the log)."""
+        if job_ids:
+            now = int(time.time() * 1000)
+            await guarded(self.redis.zadd(self.erased_key, dict.fromkeys(job_ids, now), nx=True))
+
     # --- rebuilding a lost state ---------------------------------------------------------
 
     async def restore(self, key: str, *, total: int | None = None, completed: bool = False,
@@ -291,6 +332,15 @@ class RedisJobStore:
                             await guarded(self.redis.delete(self.lock_key))
                 else:
                     await asyncio.sleep(0.5)  # another process is rebuilding it
+
+
+def _glob_escape(text: str) -> str:
+    r"""``text`` matched literally in a ``SCAN MATCH`` pattern.
+
+    >>> _glob_escape("a*b[1]?")
+    'a\\*b\\[1\\]\\?'
+    """
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _progress(state: Any) -> JobProgress:

@@ -189,6 +189,14 @@ class RedisWebhookOutbox:
                   self._ttl]))
         return bool(as_int(applied))
 
+    async def forget(self, job_id: str) -> int:
+        """Drop the job's delivery, whatever its state (the job was erased): keys removed."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.due_key, job_id)
+            pipe.unlink(self.key(job_id), self.log_key(job_id), f"{LEGACY_SENT_PREFIX}{job_id}")
+            _due, removed = await guarded(pipe.execute())
+        return as_int(removed)
+
     async def status(self, job_id: str) -> dict[str, Any] | None:
         """The delivery of ``job_id`` as ``GET /v1/jobs/{id}`` shows it (None: none yet)."""
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -27,7 +27,8 @@ from streams.topics import bootstrap_servers, ensure_topics
 T = TypeVar("T")
 
 __all__ = ["scan_records", "new_job_id", "submit_job", "submit_emails", "follow", "Followed",
-           "read_topic", "job_progress", "job_verdicts", "kafka_calls", "dedupe_key"]
+           "read_topic", "job_progress", "job_verdicts", "kafka_calls", "dedupe_key",
+           "publish_job_event", "erased_jobs", "JobErased"]
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
@@ -77,19 +78,21 @@ def new_job_id() -> str:
 
 async def submit_job(settings: Settings, emails: Iterable[str], *, job_id: str | None = None,
                      request_ids: Sequence[str] | None = None,
-                     metadata: dict[str, Any] | None = None) -> str:
+                     metadata: dict[str, Any] | None = None, owner: str | None = None) -> str:
     """Produce one submission per address, then the job's ``created`` event; return the id."""
     job, _ = await submit_emails(settings, emails, job_id=job_id, request_ids=request_ids,
-                                 metadata=metadata)
+                                 metadata=metadata, owner=owner)
     return job
 
 
 async def submit_emails(settings: Settings, emails: Iterable[str], *,
                         job_id: str | None = None,
                         request_ids: Sequence[str] | None = None,
-                        metadata: dict[str, Any] | None = None) -> tuple[str, int]:
+                        metadata: dict[str, Any] | None = None,
+                        owner: str | None = None) -> tuple[str, int]:
     """:func:`submit_job` for ``emails`` of any length, read as they are produced (at
-    most 10,000 unacknowledged at a time); returns the job id and how many there were."""
+    most 10,000 unacknowledged at a time); returns the job id and how many there were.
+    ``owner`` (an API token's fingerprint) goes in the ``created`` event."""
     job_id = job_id or new_job_id()
     names, producer = await _producer(settings)
     total = 0
@@ -106,11 +109,20 @@ async def submit_emails(settings: Settings, emails: Iterable[str], *,
                 await asyncio.gather(*futures)
                 futures = []
         await asyncio.gather(*futures)
-        created = JobEvent.create(job_id, "created", total=total)
+        created = JobEvent.create(job_id, "created", total=total, owner=owner)
         await producer.send_and_wait(names.jobs, created.dumps(), key=key)
     finally:
         await producer.stop()
     return job_id, total
+
+
+async def publish_job_event(settings: Settings, event: JobEvent) -> None:
+    """Produce one job event (keyed by its job) and wait until the broker has it."""
+    names, producer = await _producer(settings)
+    try:
+        await producer.send_and_wait(names.jobs, event.dumps(), key=event.job_id.encode())
+    finally:
+        await producer.stop()
 
 
 async def _producer(settings: Settings) -> tuple[TopicNames, AIOKafkaProducer]:
@@ -273,12 +285,29 @@ async def job_progress(settings: Settings, job_id: str,
         await client.aclose()
 
 
+class JobErased(LookupError):
+    """The job asked for was erased (``mailsift jobs delete``); the message says so."""
+
+
+async def erased_jobs(settings: Settings) -> set[str]:
+    """The ids of the jobs erased on request: their ``deleted`` events in ``jobs``."""
+    names = TopicNames.from_settings(settings)
+    return {event.job_id async for event in scan_records(settings, names.jobs, JobEvent.decode)
+            if event.kind == "deleted"}
+
+
 async def job_verdicts(settings: Settings, job_id: str, replay_id: str | None = None
                        ) -> dict[str, VerdictEvent]:
-    """The latest verdict per address of a job run, read from the ``verdicts`` topic."""
+    """The latest verdict per address of a job run, read from the ``verdicts`` topic;
+    :class:`JobErased` for an erased job (its verdicts are still in the topic until the
+    retention removes them, but they are not read)."""
     names = TopicNames.from_settings(settings)
     out: dict[str, VerdictEvent] = {}
-    for _, _, _, value in await read_topic(settings, names.verdicts):
+    erased, records = await asyncio.gather(erased_jobs(settings),
+                                           read_topic(settings, names.verdicts))
+    if job_id in erased:
+        raise JobErased(f"job {job_id} was erased (mailsift jobs delete)")
+    for _, _, _, value in records:
         try:
             verdict = VerdictEvent.decode(value)
         except SchemaError:

@@ -7,6 +7,8 @@ from the beginning gives back everything :class:`sinks.redis_jobs.RedisJobStore`
 except the claims of addresses that had no verdict yet (see that module for why a job
 still completes with exact counts).
 
+The ``deleted`` events put back the ids of erased jobs, and none of those jobs' keys.
+
 Records stamped after the rebuild started are left to the stages: theirs is the
 bookkeeping that was refused while the state was missing, so it was not acknowledged.
 """
@@ -41,7 +43,11 @@ async def rebuild_job_state(settings: Settings, store: RedisJobStore, *,
     totals: dict[str, int] = {}
     completed: set[str] = set()
     duplicates: dict[str, list[str]] = defaultdict(list)
+    erased: set[str] = set()
     async for event in scan_records(settings, names.jobs, JobEvent.decode, until_ms=until):
+        if event.kind == "deleted":
+            erased.add(event.job_id)
+            continue
         jkey = job_key(event.job_id, event.replay_id)
         if event.kind == "created" and event.total is not None:
             totals[jkey] = event.total
@@ -49,6 +55,13 @@ async def rebuild_job_state(settings: Settings, store: RedisJobStore, *,
             duplicates[jkey].append(event.source)
         elif event.kind == "completed":
             completed.add(jkey)
+    # an erased job gets none of its keys back, and stays erased
+    await store.restore_erased(erased)
+    for jkey in list(totals) + list(completed) + list(duplicates):
+        if jkey.partition("@")[0] in erased:
+            totals.pop(jkey, None)
+            completed.discard(jkey)
+            duplicates.pop(jkey, None)
     for jkey in set(totals) | completed | set(duplicates):
         sources = duplicates.get(jkey, [])
         for i in range(0, max(1, len(sources)), batch_size):
@@ -62,6 +75,8 @@ async def rebuild_job_state(settings: Settings, store: RedisJobStore, *,
 
     async for verdict in scan_records(settings, names.verdicts, VerdictEvent.decode,
                                       until_ms=until):
+        if verdict.job_id in erased:
+            continue
         jkey = job_key(verdict.job_id, verdict.replay_id)
         pending[jkey].append((verdict.dedupe_key, verdict.verdict, verdict.source))
         verdicts += 1

@@ -6,7 +6,8 @@ end offsets, which not every Kafka-compatible broker reports reliably (Tansu doe
 Matching submissions are copied to the ``replays`` topic with a fresh ``replay_id``,
 followed by one ``created`` job event per job; the workers check them again and emit new
 verdicts (new ``checked_at``; the ``replay_id`` tells them apart), and each job's replay
-run completes on its own.
+run completes on its own. An erased job (a ``deleted`` event in ``jobs``) is never
+replayed: its submissions are skipped, and asking for it by id is refused.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from aiokafka import AIOKafkaProducer
 
 from mailsift.settings import Settings
 from schemas import JobEvent, SchemaError, Submission, submission_key
-from streams.client import dedupe_key, scan_topic
+from streams.client import JobErased, dedupe_key, erased_jobs, scan_topic
 from streams.topics import bootstrap_servers, ensure_topics
 
-__all__ = ["ReplaySummary", "replay", "parse_since"]
+__all__ = ["ReplaySummary", "JobErased", "replay", "parse_since"]
 
 
 @dataclass
@@ -31,6 +32,8 @@ class ReplaySummary:
     replay_id: str
     scanned: int = 0
     skipped_malformed: int = 0
+    #: submissions of erased jobs, left alone
+    skipped_erased: int = 0
     jobs: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -63,6 +66,9 @@ async def replay(settings: Settings, *, job_id: str | None = None,
                  since: datetime | None = None) -> ReplaySummary:
     """Copy the matching submissions to ``replays``; with no filter, all of them."""
     names = await ensure_topics(settings)
+    erased = await erased_jobs(settings)
+    if job_id is not None and job_id in erased:
+        raise JobErased(f"job {job_id} was erased (mailsift jobs delete): it is not replayed")
     summary = ReplaySummary(replay_id=uuid.uuid4().hex[:12])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings), acks="all",
                                 linger_ms=5)
@@ -77,6 +83,9 @@ async def replay(settings: Settings, *, job_id: str | None = None,
                 summary.skipped_malformed += 1
                 continue
             if job_id is not None and sub.job_id != job_id:
+                continue
+            if sub.job_id in erased:
+                summary.skipped_erased += 1
                 continue
             if since is not None and _submitted_at(sub, msg.timestamp) < since:
                 continue

@@ -36,6 +36,7 @@ from streams.fastconsumer import install as install_fast_consumer
 from streams.metrics import WorkerMetrics, install_web
 from streams.monitor import LeanMonitor
 from streams.publisher import FaustPublisher
+from streams.purge import purge_forever
 from streams.readiness import install_readiness
 from streams.stage import run_stage
 from streams.worker import WorkerStartError
@@ -143,6 +144,13 @@ def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
     if services.sink is not None:
         stage("sink-postgres", topic(names.verdicts, names.jobs),
               PostgresSinkHandler(services, services.sink), in_flight, linger=0.05)
+    if services.sink is not None and settings.purge_interval > 0:
+        sink = services.sink
+
+        async def retention_purge() -> None:
+            await purge_forever(settings, sink)
+
+        app.task(retention_purge)
     if services.bridge is not None:
         stage("bridge-rabbitmq", topic(names.verdicts),
               BridgeHandler(services, services.bridge), in_flight, linger=0.05)

@@ -44,6 +44,9 @@ from tests.pipeline_support import (
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
 TOKEN = "test-" + uuid.uuid4().hex
+ADMIN = "admin-" + uuid.uuid4().hex
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
+OTHER_AUTH = {"Authorization": "Bearer other-token"}
 SECRET = "whsec-" + uuid.uuid4().hex
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 64 * 1024
@@ -58,6 +61,7 @@ JOB_VERDICTS = {"alice@ok.test": "deliverable", "nobody@ok.test": "undeliverable
 def api_env(**overrides: str) -> dict[str, str]:
     return {
         "MAILSIFT_API_TOKENS": f"other-token,{TOKEN}",
+        "MAILSIFT_API_ADMIN_TOKENS": ADMIN,
         "MAILSIFT_API_RATE": "1000", "MAILSIFT_API_BURST": "1000",
         "MAILSIFT_API_MAX_BODY": str(MAX_BODY),
         "MAILSIFT_WEBHOOK_SECRET": SECRET,
@@ -155,11 +159,17 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
         await server.close()
 
 
-async def wait_completed(api: Api, job_id: str, timeout: float = 90) -> dict[str, Any]:
+async def wait_completed(api: Api, job_id: str, timeout: float = 90,
+                         headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Until the job is completed; a job the API did not submit may be unknown (404) until
+    a worker has seen it."""
     deadline = time.monotonic() + timeout
     body: Any = None
     while time.monotonic() < deadline:
-        status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}")
+        status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}", headers=headers or {})
+        if status == 404 and headers is not None:
+            await asyncio.sleep(0.3)
+            continue
         assert status == 200, body
         if body["status"] == "completed" and body["stored"] >= sum(body["counts"].values()):
             return dict(body)
@@ -475,27 +485,154 @@ async def test_readyz_and_errors_are_503_when_services_are_down(pipeline: Settin
 
 async def test_the_suppression_list_over_http(api: Api) -> None:
     """POST adds (all or none), GET lists, DELETE takes one off; the same list as
-    `mailsift suppress` (the pipeline's own Redis prefix)."""
-    status, body, _ = await api.call("POST", "/v1/suppressions",
-                                     json={"entries": ["Api-Sup.test", "jo@api-sup2.test",
-                                                       "api-sup.test"]})
+    `mailsift suppress` (the pipeline's own Redis prefix). Only an admin token manages it."""
+    async def admin(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        status, body, _ = await api.call(method, path, headers=ADMIN_AUTH, **kwargs)
+        return status, body
+
+    status, body = await admin("POST", "/v1/suppressions",
+                               json={"entries": ["Api-Sup.test", "jo@api-sup2.test",
+                                                 "api-sup.test"]})
     assert (status, body) == (200, {"added": 2, "already": 0})
-    status, body, _ = await api.call("POST", "/v1/suppressions",
-                                     json={"entries": ["api-sup3.test", "two words"]})
+    status, body = await admin("POST", "/v1/suppressions",
+                               json={"entries": ["api-sup3.test", "two words"]})
     assert status == 422 and body["error"]["code"] == "invalid_entry"
     assert "'two words' is neither a domain nor an address" in body["error"]["message"]
-    status, body, _ = await api.call("POST", "/v1/suppressions", json={"entries": []})
+    status, body = await admin("POST", "/v1/suppressions", json={"entries": []})
     assert status == 422
-    status, body, _ = await api.call("GET", "/v1/suppressions")
+    status, body = await admin("GET", "/v1/suppressions")
     assert status == 200
     listed = {(e["kind"], e["entry"]) for e in body["entries"]}
     assert {("domain", "api-sup.test"), ("address", "jo@api-sup2.test")} <= listed
     assert ("domain", "api-sup3.test") not in listed  # the refused POST added nothing
-    status, body, _ = await api.call("DELETE", "/v1/suppressions/JO@api-sup2.test")
+    # a token that is not an admin token: 403, and nothing changes
+    for method, path, kwargs in (("GET", "/v1/suppressions", {}),
+                                 ("POST", "/v1/suppressions", {"json": {"entries": ["x.test"]}}),
+                                 ("DELETE", "/v1/suppressions/api-sup.test", {})):
+        status, body, _ = await api.call(method, path, **kwargs)
+        assert status == 403, (method, body)
+        _error(body, "forbidden")
+    status, body = await admin("DELETE", "/v1/suppressions/JO@api-sup2.test")
     assert (status, body) == (200, {"removed": "JO@api-sup2.test"})
-    status, body, _ = await api.call("DELETE", "/v1/suppressions/jo@api-sup2.test")
+    status, body = await admin("DELETE", "/v1/suppressions/jo@api-sup2.test")
     assert status == 404
     status, _, _ = await api.call("GET", "/v1/suppressions", auth=False)
     assert status == 401
-    status, body, _ = await api.call("DELETE", "/v1/suppressions/api-sup.test")
+    status, body = await admin("DELETE", "/v1/suppressions/api-sup.test")
     assert status == 200
+
+
+def _ids(body: Any) -> set[str]:
+    return {job["job_id"] for job in body["jobs"]}
+
+
+async def _listed(api: Api, job_id: str, headers: dict[str, str], timeout: float = 30
+                  ) -> dict[str, Any]:
+    """GET /v1/jobs until ``job_id`` is in it (its created event reached Postgres)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body, _ = await api.call("GET", "/v1/jobs?limit=500", headers=headers)
+        assert status == 200, body
+        if job_id in _ids(body) or time.monotonic() > deadline:
+            assert job_id in _ids(body), body
+            return dict(body)
+        await asyncio.sleep(0.3)
+
+
+async def test_a_token_sees_lists_and_deletes_only_its_own_jobs(
+        pipeline: Settings, api: Api) -> None:
+    """#12: a job is its token's. Another token gets 404 for its status, results and
+    DELETE, and does not list it; an admin token sees it, and also sees a job the CLI
+    submitted (which no token owns). The owner's DELETE erases it: 404 from then on."""
+    status, body, _ = await api.call("POST", "/v1/jobs",
+                                     json={"emails": ["alice@ok.test", "bob@ok.test"]})
+    assert status == 202, body
+    job = body["job_id"]
+    await wait_completed(api, job)
+    for method, path in (("GET", f"/v1/jobs/{job}"), ("GET", f"/v1/jobs/{job}/results"),
+                         ("DELETE", f"/v1/jobs/{job}")):
+        status, body, _ = await api.call(method, path, headers=OTHER_AUTH)
+        assert status == 404, (method, path, body)
+        _error(body, "not_found")
+    mine = await _listed(api, job, AUTH)
+    entry = next(j for j in mine["jobs"] if j["job_id"] == job)
+    assert (entry["total"], entry["done"], entry["status"]) == (2, 2, "completed")
+    assert entry["counts"] == {"deliverable": 2} and entry["created_at"]
+    status, theirs, _ = await api.call("GET", "/v1/jobs?limit=500", headers=OTHER_AUTH)
+    assert status == 200 and job not in _ids(theirs)
+    await _listed(api, job, ADMIN_AUTH)
+    status, body, _ = await api.call("GET", f"/v1/jobs/{job}", headers=ADMIN_AUTH)
+    assert status == 200 and body["status"] == "completed"
+
+    # submitted by the CLI (or upstream): nobody's, so only an admin token sees it
+    from streams.client import submit_job
+
+    cli_job = await submit_job(pipeline, ["carol@ok.test"])
+    await wait_completed(api, cli_job, headers=ADMIN_AUTH)
+    status, body, _ = await api.call("GET", f"/v1/jobs/{cli_job}")
+    assert status == 404, body
+    status, mine, _ = await api.call("GET", "/v1/jobs?limit=500")
+    assert cli_job not in _ids(mine)
+
+    status, body, _ = await api.call("DELETE", f"/v1/jobs/{job}")
+    assert status == 200, body
+    assert body["job_id"] == job and body["deleted"] is True and body["verdicts"] == 2
+    assert body["redis_keys"] > 0
+    for headers in (AUTH, ADMIN_AUTH):
+        for method, path in (("GET", f"/v1/jobs/{job}"), ("GET", f"/v1/jobs/{job}/results"),
+                             ("DELETE", f"/v1/jobs/{job}")):
+            status, body, _ = await api.call(method, path, headers=headers)
+            assert status == 404, (headers, method, path, body)
+    status, mine, _ = await api.call("GET", "/v1/jobs?limit=500")
+    assert job not in _ids(mine)
+    status, body, _ = await api.call("DELETE", f"/v1/jobs/{cli_job}", headers=ADMIN_AUTH)
+    assert status == 200 and body["verdicts"] == 1
+
+
+async def test_quotas_are_413_per_job_and_429_per_day(pipeline: Settings) -> None:
+    """#12: at most MAILSIFT_API_JOB_MAX_ADDRESSES in one job (413, nothing submitted), and
+    MAILSIFT_API_DAILY_ADDRESSES per token per day, jobs and /v1/verify together (429 with
+    Retry-After until midnight UTC). Another token has its own quota; admin tokens none."""
+    token, second = "quota-" + uuid.uuid4().hex, "quota2-" + uuid.uuid4().hex
+    app = create_app(with_env(pipeline, api_env(
+        MAILSIFT_API_TOKENS=f"{token},{second}", MAILSIFT_API_DAILY_ADDRESSES="5",
+        MAILSIFT_API_JOB_MAX_ADDRESSES="4")), dead_letter_interval=60.0)
+    server = await _serve(app)
+    http = aiohttp.ClientSession()
+    quota = Api(app, server, http)
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def emails(n: int) -> dict[str, Any]:
+        return {"emails": [f"user{i}@ok.test" for i in range(n)]}
+
+    try:
+        status, body, _ = await quota.call("POST", "/v1/jobs", headers=auth, json=emails(5))
+        assert status == 413, body
+        _error(body, "job_too_large")
+        assert "MAILSIFT_API_JOB_MAX_ADDRESSES" in body["error"]["message"]
+        csv_body = "email\n" + "\n".join(f"u{i}@ok.test" for i in range(5))
+        status, body, _ = await quota.call("POST", "/v1/jobs", data=csv_body,
+                                           headers={**auth, "Content-Type": "text/csv"})
+        assert status == 413, body
+        status, body, _ = await quota.call("POST", "/v1/jobs", headers=auth, json=emails(3))
+        assert status == 202, body
+        status, body, resp = await quota.call("POST", "/v1/jobs", headers=auth,
+                                              json=emails(3))
+        assert status == 429, body
+        _error(body, "quota_exceeded")
+        assert "2 left today" in body["error"]["message"]
+        assert 1 <= int(resp.headers["Retry-After"]) <= 86_400
+        status, body, _ = await quota.call("POST", "/v1/jobs", headers=auth, json=emails(2))
+        assert status == 202, body
+        status, body, _ = await quota.call("POST", "/v1/verify", headers=auth,
+                                           json={"email": "alice@ok.test", "timeout": 1})
+        assert status == 429, body
+        status, body, _ = await quota.call(
+            "POST", "/v1/jobs", headers={"Authorization": f"Bearer {second}"}, json=emails(4))
+        assert status == 202, body
+        status, body, _ = await quota.call("POST", "/v1/jobs", headers=ADMIN_AUTH,
+                                           json=emails(4))
+        assert status == 202, body
+    finally:
+        await http.close()
+        await server.close()

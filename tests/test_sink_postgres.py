@@ -72,10 +72,10 @@ async def sink(stack: Settings) -> AsyncIterator[PostgresSink]:
 
 @pytest.mark.asyncio
 async def test_migrations_apply_once(sink: PostgresSink) -> None:
-    assert await sink.migrate() == [1, 2]
+    assert await sink.migrate() == [1, 2, 3]
     assert await sink.migrate() == []
     pool = await sink.pool()
-    assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 2
+    assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 3
     assert await pool.fetchval(  # 2: the verdict score
         "SELECT data_type FROM information_schema.columns "
         "WHERE table_name = 'verdicts' AND column_name = 'score'") == "smallint"

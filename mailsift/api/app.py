@@ -59,6 +59,7 @@ def create_app(settings: Settings, *,
     # the services' clients are slow to import: only what uses them loads them
     from sinks.postgres import PostgresSink
     from sinks.redis_client import redis_client
+    from sinks.redis_daily import DailyAllowance
     from sinks.redis_webhooks import RedisWebhookOutbox
     from streams.job_rebuild import rebuilder
 
@@ -68,10 +69,13 @@ def create_app(settings: Settings, *,
     state = ApiState(settings=settings, metrics=metrics,
                      sink=PostgresSink(settings.database_url, max_connections=8),
                      redis=client, jobs=JobRegistry(client, prefix=settings.redis_prefix,
-                                                    rebuild=rebuilder(settings)),
+                                                    rebuild=rebuilder(settings),
+                                                    ttl_seconds=settings.job_ttl_seconds()),
                      # a claimed delivery is due again after 60 s (POSTs time out at 10)
                      outbox=RedisWebhookOutbox(client, prefix=settings.redis_prefix,
-                                               lease_seconds=60.0))
+                                               lease_seconds=60.0,
+                                               ttl_seconds=settings.job_ttl_seconds()),
+                     allowance=DailyAllowance(client, prefix=settings.redis_prefix))
     app = web.Application(
         client_max_size=settings.api_max_body,
         middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(settings)],
@@ -81,7 +85,9 @@ def create_app(settings: Settings, *,
     app[DISPATCHER] = WebhookDispatcher(state)
     app[DEAD_LETTERS] = ops.DeadLetterCounter(state, interval=dead_letter_interval)
     app.router.add_post("/v1/jobs", handlers.submit_job)
+    app.router.add_get("/v1/jobs", handlers.list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", handlers.job_status)
+    app.router.add_delete("/v1/jobs/{job_id}", handlers.delete_job)
     app.router.add_get("/v1/jobs/{job_id}/results", handlers.job_results)
     app.router.add_post("/v1/verify", handlers.verify)
     app.router.add_get("/v1/suppressions", suppressions.list_suppressions)

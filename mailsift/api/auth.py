@@ -1,6 +1,7 @@
 """Bearer-token authentication and a per-token rate limit (token bucket).
 
-Tokens come from ``MAILSIFT_API_TOKENS``. With none configured, every endpoint except
+Tokens come from ``MAILSIFT_API_TOKENS`` and ``MAILSIFT_API_ADMIN_TOKENS`` (what each
+may see: :mod:`mailsift.api.access`). With none configured, every endpoint except
 ``/healthz``, ``/readyz`` and ``/openapi.json`` answers 401.
 
 The rate limit is in process: each API instance allows ``MAILSIFT_API_RATE`` requests per
@@ -67,7 +68,8 @@ def _unauthorized(message: str) -> ApiError:
 
 def authenticate(config: Settings, header: str | None) -> str:
     """The token of an ``Authorization`` header, or raise the 401 :class:`ApiError`."""
-    if not config.api_tokens:
+    tokens = (*config.api_tokens, *config.api_admin_tokens)
+    if not tokens:
         raise _unauthorized("this API has no tokens configured (MAILSIFT_API_TOKENS)")
     if not header:
         raise _unauthorized("missing 'Authorization: Bearer <token>' header")
@@ -76,7 +78,7 @@ def authenticate(config: Settings, header: str | None) -> str:
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("expected 'Authorization: Bearer <token>'")
     # compare with every token, in constant time per token
-    matches = [hmac.compare_digest(token.encode(), t.encode()) for t in config.api_tokens]
+    matches = [hmac.compare_digest(token.encode(), t.encode()) for t in tokens]
     if not any(matches):
         raise _unauthorized("invalid bearer token")
     return token

@@ -1,4 +1,7 @@
-"""The ``/v1`` endpoints: submit a job, its status, its results, verify one address."""
+"""The ``/v1`` endpoints: submit, list, read and delete jobs, verify one address.
+
+Which token sees which job, and the quotas: :mod:`mailsift.api.access`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from mailsift.api.access import (
+    daily_quota,
+    not_found,
+    owner_of_request,
+    request_is_admin,
+    require_job,
+)
 from mailsift.api.errors import STREAMING, ApiError
 from mailsift.api.inputs import check_emails, csv_rows
 from mailsift.api.state import STATE, ApiState
@@ -29,8 +39,8 @@ from mailsift.vocabulary import (
 from schemas.base import utc_now_iso
 from sinks.postgres import PostgresSink
 
-__all__ = ["submit_job", "job_status", "job_results", "verify", "FORMATS",
-           "MAX_VERIFY_TIMEOUT", "MAX_PAGE"]
+__all__ = ["submit_job", "list_jobs", "job_status", "job_results", "delete_job", "verify",
+           "FORMATS", "MAX_VERIFY_TIMEOUT", "MAX_PAGE", "MAX_JOB_LIST"]
 
 log = logging.getLogger("mailsift.api")
 
@@ -44,6 +54,8 @@ MAX_VERIFY_TIMEOUT = 120.0
 DEFAULT_VERIFY_TIMEOUT = 30.0
 #: rows read from Postgres per chunk of a streamed results response
 CHUNK = 500
+#: most jobs one GET /v1/jobs lists
+MAX_JOB_LIST = 500
 
 # --------------------------------------------------------------------------- helpers
 
@@ -67,10 +79,6 @@ def job_id_of(request: web.Request) -> str:
     if len(job_id) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in job_id):
         raise ApiError(404, "not_found", "no such job")
     return job_id
-
-
-def _not_found(job_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"no job {job_id!r}")
 
 
 async def _body(request: web.Request, *media_types: str) -> bytes:
@@ -125,18 +133,22 @@ class StoredVerdict:
                    evidence or {}, _iso(r["checked_at"]) or "", r["score"])
 
 
-async def _submit(state: ApiState, emails: list[str], *, webhook: str | None = None,
+async def _submit(request: web.Request, emails: list[str], *, webhook: str | None = None,
                   job_id: str | None = None) -> str:
-    """Record the job for the API (webhook first: a job can complete at once), submit it."""
+    """Record the job for the API (webhook first: a job can complete at once), submit it,
+    within the token's quota; the job is the token's."""
     # aiokafka is slow to import: only the commands that talk to Kafka load it
     from streams.client import kafka_calls, new_job_id
     from streams.client import submit_job as produce
 
+    state = request.app[STATE]
+    owner = owner_of_request(request)
     job_id = job_id or new_job_id()
-    await state.jobs.record(job_id, total=len(emails), submitted_at=utc_now_iso(),
-                            webhook=webhook)
-    with kafka_calls(state.settings):
-        await produce(state.settings, emails, job_id=job_id)
+    async with daily_quota(request, len(emails)):
+        await state.jobs.record(job_id, total=len(emails), submitted_at=utc_now_iso(),
+                                webhook=webhook, owner=owner)
+        with kafka_calls(state.settings):
+            await produce(state.settings, emails, job_id=job_id, owner=owner)
     state.metrics.jobs_submitted.inc()
     state.metrics.addresses_submitted.inc(len(emails))
     return job_id
@@ -180,9 +192,70 @@ async def submit_job(request: web.Request) -> web.Response:
                                     state.settings.webhook_allowed_networks)
         except WebhookRefused as exc:
             raise _invalid(str(exc), "webhook_refused") from None
-    job_id = await _submit(state, emails, webhook=webhook)
+    job_id = await _submit(request, emails, webhook=webhook)
     return web.json_response({"job_id": job_id, "total": len(emails)}, status=202,
                              headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+# --------------------------------------------------------------------------- GET /v1/jobs
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """The token's jobs (an admin token's: every job), newest first: Postgres, with the
+    workers' progress (Redis) of those not completed there yet."""
+    state = request.app[STATE]
+    only_params(request, "limit")
+    limit = _int_param(request, "limit", 50, 1, MAX_JOB_LIST)
+    owner = None if request_is_admin(request) else owner_of_request(request)
+    rows = await state.sink.list_jobs(owner=owner, limit=limit)
+    running = [r["job_id"] for r in rows if r["completed_at"] is None]
+    progress = dict(zip(running, await asyncio.gather(
+        *(state.jobs.progress(job_id) for job_id in running)), strict=True))
+    jobs = []
+    for r in rows:
+        p = progress.get(r["job_id"])
+        done_counts = _counts(r["counts"]) if p is None else dict(p.by_verdict)
+        jobs.append({
+            "job_id": r["job_id"], "total": r["total"],
+            "done": (r["total"] or 0) if p is None else p.done,
+            "created_at": _iso(r["created_at"]), "completed_at": _iso(r["completed_at"]),
+            "status": "completed" if p is None or p.completed else "running",
+            "counts": done_counts or {}})
+    return web.json_response({"jobs": jobs})
+
+
+def _counts(raw: Any) -> dict[str, int] | None:
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return {str(k): int(v) for k, v in dict(value).items()}
+
+
+# --------------------------------------------------------------------------- DELETE /v1/jobs/{id}
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    """Erase a job now (``mailsift.erasure``): 200 with what was removed."""
+    from mailsift.erasure import Eraser
+    from streams.client import kafka_calls
+
+    state = request.app[STATE]
+    job_id = job_id_of(request)
+    only_params(request)
+    await require_job(request, job_id)
+    progress, record, summary = await asyncio.gather(
+        state.jobs.progress(job_id), state.jobs.get(job_id), state.sink.job_summary(job_id))
+    if not (record or progress.total is not None or progress.done
+            or summary["total"] is not None or summary["stored"]):
+        raise not_found(job_id)
+    eraser = Eraser(state.settings, store=state.jobs.store, registry=state.jobs,
+                    outbox=state.outbox, sink=state.sink)
+    with kafka_calls(state.settings):
+        erasure = await eraser.erase(job_id)
+    rows = erasure.rows
+    return web.json_response({"job_id": job_id, "deleted": True,
+                              "verdicts": rows.verdicts if rows else 0,
+                              "redis_keys": erasure.redis_keys})
 
 
 # --------------------------------------------------------------------------- GET /v1/jobs/{id}
@@ -193,11 +266,12 @@ async def job_status(request: web.Request) -> web.Response:
     state = request.app[STATE]
     job_id = job_id_of(request)
     only_params(request)
+    await require_job(request, job_id)
     progress, record, summary = await asyncio.gather(
         state.jobs.progress(job_id), state.jobs.get(job_id), state.sink.job_summary(job_id))
     in_redis = progress.total is not None or progress.done > 0
     if not (in_redis or record or summary["total"] is not None or summary["stored"]):
-        raise _not_found(job_id)
+        raise not_found(job_id)
     total = progress.total
     if total is None:
         total = summary["total"]
@@ -264,13 +338,14 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     columns = vocabulary_columns(vocabulary)
     offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    await require_job(request, job_id)
     stored = await state.sink.verdict_count(job_id)
     if stored == 0:
         progress, record = await asyncio.gather(state.jobs.progress(job_id),
                                                 state.jobs.get(job_id))
         if not record and progress.total is None and progress.done == 0:
             if await state.sink.job_total(job_id) is None:
-                raise _not_found(job_id)
+                raise not_found(job_id)
     end = min(stored, offset + limit)
     next_offset = end if end < stored else None
     headers = {"Content-Type": FORMATS[fmt] + "; charset=utf-8", "X-Total-Count": str(stored)}
@@ -357,7 +432,7 @@ async def verify(request: web.Request) -> web.Response:
     followed = asyncio.create_task(_verdict_from_kafka(state, job_id))
     try:
         await asyncio.sleep(0)  # let the consumer start before the job is produced
-        await _submit(state, emails, job_id=job_id)
+        await _submit(request, emails, job_id=job_id)
         found = await _first_verdict(state, job_id, followed, deadline)
     finally:
         followed.cancel()

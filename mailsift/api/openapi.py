@@ -16,6 +16,7 @@ from typing import Any
 from mailsift.api.handlers import (
     DEFAULT_PAGE,
     DEFAULT_VERIFY_TIMEOUT,
+    MAX_JOB_LIST,
     MAX_PAGE,
     MAX_VERIFY_TIMEOUT,
 )
@@ -39,11 +40,14 @@ _ERRORS = {
     "400": _error("The body is not valid JSON."),
     "401": {**_error("No valid `Authorization: Bearer <token>`."),
             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
-    "404": _error("No such job."),
-    "413": _error("The body is larger than MAILSIFT_API_MAX_BODY."),
+    "403": _error("This needs an admin token (MAILSIFT_API_ADMIN_TOKENS)."),
+    "404": _error("No such job, or not this token's."),
+    "413": _error("The body is larger than MAILSIFT_API_MAX_BODY, or the job has more "
+                  "addresses than MAILSIFT_API_JOB_MAX_ADDRESSES."),
     "415": _error("Unsupported Content-Type."),
     "422": _error("The request is well-formed but invalid (the message says why)."),
-    "429": {**_error("Over the token's rate limit; retry after `Retry-After` seconds."),
+    "429": {**_error("Over the token's rate limit, or (`quota_exceeded`) its daily address "
+                     "quota; retry after `Retry-After` seconds."),
             "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}},
     "503": _error("Kafka, Redis or Postgres did not answer; retry later."),
 }
@@ -147,6 +151,25 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["job_id", "total"],
         "properties": {"job_id": _STR, "total": {"type": "integer", "minimum": 1}},
     },
+    "JobList": {
+        "type": "object", "required": ["jobs"],
+        "properties": {"jobs": {"type": "array", "items": {
+            "type": "object",
+            "required": ["job_id", "total", "done", "created_at", "completed_at", "status",
+                         "counts"],
+            "properties": {
+                "job_id": _STR,
+                "total": {"type": "integer", "nullable": True},
+                "done": {"type": "integer", "minimum": 0,
+                         "description": "Submissions accounted for (as in GET "
+                                        "/v1/jobs/{job_id})."},
+                "created_at": _NULLABLE_STR,
+                "completed_at": _NULLABLE_STR,
+                "status": {"type": "string", "enum": ["running", "completed"]},
+                "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                           "description": "Final verdicts so far, by verdict."},
+            }}}},
+    },
     "JobStatus": {
         "type": "object",
         "required": ["job_id", "status", "total", "done", "duplicates", "counts", "stored",
@@ -245,7 +268,18 @@ _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _STR,
            "description": "The job id returned by POST /v1/jobs (or any mailsift job id)."}
 
 _PATHS: dict[str, Any] = {
-    "/v1/jobs": {"post": {
+    "/v1/jobs": {"get": {
+        "operationId": "listJobs",
+        "summary": "The token's jobs (an admin token's: every job), newest first.",
+        "parameters": [{"name": "limit", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_JOB_LIST,
+                                   "default": 50}}],
+        "responses": {
+            "200": {"description": "The jobs stored in Postgres.",
+                    "content": {"application/json": {"schema": _ref("JobList")}}},
+            **_errors("401", "422", "429", "503"),
+        },
+    }, "post": {
         "operationId": "submitJob",
         "summary": "Submit a list of addresses as a job; answers at once.",
         "parameters": [
@@ -280,7 +314,24 @@ _PATHS: dict[str, Any] = {
         "responses": {
             "200": {"description": "The job's status.",
                     "content": {"application/json": {"schema": _ref("JobStatus")}}},
-            **_errors("401", "404", "429", "503"),
+            **_errors("401", "404", "422", "429", "503"),
+        },
+    }, "delete": {
+        "operationId": "deleteJob",
+        "summary": "Erase a job now: its verdicts, its bookkeeping, its webhook; replays "
+                   "and rebuilds leave it out.",
+        "parameters": [_JOB_ID],
+        "responses": {
+            "200": {"description": "The job is erased.",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": False,
+                        "required": ["job_id", "deleted", "verdicts", "redis_keys"],
+                        "properties": {
+                            "job_id": _STR, "deleted": {"type": "boolean"},
+                            "verdicts": {"type": "integer", "minimum": 0,
+                                         "description": "Verdict rows removed."},
+                            "redis_keys": {"type": "integer", "minimum": 0}}}}}},
+            **_errors("401", "404", "422", "429", "503"),
         },
     }},
     "/v1/jobs/{job_id}/results": {"get": {
@@ -337,7 +388,7 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "200": {"description": "Every entry.",
                         "content": {"application/json": {"schema": _ref("Suppressions")}}},
-                **_errors("401", "422", "429", "503"),
+                **_errors("401", "403", "422", "429", "503"),
             },
         },
         "post": {
@@ -356,7 +407,7 @@ _PATHS: dict[str, Any] = {
                             "type": "object", "required": ["added", "already"],
                             "properties": {"added": {"type": "integer", "minimum": 0},
                                            "already": {"type": "integer", "minimum": 0}}}}}},
-                **_errors("400", "401", "413", "415", "422", "429", "503"),
+                **_errors("400", "401", "403", "413", "415", "422", "429", "503"),
             },
         },
     },
@@ -370,7 +421,7 @@ _PATHS: dict[str, Any] = {
                     "content": {"application/json": {"schema": {
                         "type": "object", "required": ["removed"],
                         "properties": {"removed": _STR}}}}},
-            **_errors("401", "404", "422", "429", "503"),
+            **_errors("401", "403", "404", "422", "429", "503"),
         },
     }},
     "/healthz": {"get": {

@@ -1,9 +1,10 @@
 """What the API's handlers share: settings, clients, metrics, and its own job registry.
 
 :class:`JobRegistry` keeps, per job submitted through the API, its size, submission time
-and webhook URL in Redis (``mailsift:api:job:{job_id}``, a hash with the job store's 7-day
-TTL). The status endpoint knows a job from it before any worker has seen the job, and the
-webhook dispatcher finds the URL there (in whichever API instance sees the completion).
+and webhook URL in Redis (``mailsift:api:job:{job_id}``, a hash with the job store's TTL:
+7 days, or ``MAILSIFT_RETENTION_DAYS`` when that is shorter). The status endpoint knows a
+job from it before any worker has seen the job, and the webhook dispatcher finds the URL
+there (in whichever API instance sees the completion).
 
 >>> JobRegistry.key("j1")
 'mailsift:api:job:j1'
@@ -23,6 +24,7 @@ from mailsift.api.metrics import ApiMetrics
 from mailsift.settings import Settings
 from sinks.postgres import PostgresSink
 from sinks.redis_client import as_text
+from sinks.redis_daily import DailyAllowance
 from sinks.redis_jobs import Rebuild, RedisJobStore
 from sinks.redis_webhooks import RedisWebhookOutbox
 
@@ -38,25 +40,33 @@ class JobRegistry:
     PREFIX = "mailsift:api:"
 
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "mailsift:",
-                 rebuild: Rebuild | None = None) -> None:
+                 rebuild: Rebuild | None = None, ttl_seconds: float = TTL_SECONDS) -> None:
         self.redis = client
+        self.ttl_seconds = max(1, int(ttl_seconds))
         # with ``rebuild``, the API can also bring back a job state Redis lost
-        self.store = RedisJobStore(client, prefix=prefix, rebuild=rebuild)
+        self.store = RedisJobStore(client, prefix=prefix, rebuild=rebuild,
+                                   ttl_seconds=ttl_seconds)
 
     @classmethod
     def key(cls, job_id: str) -> str:
         return f"{cls.PREFIX}job:{job_id}"
 
     async def record(self, job_id: str, *, total: int, submitted_at: str,
-                     webhook: str | None) -> None:
+                     webhook: str | None, owner: str | None = None) -> None:
         """Remember a job at submission (before its events are produced)."""
         mapping: dict[Any, Any] = {"total": str(total), "submitted_at": submitted_at}
+        if owner:
+            mapping["owner"] = owner
         if webhook:
             mapping["webhook"] = webhook
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.key(job_id), mapping=mapping)
-            pipe.expire(self.key(job_id), TTL_SECONDS)
+            pipe.expire(self.key(job_id), self.ttl_seconds)
             await pipe.execute()
+
+    async def forget(self, job_id: str) -> int:
+        """Drop the job's record (the job was erased): keys removed."""
+        return int(await self.redis.unlink(self.key(job_id)))
 
     async def get(self, job_id: str) -> dict[str, str]:
         """The job's record (empty when the API did not submit it or forgot it)."""
@@ -79,6 +89,8 @@ class ApiState:
     jobs: JobRegistry
     #: scheduled webhook deliveries (:mod:`mailsift.api.webhook_dispatch`)
     outbox: RedisWebhookOutbox
+    #: the tokens' daily address quotas
+    allowance: DailyAllowance
     http: aiohttp.ClientSession | None = None
     background: list[Any] = field(default_factory=list)
 

@@ -26,7 +26,7 @@ def api(
     from mailsift.api.app import create_app
 
     settings = load_settings()
-    if not settings.api_tokens:
+    if not (settings.api_tokens or settings.api_admin_tokens):
         stderr.print("[bold yellow]warning:[/] MAILSIFT_API_TOKENS is empty: every endpoint "
                      "except /healthz and /openapi.json answers 401", soft_wrap=True)
     logging.config.dictConfig(logging_config(settings.log_format, "INFO"))

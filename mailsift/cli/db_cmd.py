@@ -1,8 +1,9 @@
-"""``mailsift db migrate`` and ``mailsift sink rebuild``."""
+"""``mailsift db migrate``, ``mailsift db purge`` and ``mailsift sink rebuild``."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import typer
 
@@ -40,6 +41,29 @@ def migrate() -> None:
     except OSError as exc:
         fail(f"cannot reach Postgres at {settings.database_url}: {exc}")
     console().print(f"applied migrations: {applied}" if applied else "database is up to date")
+
+
+@db_app.command()
+def purge() -> None:
+    """Remove the jobs older than MAILSIFT_RETENTION_DAYS now (workers also do it every
+    MAILSIFT_PURGE_INTERVAL seconds)."""
+    # asyncpg is slow to import: only the commands that use Postgres load it
+    from sinks.postgres import PostgresSink
+    from streams.purge import purge_cutoff, purge_once
+
+    settings = load_settings()
+
+    async def run() -> Any:
+        sink = PostgresSink(_database(settings), max_connections=1)
+        try:
+            return await purge_once(settings, sink)
+        finally:
+            await sink.close()
+
+    removed = asyncio.run(run())
+    console().print(f"purged {removed.jobs} jobs ({removed.runs} runs, {removed.verdicts} "
+                    f"verdicts) with nothing newer than {purge_cutoff(settings):%Y-%m-%d %H:%M} "
+                    f"UTC ({settings.retention_days:g} days)")
 
 
 @sink_app.command()

@@ -1,4 +1,4 @@
-"""Pipeline commands: ``submit``, ``status``, ``results``, ``replay``."""
+"""Pipeline commands: ``submit``, ``status``, ``results``, ``replay``, ``jobs delete``."""
 
 from __future__ import annotations
 
@@ -92,14 +92,17 @@ def results(
 ) -> None:
     """Print a job's verdicts (the latest per address), read from the verdicts topic."""
     # aiokafka is slow to import: only the commands that talk to Kafka load it
-    from streams.client import job_verdicts, kafka_calls
+    from streams.client import JobErased, job_verdicts, kafka_calls
 
     if fmt not in {"table", "csv", "jsonl"}:
         fail(f"unknown format {fmt!r}: use table, csv or jsonl")
     vocabulary = vocabulary_of(vocabulary)
     settings = load_settings()
-    with kafka_calls(settings):
-        verdicts = asyncio.run(job_verdicts(settings, job_id, replay_id))
+    try:
+        with kafka_calls(settings):
+            verdicts = asyncio.run(job_verdicts(settings, job_id, replay_id))
+    except JobErased as exc:
+        fail(str(exc))
     if not verdicts:
         fail(f"no verdicts for job {job_id} (yet?)")
     emit_rows([with_vocabulary(result_row(v), vocabulary) for v in verdicts.values()], fmt,
@@ -143,7 +146,7 @@ def replay(
 ) -> None:
     """Re-verify submissions from the submissions topic (new verdicts, a new replay id)."""
     # aiokafka is slow to import: only the commands that talk to Kafka load it
-    from streams.client import kafka_calls
+    from streams.client import JobErased, kafka_calls
     from streams.replay import parse_since
     from streams.replay import replay as run_replay
 
@@ -154,12 +157,50 @@ def replay(
     except ValueError:
         fail(f"--since: expected an ISO 8601 time like 2026-11-25T14:00:00Z, got {since!r}")
     settings = load_settings()
-    with kafka_calls(settings):
-        summary = asyncio.run(run_replay(settings, job_id=job_id, since=since_at))
+    try:
+        with kafka_calls(settings):
+            summary = asyncio.run(run_replay(settings, job_id=job_id, since=since_at))
+    except JobErased as exc:
+        fail(str(exc))
     c = console()
     c.print(f"replay [bold]{summary.replay_id}[/]: {summary.replayed} of {summary.scanned} "
             f"submissions in {len(summary.jobs)} job(s)"
             + (f", {summary.skipped_malformed} malformed skipped"
-               if summary.skipped_malformed else ""))
+               if summary.skipped_malformed else "")
+            + (f", {summary.skipped_erased} of erased jobs skipped"
+               if summary.skipped_erased else ""))
     for job, n in summary.jobs.most_common():
         c.print(f"  {job}: {n}  (mailsift status {job} --replay {summary.replay_id})")
+
+
+jobs_app = typer.Typer(help="Jobs: erase one on request.", no_args_is_help=True)
+
+
+@jobs_app.command()
+def delete(
+    job_id: str = typer.Argument(..., help="The job id."),
+) -> None:
+    """Erase a job now: its rows in Postgres, its keys in Redis, its webhook; replay and
+    sink rebuild leave it out from then on (its records stay on the broker, unread, until
+    the topics' retention removes them)."""
+    # the clients are slow to import: only this command loads them
+    from mailsift.erasure import Eraser
+    from streams.client import kafka_calls
+
+    settings = load_settings()
+
+    async def run() -> Any:
+        eraser = Eraser.from_settings(settings)
+        try:
+            return await eraser.erase(job_id)
+        finally:
+            await eraser.close()
+
+    with kafka_calls(settings):
+        erasure = asyncio.run(run())
+    rows = erasure.rows
+    stored = (f"{rows.verdicts} verdict rows and {rows.runs} job runs in Postgres, "
+              if rows is not None else "")
+    console().print(f"erased job {job_id}: {stored}{erasure.redis_keys} keys in Redis"
+                    + ("" if erasure.found else " (nothing of it was stored; it stays "
+                       "erased all the same)"))
