@@ -2,7 +2,9 @@
 
 A temporary outcome (greylisting, 4xx, timeouts, DNS errors) goes to the retry tier of its
 attempt with a due time (``MAILSIFT_RETRY_DELAYS``); after the last tier, the verdict is
-final (``unknown`` with the last reason).
+final (``unknown`` with the last reason). An address its daily probe budget had no room
+for waits in ``retries.budget`` for the next UTC day (not counted as an attempt), or, when
+its job asked not to wait, gets its ``unknown``/``probe_budget`` verdict at once.
 
 The addresses of a stage batch are grouped by domain; each group joins its domain's next
 engine batch (:class:`~agents.batching.KeyedBatcher`, one batch per domain at a time).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
 import time
 from collections.abc import Sequence
 
@@ -22,8 +25,9 @@ from agents.erased import without_erased
 from agents.events import decode_each
 from agents.ports import Done, Outcome, RawEvent, Record, Services
 from agents.verdicts import attempt_record, verdict_event
+from checks.budget import next_budget_day
 from checks.engine import syntax_result
-from checks.model import AddressProblem, ParsedAddress, VerificationResult
+from checks.model import AddressProblem, ParsedAddress, Reason, VerificationResult
 from schemas import AddressTask, verdict_key
 
 __all__ = ["DomainHandler"]
@@ -91,9 +95,17 @@ class DomainHandler:
         return outcomes
 
     def _record(self, task: AddressTask, result: VerificationResult) -> Record:
+        over_budget = result.reason is Reason.PROBE_BUDGET
+        if over_budget and task.wait_for_budget:
+            # not an attempt: asked again, as this attempt, when the next day's budget starts
+            # (spread over its first minute, so the day does not start with a burst)
+            due = next_budget_day() + random.uniform(1.0, 60.0)
+            waiting = AddressTask(**{**task.asdict(), "due_at": due,
+                                     "last_reason": result.reason.value})
+            return Record(self.s.topics.budget_wait, task.domain.encode(), waiting.dumps())
         delays = self.s.settings.retry_delays
         tier = task.attempt - 1
-        if result.temporary and tier < len(delays):
+        if result.temporary and not over_budget and tier < len(delays):
             retry = AddressTask(**{**task.asdict(), "attempt": task.attempt + 1,
                                    "due_at": time.time() + delays[tier],
                                    "last_reason": result.reason.value,

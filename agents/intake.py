@@ -117,6 +117,6 @@ class IntakeHandler:
             dedupe_key=item.dedupe_key, source=item.source, attempt=1,
             request_id=sub.request_id, metadata=sub.metadata,
             submitted_at=sub.submitted_at, replay_id=sub.replay_id,
-            address=parsed.parts(),
+            address=parsed.parts(), wait_for_budget=sub.wait_for_budget,
         )
         return Record(topics.by_domain, parsed.ascii_domain.encode(), task.dumps())

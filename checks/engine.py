@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from checks.authrecords import lookup_dkim, lookup_dmarc
+from checks.budget import BudgetGrant, ProbeBudget
 from checks.config import EngineConfig
 from checks.dns import (
     CachingResolver,
@@ -58,7 +59,8 @@ from checks.syntax import parse_address
 from checks.ttlmap import TtlMap
 from checks.verdict import decide
 
-__all__ = ["Engine", "EngineObserver", "NullObserver", "DomainFacts", "syntax_result"]
+__all__ = ["Engine", "EngineObserver", "NullObserver", "DomainFacts", "syntax_result",
+           "suppressed_result", "budget_result"]
 
 _CATCH_ALL_KEY = "catchall:"
 
@@ -93,6 +95,21 @@ def syntax_result(problem: AddressProblem) -> VerificationResult:
     )
 
 
+def budget_result(parsed: ParsedAddress, facts: DomainFacts, grant: BudgetGrant
+                  ) -> VerificationResult:
+    """The verdict for an address its domain's or MX host's daily probe budget had no room
+    for: the DNS facts are known, no mail server was asked."""
+    return VerificationResult(
+        address=parsed.original, normalized=parsed.normalized, verdict=Verdict.UNKNOWN,
+        reason=Reason.PROBE_BUDGET, temporary=True,
+        evidence=Evidence(
+            flags=policy_flags(parsed), mx=facts.mx, spf=facts.spf, dmarc=facts.dmarc,
+            dkim=facts.dkim, provider=facts.provider,
+            error=f"the daily probe budget of {grant.exhausted} ({grant.limit}) is spent: "
+                  "not asked today"),
+    )
+
+
 def suppressed_result(parsed: ParsedAddress, entry: str) -> VerificationResult:
     """The verdict for an address on the suppression list (``entry`` is what matched,
     ``domain:…`` or ``address:…``): nothing was asked of DNS or of a mail server."""
@@ -115,8 +132,11 @@ class Engine:
         connector: SmtpConnector | None = None,
         politeness: Politeness | None = None,
         observer: EngineObserver | None = None,
+        budget: ProbeBudget | None = None,
     ) -> None:
         self.config = config
+        #: the daily probe budgets (``checks.budget``); None: no budget
+        self.budget = budget
         self._parse = functools.lru_cache(maxsize=20_000)(self._parse_uncached)
         #: domain -> catch-all?, in front of the shared cache
         self._catch_all: TtlMap[bool] = TtlMap(100_000)
@@ -251,11 +271,18 @@ class Engine:
         rcpts: dict[str, RcptResult] = {}
         catch_all: bool | None = None
         smtp_seconds = 0.0
+        over_budget: BudgetGrant | None = None
+        asked = addresses
         if facts.mx.status is MxStatus.OK:
             started = time.monotonic()
-            catch_all, rcpts = await self._probe(facts, domain, addresses)
+            catch_all, rcpts, over_budget, asked = await self._probe(facts, domain, addresses)
             smtp_seconds = time.monotonic() - started
+        if over_budget is None:
+            return [self._result(a, facts, rcpts.get(a.ascii_address), catch_all, smtp_seconds)
+                    for a in addresses]
+        probed = {id(a) for a in asked}
         return [self._result(a, facts, rcpts.get(a.ascii_address), catch_all, smtp_seconds)
+                if id(a) in probed else budget_result(a, facts, over_budget)
                 for a in addresses]
 
     # --- internals ---------------------------------------------------------------------------
@@ -272,18 +299,36 @@ class Engine:
                         table.set(ip, limits)
 
     async def _probe(self, facts: DomainFacts, domain: str, addresses: Sequence[ParsedAddress]
-                     ) -> tuple[bool | None, dict[str, RcptResult]]:
+                     ) -> tuple[bool | None, dict[str, RcptResult], BudgetGrant | None,
+                                Sequence[ParsedAddress]]:
+        """Ask the MX about ``addresses`` (and a catch-all probe): the catch-all finding,
+        the replies, and when the probe budget had no room for all of them, the budget's
+        answer and the addresses that were asked."""
         mx = facts.mx
         if self._provider_limits:
             self._apply_provider_limits(mx)
         policy = self.config.providers.get(facts.provider) if facts.provider else None
         probe_catch_all = policy is None or policy.catch_all_probe
         catch_all = await self._known_catch_all(domain) if probe_catch_all else None
-        recipients = [a.ascii_address for a in addresses]
         probe_address = None
         if catch_all is None and probe_catch_all:
             probe_address = f"mailsift-probe-{secrets.token_hex(6)}@{domain}"
+        over_budget: BudgetGrant | None = None
+        if self.budget is not None:
+            wanted = len(addresses) + (probe_address is not None)
+            grant = await self.budget.take(domain, mx.hosts[0].host if mx.hosts else domain,
+                                           wanted)
+            if grant.granted < wanted:
+                over_budget = grant
+                room = max(0, grant.granted - (probe_address is not None))
+                if room == 0:  # a catch-all probe alone would tell nothing of use
+                    probe_address = None
+                addresses = addresses[:room]
+        recipients = [a.ascii_address for a in addresses]
+        if probe_address is not None:
             recipients.insert(0, probe_address)
+        if not recipients:
+            return catch_all, {}, over_budget, addresses
         report = await self.prober.probe(mx, recipients)
         for rcpt in report.results.values():
             self.observer.rcpt_result(rcpt)
@@ -298,7 +343,7 @@ class Engine:
                 self._catch_all.put(domain, catch_all, self.config.catch_all_ttl)
                 await self.cache.set(_CATCH_ALL_KEY + domain, b"1" if catch_all else b"0",
                                      self.config.catch_all_ttl)
-        return catch_all, report.results
+        return catch_all, report.results, over_budget, addresses
 
     async def _known_catch_all(self, domain: str) -> bool | None:
         local = self._catch_all.get(domain)

@@ -60,6 +60,8 @@ class Reason(enum.StrEnum):
     SERVER_ERROR = "server_error"
     #: on the suppression list: nothing was asked (no DNS, no SMTP)
     SUPPRESSED = "suppressed"
+    #: the daily probe budget of the domain or its MX host was spent: not asked today
+    PROBE_BUDGET = "probe_budget"
 
 
 PERMANENT_FAILURES = frozenset({
@@ -72,7 +74,7 @@ RISKY_REASONS = frozenset({
 INDETERMINATE = frozenset({
     Reason.TIMEOUT, Reason.CONNECTION_FAILED, Reason.BLOCKED, Reason.GREYLISTED,
     Reason.MX_NOT_ALLOWED, Reason.DNS_ERROR, Reason.SMTP_ERROR, Reason.SENDER_REJECTED,
-    Reason.SERVER_ERROR, Reason.SUPPRESSED,
+    Reason.SERVER_ERROR, Reason.SUPPRESSED, Reason.PROBE_BUDGET,
 })
 #: outcomes worth asking again later (the pipeline re-queues them with a delay)
 TEMPORARY_REASONS = frozenset({

@@ -45,6 +45,7 @@ BASE: dict[Reason, int] = {
     Reason.BLOCKED: 35, Reason.SENDER_REJECTED: 35,
     Reason.SMTP_ERROR: 30, Reason.MX_NOT_ALLOWED: 30,
     Reason.SUPPRESSED: 0,  # the user said never to send there
+    Reason.PROBE_BUDGET: 30,  # not asked (yet)
 }
 
 

@@ -19,6 +19,7 @@ from agents.jobstore import JobStore
 from agents.ports import Publisher, Services, SuppressionList, VerdictBridge, VerdictWriter
 from agents.topics import TopicNames
 from checks import Engine, EngineConfig
+from checks.budget import DailyCounter, DailyProbeBudget, MemoryDailyCounter, ProbeBudget
 from checks.config import ProviderPolicy
 from checks.provider import PROVIDERS
 from mailsift.settings import Settings, SettingsError, load_settings
@@ -72,6 +73,14 @@ def default_engine() -> Engine:
     return Engine(engine_config(load_settings()))
 
 
+def probe_budget(settings: Settings, counter: DailyCounter) -> ProbeBudget | None:
+    """The daily probe budgets of ``settings`` over ``counter``; None when there are none."""
+    if not (settings.domain_daily_probes or settings.mx_daily_probes):
+        return None
+    return DailyProbeBudget(counter, domain_limit=settings.domain_daily_probes,
+                            mx_limit=settings.mx_daily_probes)
+
+
 def build_services(settings: Settings, publisher: Publisher) -> Services:
     """The ports of one worker's handlers, from ``settings``."""
     # the services' clients (asyncpg, pika, redis, aiokafka) are slow to import, and the
@@ -79,6 +88,7 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
     from sinks.postgres import PostgresSink
     from sinks.rabbitmq import RabbitBridge
     from sinks.redis_client import redis_client
+    from sinks.redis_daily import DailyAllowance
     from sinks.redis_dns_cache import RedisDnsCache
     from sinks.redis_jobs import RedisJobStore
     from sinks.redis_politeness import RedisPoliteness
@@ -102,13 +112,14 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
                 lease_seconds=6.0,
                 prefix=settings.redis_prefix,
             ),
+            budget=probe_budget(settings, DailyAllowance(client, prefix=settings.redis_prefix)),
         )
         jobs: JobStore = RedisJobStore(client, prefix=settings.redis_prefix,
                                        rebuild=rebuilder(settings),
                                        ttl_seconds=settings.job_ttl_seconds())
         suppression = RedisSuppressionList(client, prefix=settings.redis_prefix)
     else:
-        engine = Engine(config)
+        engine = Engine(config, budget=probe_budget(settings, MemoryDailyCounter()))
         jobs = MemoryJobStore()
     sink: VerdictWriter | None = (PostgresSink(settings.database_url)
                                   if settings.database_url else None)

@@ -398,6 +398,15 @@ class Settings:
     domain_batch_window: float = _setting(
         "MAILSIFT_DOMAIN_BATCH_WINDOW", "0.2", _seconds,
         "Seconds to gather addresses of one domain into one SMTP session.")
+    domain_daily_probes: int = _setting(
+        "MAILSIFT_DOMAIN_DAILY_PROBES", "0", _int_range(0, 1_000_000_000),
+        "RCPT probes one domain gets per UTC day, catch-all probes included (0 = no "
+        "budget). Past it, addresses wait for the next day, or end unknown/probe_budget "
+        "when their job asked not to wait.")
+    mx_daily_probes: int = _setting(
+        "MAILSIFT_MX_DAILY_PROBES", "0", _int_range(0, 1_000_000_000),
+        "RCPT probes one MX host (a domain's most preferred, by name) gets per UTC day from "
+        "all the domains it serves (0 = no budget).")
     domain_batch_size: int = _setting(
         "MAILSIFT_DOMAIN_BATCH_SIZE", "50", _int_range(1, 10000),
         "Most addresses checked together in one domain batch.")

@@ -143,6 +143,20 @@ def field_int(data: Mapping[str, Any], name: str, default: int) -> int:
     return value
 
 
+def field_bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
+    """A boolean field; absent or null is ``default``.
+
+    >>> field_bool({}, "x", True), field_bool({"x": False}, "x", True)
+    (True, False)
+    """
+    value = data.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise SchemaError(f"field {name!r} must be true or false, got {type(value).__name__}")
+    return value
+
+
 def field_dict(data: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     value = data.get(name)
     if value is None:

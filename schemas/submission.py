@@ -36,6 +36,7 @@ from schemas.base import (
     SCHEMA_VERSION,
     EventRecord,
     SchemaError,
+    field_bool,
     field_dict,
     field_opt_str,
     field_str,
@@ -91,6 +92,9 @@ class Submission(EventRecord):
     submitted_at: str | None = None
     #: set on copies produced by ``mailsift replay`` (a replay run is tracked on its own)
     replay_id: str | None = None
+    #: past the daily probe budget of its domain or MX host, wait for the next day (true),
+    #: or end ``unknown``/``probe_budget`` at once (false)
+    wait_for_budget: bool = True
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -111,6 +115,7 @@ class Submission(EventRecord):
             metadata=field_dict(data, "metadata"),
             submitted_at=field_opt_str(data, "submitted_at", max_len=64),
             replay_id=field_opt_str(data, "replay_id", max_len=200),
+            wait_for_budget=field_bool(data, "wait_for_budget", True),
         )
 
     @classmethod

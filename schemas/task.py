@@ -13,6 +13,7 @@ from schemas.base import (
     SCHEMA_VERSION,
     EventRecord,
     SchemaError,
+    field_bool,
     field_dict,
     field_int,
     field_opt_str,
@@ -46,6 +47,9 @@ class AddressTask(EventRecord):
     #: the earlier attempts' outcomes (``attempt``, ``reason``, ``smtp_code``, ``at``),
     #: oldest first; absent on a first attempt and in events of older versions
     history: list[dict[str, Any]] | None = None
+    #: past the daily probe budget of its domain or MX host, wait for the next day (true),
+    #: or end ``unknown``/``probe_budget`` at once (false)
+    wait_for_budget: bool = True
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -70,6 +74,7 @@ class AddressTask(EventRecord):
             # a hint only: anything but an object is ignored (the address is parsed again)
             address=address if isinstance(address := data.get("address"), dict) else None,
             history=_history(data.get("history")),
+            wait_for_budget=field_bool(data, "wait_for_budget", True),
         )
 
 

@@ -78,10 +78,12 @@ def new_job_id() -> str:
 
 async def submit_job(settings: Settings, emails: Iterable[str], *, job_id: str | None = None,
                      request_ids: Sequence[str] | None = None,
-                     metadata: dict[str, Any] | None = None, owner: str | None = None) -> str:
+                     metadata: dict[str, Any] | None = None, owner: str | None = None,
+                     wait_for_budget: bool = True) -> str:
     """Produce one submission per address, then the job's ``created`` event; return the id."""
     job, _ = await submit_emails(settings, emails, job_id=job_id, request_ids=request_ids,
-                                 metadata=metadata, owner=owner)
+                                 metadata=metadata, owner=owner,
+                                 wait_for_budget=wait_for_budget)
     return job
 
 
@@ -89,10 +91,12 @@ async def submit_emails(settings: Settings, emails: Iterable[str], *,
                         job_id: str | None = None,
                         request_ids: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None,
-                        owner: str | None = None) -> tuple[str, int]:
+                        owner: str | None = None,
+                        wait_for_budget: bool = True) -> tuple[str, int]:
     """:func:`submit_job` for ``emails`` of any length, read as they are produced (at
     most 10,000 unacknowledged at a time); returns the job id and how many there were.
-    ``owner`` (an API token's fingerprint) goes in the ``created`` event."""
+    ``owner`` (an API token's fingerprint) goes in the ``created`` event. Without
+    ``wait_for_budget``, an address past its daily probe budget ends ``unknown`` at once."""
     job_id = job_id or new_job_id()
     names, producer = await _producer(settings)
     total = 0
@@ -101,7 +105,8 @@ async def submit_emails(settings: Settings, emails: Iterable[str], *,
         futures = []
         for i, email in enumerate(emails):
             sub = Submission.create(job_id, email, metadata=metadata,
-                                    request_id=request_ids[i] if request_ids else None)
+                                    request_id=request_ids[i] if request_ids else None,
+                                    wait_for_budget=wait_for_budget)
             futures.append(await producer.send(names.submissions, sub.dumps(),
                                                key=submission_key(job_id, dedupe_key(email))))
             total += 1

@@ -5,7 +5,8 @@
 >>> app = build_app(load_settings({}), build_services)
 >>> sorted(app.agents)  # doctest: +NORMALIZE_WHITESPACE
 ['mailsift.bridge-rabbitmq', 'mailsift.domain', 'mailsift.intake', 'mailsift.progress',
- 'mailsift.retry-0', 'mailsift.retry-1', 'mailsift.retry-2', 'mailsift.sink-postgres']
+ 'mailsift.retry-0', 'mailsift.retry-1', 'mailsift.retry-2', 'mailsift.retry-budget',
+ 'mailsift.sink-postgres']
 >>> import tempfile; str(app.conf.datadir).startswith(tempfile.gettempdir())  # not the cwd
 True
 """
@@ -138,6 +139,7 @@ def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
     retry = RetryHandler(services)
     for i, tier in enumerate(names.retries):
         stage(f"retry-{i}", topic(tier), retry, in_flight)
+    stage("retry-budget", topic(names.budget_wait), retry, in_flight)
     # the sinks wait a little for fuller batches: fewer, bigger writes
     stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight,
           linger=0.02)

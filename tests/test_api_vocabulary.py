@@ -17,9 +17,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from mailsift.api import handlers
+from mailsift.api.auth import TOKEN
 from mailsift.api.errors import error_middleware
 from mailsift.api.state import STATE
 from mailsift.results import RESULT_COLUMNS
+from mailsift.settings import load_settings
 
 AT = datetime(2026, 11, 25, 14, 0, 3, tzinfo=UTC)
 RECORDS = [
@@ -47,8 +49,15 @@ class FakeSink:
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[TestClient[Any, Any]]:
-    app = web.Application(middlewares=[error_middleware])
-    app[STATE] = SimpleNamespace(sink=FakeSink())  # type: ignore[misc]
+    @web.middleware
+    async def as_admin(request: web.Request, handler: Any) -> web.StreamResponse:
+        request[TOKEN] = "admin"  # an admin token sees every job (mailsift.api.access)
+        return await handler(request)
+
+    app = web.Application(middlewares=[error_middleware, as_admin])
+    app[STATE] = SimpleNamespace(  # type: ignore[misc]
+        sink=FakeSink(), settings=load_settings({"MAILSIFT_API_ADMIN_TOKENS": "admin"},
+                                                dotenv=False))
     app.router.add_get("/v1/jobs/{job_id}/results", handlers.job_results)
     app.router.add_post("/v1/verify", handlers.verify)
     async with TestClient(TestServer(app)) as c:

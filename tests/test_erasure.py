@@ -87,13 +87,16 @@ async def _rows(sink: PostgresSink) -> dict[str, tuple[int, int]]:
 @pytest.mark.asyncio
 async def test_the_purge_removes_exactly_the_jobs_with_nothing_newer_than_the_cutoff(
         stack: Settings) -> None:
-    sink = PostgresSink(await create_database(stack.database_url))
+    """`mailsift db purge` as a user runs it (MAILSIFT_RETENTION_DAYS=30): a job goes
+    whole, and only when nothing of it is newer than the retention."""
+    dsn = await create_database(stack.database_url)
+    sink = PostgresSink(dsn)
     now = datetime.now(UTC)
     cutoff = now - 30 * DAY
     try:
         await _job(sink, "old", now - 40 * DAY, completed=now - 40 * DAY,
                    verdicts=[now - 40 * DAY] * 3)
-        await _job(sink, "old-no-runs-row", now - 50 * DAY, completed=None, verdicts=[])
+        await _job(sink, "old-without-verdicts", now - 50 * DAY, completed=None, verdicts=[])
         await _job(sink, "fresh", now - DAY, completed=now - DAY, verdicts=[now - DAY] * 2)
         # created long ago, but a verdict checked (a late retry) within the retention
         await _job(sink, "late-verdict", now - 40 * DAY, completed=None,
@@ -108,10 +111,12 @@ async def test_the_purge_removes_exactly_the_jobs_with_nothing_newer_than_the_cu
         await _job(sink, "edge", cutoff - timedelta(seconds=5), completed=None,
                    verdicts=[cutoff - timedelta(seconds=5)])
         before = await _rows(sink)
-        removed = await sink.purge_expired(cutoff)
+        purged = await asyncio.to_thread(_cli, {"MAILSIFT_DATABASE_URL": dsn,
+                                                "MAILSIFT_RETENTION_DAYS": "30"}, "db", "purge")
+        assert purged.returncode == 0, purged.stderr
+        assert "purged 3 jobs (3 runs, 4 verdicts)" in purged.stdout, purged.stdout
         after = await _rows(sink)
-        assert set(before) - set(after) == {"old", "old-no-runs-row", "edge"}
-        assert (removed.jobs, removed.runs, removed.verdicts) == (3, 3, 4)
+        assert set(before) - set(after) == {"old", "old-without-verdicts", "edge"}
         for job in ("fresh", "late-verdict", "late-completion", "replayed"):
             assert after[job] == before[job], job
         again = await sink.purge_expired(cutoff)

@@ -129,3 +129,24 @@ async def test_a_suppressed_address_gets_its_verdict_at_intake_and_no_task() -> 
         assert entry in str(v["evidence"]["error"])  # type: ignore[index]
     assert verdicts["not an address"]["reason"] == "syntax"
     assert [m["kind"] for t, m in recorder.sent if t == names.jobs] == ["duplicate"]
+
+
+async def test_intake_drops_the_submissions_of_an_erased_job() -> None:
+    """#12: a submission of an erased job is acknowledged and goes nowhere (no claim, no
+    task, no verdict); the other jobs' go on as ever."""
+    settings = load_settings({"MAILSIFT_ALLOW_TEST_TLD": "true"}, dotenv=False)
+    names = TopicNames.from_settings(settings)
+    recorder = Recorder()
+    store = MemoryJobStore()
+    await store.erase("gone")
+    handler = IntakeHandler(Services(settings, names, Engine(EngineConfig(allow_test_tld=True)),
+                                     store, recorder))
+    values = [json.dumps({"job_id": job, "email": email}).encode()
+              for job, email in (("gone", "alice@ok.test"), ("kept", "bob@ok.test"),
+                                 ("gone", "not an address"))]
+    outcomes = await handler([RawEvent(names.submissions, 0, i, b"k", v)
+                              for i, v in enumerate(values)])
+    assert outcomes == [None, None, None]
+    assert [(t, m["job_id"], m["email"]) for t, m in recorder.sent] == [
+        (names.by_domain, "kept", "bob@ok.test")]
+    assert await store.progress("gone") == await MemoryJobStore().progress("gone")

@@ -134,7 +134,7 @@ class StoredVerdict:
 
 
 async def _submit(request: web.Request, emails: list[str], *, webhook: str | None = None,
-                  job_id: str | None = None) -> str:
+                  job_id: str | None = None, wait_for_budget: bool = True) -> str:
     """Record the job for the API (webhook first: a job can complete at once), submit it,
     within the token's quota; the job is the token's."""
     # aiokafka is slow to import: only the commands that talk to Kafka load it
@@ -148,7 +148,8 @@ async def _submit(request: web.Request, emails: list[str], *, webhook: str | Non
         await state.jobs.record(job_id, total=len(emails), submitted_at=utc_now_iso(),
                                 webhook=webhook, owner=owner)
         with kafka_calls(state.settings):
-            await produce(state.settings, emails, job_id=job_id, owner=owner)
+            await produce(state.settings, emails, job_id=job_id, owner=owner,
+                          wait_for_budget=wait_for_budget)
     state.metrics.jobs_submitted.inc()
     state.metrics.addresses_submitted.inc(len(emails))
     return job_id
@@ -160,23 +161,27 @@ async def _submit(request: web.Request, emails: list[str], *, webhook: str | Non
 async def submit_job(request: web.Request) -> web.Response:
     """Submit a list (JSON ``{"emails": [...], "webhook": ...}`` or a CSV upload): 202."""
     state = request.app[STATE]
-    only_params(request, "column", "webhook")
+    only_params(request, "column", "webhook", "wait_for_budget")
     body = await _body(request, "application/json", "text/csv")
     try:
         if request.content_type == "application/json":
-            data = _json_object(body, {"emails", "webhook"})
+            data = _json_object(body, {"emails", "webhook", "wait_for_budget"})
             if "emails" not in data:
                 raise _invalid("missing field 'emails'")
             emails = check_emails(data["emails"])
             webhook = data.get("webhook")
             if webhook is not None and not isinstance(webhook, str):
                 raise _invalid("'webhook' must be a string (an https:// URL)")
+            wait_for_budget = data.get("wait_for_budget", True)
+            if not isinstance(wait_for_budget, bool):
+                raise _invalid("'wait_for_budget' must be true or false")
         else:
             text = body.decode("utf-8-sig", errors="replace")
             column = request.query.get("column", "email")
             emails = check_emails([r.email for r in csv_rows(
                 text, column, hint="choose one with ?column=")])
             webhook = request.query.get("webhook") or None
+            wait_for_budget = _bool_param(request, "wait_for_budget", True)
     except InputError as exc:
         raise _invalid(str(exc)) from None
     except csv.Error as exc:
@@ -192,7 +197,7 @@ async def submit_job(request: web.Request) -> web.Response:
                                     state.settings.webhook_allowed_networks)
         except WebhookRefused as exc:
             raise _invalid(str(exc), "webhook_refused") from None
-    job_id = await _submit(request, emails, webhook=webhook)
+    job_id = await _submit(request, emails, webhook=webhook, wait_for_budget=wait_for_budget)
     return web.json_response({"job_id": job_id, "total": len(emails)}, status=202,
                              headers={"Location": f"/v1/jobs/{job_id}"})
 
@@ -236,6 +241,7 @@ def _counts(raw: Any) -> dict[str, int] | None:
 
 async def delete_job(request: web.Request) -> web.Response:
     """Erase a job now (``mailsift.erasure``): 200 with what was removed."""
+    # aiokafka is slow to import: only the handlers that talk to Kafka load it
     from mailsift.erasure import Eraser
     from streams.client import kafka_calls
 
@@ -309,6 +315,17 @@ def _vocabulary_param(request: web.Request) -> str:
     except ValueError:
         raise _invalid(f"vocabulary must be one of {', '.join(VOCABULARIES)}, got "
                        f"{request.query['vocabulary']!r}", "invalid_parameter") from None
+
+
+def _bool_param(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"true", "1", "yes"}:
+        return True
+    if raw.lower() in {"false", "0", "no"}:
+        return False
+    raise _invalid(f"{name} must be true or false, got {raw!r}", "invalid_parameter")
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

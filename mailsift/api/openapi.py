@@ -65,6 +65,10 @@ _EMAIL = {"type": "string", "minLength": 1,
                          "Anything else that is no address (NUL, over 1,000 characters) "
                          "gets an `undeliverable`/`syntax` verdict."}
 _NULLABLE_STR = {"type": "string", "nullable": True}
+_WAIT_FOR_BUDGET = {"type": "boolean", "default": True,
+                    "description": "Past a domain's or MX host's daily probe budget, wait for "
+                                   "the next UTC day (true), or end `unknown`/`probe_budget` "
+                                   "at once (false)."}
 
 _RESULT_ROW: dict[str, Any] = {
     "type": "object",
@@ -145,6 +149,7 @@ _SCHEMAS: dict[str, Any] = {
                                        "signed with X-Mailsift-Signature. Private, loopback "
                                        "and link-local hosts are refused (422) unless "
                                        "allow-listed."},
+            "wait_for_budget": _WAIT_FOR_BUDGET,
         },
     },
     "JobAccepted": {
@@ -288,6 +293,9 @@ _PATHS: dict[str, Any] = {
              "description": "CSV uploads: the column holding the address."},
             {"name": "webhook", "in": "query", "required": False, "schema": _STR,
              "description": "CSV uploads: the webhook URL (as `webhook` in JSON)."},
+            {"name": "wait_for_budget", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["true", "false"], "default": "true"},
+             "description": "CSV uploads: as `wait_for_budget` in JSON."},
         ],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _ref("JobRequest")},

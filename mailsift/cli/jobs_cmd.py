@@ -40,6 +40,10 @@ def submit(
     file: Path = typer.Argument(..., help="Addresses: one per line, or a CSV."),
     column: str | None = typer.Option(None, "--column", help="CSV column with the address."),
     job_id: str | None = typer.Option(None, "--job-id", help="Use this job id."),
+    wait_for_budget: bool = typer.Option(
+        True, "--wait-for-budget/--no-wait-for-budget",
+        help="Past a domain's or MX host's daily probe budget, wait for the next day "
+             "(default), or end unknown/probe_budget at once."),
 ) -> None:
     """Submit a list as a job and print its id at once (the workers do the rest)."""
     # aiokafka is slow to import: only the commands that talk to Kafka load it
@@ -50,7 +54,8 @@ def submit(
         fail(f"{file} holds no addresses")
     emails = (r.email for r in iter_addresses(file, column=column))  # read as submitted
     with kafka_calls(settings):
-        job, _ = asyncio.run(submit_emails(settings, emails, job_id=job_id))
+        job, _ = asyncio.run(submit_emails(settings, emails, job_id=job_id,
+                                           wait_for_budget=wait_for_budget))
     print(job)
 
 

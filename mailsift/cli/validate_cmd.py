@@ -61,6 +61,10 @@ def validate(
     timeout: float = typer.Option(0, "--timeout", help="Give up after this many seconds "
                                   "(0 = wait for completion)."),
     vocabulary: str = typer.Option("mailsift", "--vocabulary", help=VOCABULARY_HELP),
+    wait_for_budget: bool = typer.Option(
+        True, "--wait-for-budget/--no-wait-for-budget",
+        help="Past a domain's or MX host's daily probe budget, wait for the next day "
+             "(default), or end unknown/probe_budget at once."),
 ) -> None:
     """Verify a list end to end through the pipeline and write one row per input row."""
     # aiokafka is slow to import: only the commands that talk to Kafka load it
@@ -77,7 +81,8 @@ def validate(
     with tempfile.TemporaryDirectory(prefix="mailsift-validate-") as tmp, \
             VerdictStore(Path(tmp, "verdicts.sqlite")) as store:
         with kafka_calls(settings):
-            job, total = asyncio.run(submit_emails(settings, emails))
+            job, total = asyncio.run(submit_emails(settings, emails,
+                                                   wait_for_budget=wait_for_budget))
             err = console(stderr=True)
             err.print(f"job [bold]{job}[/]: {total} addresses submitted")
             try:
