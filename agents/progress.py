@@ -4,18 +4,21 @@ Consumes ``verdicts`` and ``jobs`` (both keyed by job id). A job is complete whe
 ``created`` event said how many submissions it has and every one is accounted for: a unique
 address with a final verdict, or a duplicate. The ``completed`` event carries the counts by
 verdict; it is sent at least once (consumers should treat a repeat as the same event).
-The events of an erased job are not counted.
+The events of an erased job are not counted, and its ``deleted`` event erases its keys
+(a second time after ``mailsift jobs delete``, or the first when Redis was away then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
 from agents.erased import without_erased
 from agents.events import decode_each
 from agents.jobstore import JobProgress, job_key
+from agents.outage import retry_transient
 from agents.ports import Done, Outcome, RawEvent, Services
 from schemas import JobEvent, VerdictEvent
 
@@ -44,6 +47,12 @@ class ProgressHandler:
                                               topic=topics.verdicts)]
         job_events = [e for _, e in decode_each(events, outcomes, JobEvent.decode,
                                                 topic=topics.jobs)]
+        # the erasure's own event: its keys go (again, after the eraser's own try: a batch
+        # that was in flight then may have written one), wherever the eraser could not reach
+        for event in job_events:
+            if event.kind == "deleted":
+                await retry_transient("progress erasure",
+                                      functools.partial(self.s.jobs.erase, event.job_id))
         # an erased job is not counted, so none of its keys comes back
         both: list[VerdictEvent | JobEvent] = [*verdicts, *job_events]
         kept = await without_erased(self.s, "progress", both, lambda e: e.job_id)

@@ -1,10 +1,13 @@
 """Daily probe budgets: how many RCPT probes a domain, and an MX host, get from us per UTC
 day (``MAILSIFT_DOMAIN_DAILY_PROBES``, ``MAILSIFT_MX_DAILY_PROBES``).
 
-The engine asks :class:`ProbeBudget` before every SMTP session, for every recipient it is
-about to ask (the catch-all probe included). What does not fit in both budgets is not
-asked: those addresses get reason ``probe_budget`` (temporary), and the pipeline holds
-them until the next day or, when their job asked not to wait, gives them that verdict.
+The engine asks :class:`ProbeBudget` before every SMTP session, for every distinct
+recipient it is about to ask (the catch-all probe included), and gives back afterwards
+what no server answered (no connection, a session cut short). What does not fit in both
+budgets is not asked: those addresses get reason ``probe_budget`` (temporary), and the
+pipeline holds them until the next day or, when their job asked not to wait, gives them
+that verdict. A recipient the prober asks again within its session (after a reconnect, or
+a ``452`` too-many-recipients) counts once.
 
 The MX host of a domain is its most preferred MX host by name (the one the probe asks
 first), so domains that share a provider's MX share its budget.
@@ -45,6 +48,10 @@ class BudgetGrant:
 class ProbeBudget(Protocol):
     async def take(self, domain: str, mx_host: str, n: int) -> BudgetGrant:
         """Take up to ``n`` probes of today's budgets of ``domain`` and ``mx_host``."""
+        ...
+
+    async def give_back(self, domain: str, mx_host: str, n: int) -> None:
+        """Return ``n`` probes taken today that were not made after all."""
         ...
 
 
@@ -93,6 +100,14 @@ class DailyProbeBudget:
                                                  granted - taken.granted)
                 granted, exhausted, limit = taken.granted, f"MX host {mx_host}", self.mx_limit
         return BudgetGrant(granted, exhausted, limit)
+
+    async def give_back(self, domain: str, mx_host: str, n: int) -> None:
+        if n <= 0:
+            return
+        if self.domain_limit:
+            await self.counter.give_back(f"probes:domain:{domain}", n)
+        if self.mx_limit:
+            await self.counter.give_back(f"probes:mx:{mx_host}", n)
 
 
 @dataclass

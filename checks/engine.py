@@ -314,22 +314,35 @@ class Engine:
         if catch_all is None and probe_catch_all:
             probe_address = f"mailsift-probe-{secrets.token_hex(6)}@{domain}"
         over_budget: BudgetGrant | None = None
+        taken = 0
+        budget_host = mx.hosts[0].host if mx.hosts else domain
         if self.budget is not None:
-            wanted = len(addresses) + (probe_address is not None)
-            grant = await self.budget.take(domain, mx.hosts[0].host if mx.hosts else domain,
-                                           wanted)
+            # one probe per distinct recipient (the prober asks each once)
+            distinct = list(dict.fromkeys(a.ascii_address for a in addresses))
+            wanted = len(distinct) + (probe_address is not None)
+            grant = await self.budget.take(domain, budget_host, wanted)
+            taken = grant.granted
             if grant.granted < wanted:
                 over_budget = grant
                 room = max(0, grant.granted - (probe_address is not None))
                 if room == 0:  # a catch-all probe alone would tell nothing of use
                     probe_address = None
-                addresses = addresses[:room]
+                allowed = set(distinct[:room])
+                addresses = [a for a in addresses if a.ascii_address in allowed]
         recipients = [a.ascii_address for a in addresses]
         if probe_address is not None:
             recipients.insert(0, probe_address)
         if not recipients:
+            if taken and self.budget is not None:
+                await self.budget.give_back(domain, budget_host, taken)
             return catch_all, {}, over_budget, addresses
         report = await self.prober.probe(mx, recipients)
+        if taken and self.budget is not None:
+            # a recipient no server answered (no connection, a host we may not ask, a
+            # session cut short) was not a probe: it is the budget's again
+            answered = sum(1 for r in report.results.values() if r.reply is not None)
+            if answered < taken:
+                await self.budget.give_back(domain, budget_host, taken - answered)
         for rcpt in report.results.values():
             self.observer.rcpt_result(rcpt)
         if probe_address is not None:

@@ -4,8 +4,10 @@ The event log is append-only, so a job cannot be cut out of the Kafka topics. Wh
 does instead, in this order:
 
 1. A ``deleted`` job event goes to the ``jobs`` topic first. It is the durable record of
-   the erasure: the Postgres sink stage erases the job when it reads it (so an erasure
-   whose later steps failed is still carried out), and every reader of the log leaves
+   the erasure: the Postgres sink stage, the progress stage (Redis) and the API's webhook
+   dispatcher each erase the job again when they read it, so an erasure whose later steps
+   met an outage is still carried out, and a stage batch that was in flight during the
+   erasure loses what it wrote then. Every reader of the log leaves
    the job alone from then on: ``mailsift replay`` copies none of its submissions,
    ``mailsift sink rebuild`` writes none of its rows, and the job-state rebuild brings
    none of its keys back.

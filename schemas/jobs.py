@@ -7,7 +7,7 @@
 * ``completed`` — every submission is accounted for; ``counts`` by verdict;
 * ``deleted`` — the job was erased (``mailsift jobs delete``, ``DELETE /v1/jobs/{id}``):
   every reader of the log (the sinks, ``replay``, ``sink rebuild``, the job-state rebuild)
-  leaves the job's other events alone from then on (see ``streams.erasure``).
+  leaves the job's other events alone from then on (see ``mailsift.erasure``).
 
 A ``created`` event of a job submitted through the API names its ``owner``: a fingerprint
 of the API token (never the token), so the job stays that token's after a rebuild.

@@ -79,10 +79,11 @@ ON CONFLICT (job_id, run) DO UPDATE SET completed_at = EXCLUDED.completed_at,
     counts = EXCLUDED.counts, total = COALESCE(jobs.total, EXCLUDED.total)
 """
 # a job expires when nothing of it (a run created or completed, a verdict checked) is as
-# new as the cutoff: the candidates come from the two time indexes, then each is checked
+# new as the cutoff: the candidates come from the time indexes, then each is checked; $2
+# jobs at most per statement (a big backlog goes in several, none near the timeout)
 _PURGE = """
 WITH candidates AS (
-    SELECT job_id FROM jobs WHERE created_at < $1
+    SELECT job_id FROM jobs WHERE created_at < $1 OR completed_at < $1
     UNION SELECT DISTINCT job_id FROM verdicts WHERE checked_at < $1
 ), expired AS (
     SELECT c.job_id FROM candidates c
@@ -90,6 +91,7 @@ WITH candidates AS (
                       AND (j.created_at >= $1 OR j.completed_at >= $1))
       AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.job_id = c.job_id
                       AND v.checked_at >= $1)
+    LIMIT $2
 ), gone_verdicts AS (
     DELETE FROM verdicts v USING expired e WHERE v.job_id = e.job_id RETURNING 1
 ), gone_runs AS (
@@ -98,6 +100,8 @@ WITH candidates AS (
 SELECT (SELECT count(*) FROM expired) AS jobs, (SELECT count(*) FROM gone_runs) AS runs,
        (SELECT count(*) FROM gone_verdicts) AS verdicts
 """
+#: one purge at a time over all workers (a second one would only wait for the first)
+_PURGE_LOCK_ID = 0x6D61696C70757267  # "mailpurg"
 
 
 @dataclass(frozen=True)
@@ -232,14 +236,30 @@ class PostgresSink:
         return bool(await (await self.pool()).fetchval(
             "SELECT 1 FROM deleted_jobs WHERE job_id = $1", job_id))
 
-    async def purge_expired(self, cutoff: datetime) -> ErasedRows:
+    async def purge_expired(self, cutoff: datetime, *, jobs_per_statement: int = 200
+                            ) -> ErasedRows:
         """Remove every job with no activity since ``cutoff`` (no run created or completed
-        and no verdict checked at or after it): all its runs and verdicts."""
+        and no verdict checked at or after it): all its runs and verdicts, a job at a time
+        never halved. One purge runs at a time over all workers: while another holds the
+        lock, this one removes nothing (it is the other's work)."""
         pool = await self.pool()
-        async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_PURGE, cutoff)
-        return ErasedRows(jobs=int(row["jobs"]), runs=int(row["runs"]),
-                          verdicts=int(row["verdicts"]))
+        jobs = runs = verdicts = 0
+        async with pool.acquire() as conn:
+            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", _PURGE_LOCK_ID)
+            if not locked:
+                return ErasedRows(0, 0, 0)
+            try:
+                while True:
+                    # a statement per chunk, with time enough for a big job's rows
+                    row = await conn.fetchrow(_PURGE, cutoff, jobs_per_statement,
+                                              timeout=600)
+                    jobs, runs = jobs + int(row["jobs"]), runs + int(row["runs"])
+                    verdicts += int(row["verdicts"])
+                    if int(row["jobs"]) < jobs_per_statement:
+                        break
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _PURGE_LOCK_ID)
+        return ErasedRows(jobs=jobs, runs=runs, verdicts=verdicts)
 
     async def list_jobs(self, *, owner: str | None, limit: int) -> list[Any]:
         """The original runs of ``owner``'s jobs (None: every job), newest first."""

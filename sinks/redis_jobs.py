@@ -271,12 +271,22 @@ class RedisJobStore:
         return removed
 
     async def erased(self, job_ids: Collection[str]) -> set[str]:
-        """Those of ``job_ids`` that were erased: one ``ZMSCORE``."""
+        """Those of ``job_ids`` that were erased: one round trip (``ZMSCORE``, and the
+        intact marker)."""
         ids = list(dict.fromkeys(job_ids))
         if not ids:
             return set()
-        scores = await guarded(self.redis.zmscore(self.erased_key, ids))
-        return {job for job, score in zip(ids, scores, strict=True) if score is not None}
+        while True:
+            # with the state lost, the erased ids are too: rebuild it first (as every job
+            # script does), or an erased job's retries would be probed again
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(self.intact_key)
+                pipe.zmscore(self.erased_key, ids)
+                intact, scores = await guarded(pipe.execute())
+            if intact:
+                return {job for job, score in zip(ids, scores, strict=True)
+                        if score is not None}
+            await self._recover()
 
     async def restore_erased(self, job_ids: Collection[str]) -> None:
         """Put back erased job ids (for ``rebuild``: the ``deleted`` events of the log)."""

@@ -96,6 +96,8 @@ return out
 _RECORD_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- the delivery is gone (its job was erased while this attempt was out): write nothing
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 local current = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '-1')

@@ -284,7 +284,8 @@ async def job_progress(settings: Settings, job_id: str,
     client = redis_client(settings.redis_url)
     try:
         store = RedisJobStore(client, prefix=settings.redis_prefix,
-                              rebuild=rebuilder(settings))
+                              rebuild=rebuilder(settings),
+                              ttl_seconds=settings.job_ttl_seconds())
         return await store.progress(job_key(job_id, replay_id))
     finally:
         await client.aclose()

@@ -44,11 +44,13 @@ async def rebuild_job_state(settings: Settings, store: RedisJobStore, *,
     completed: set[str] = set()
     duplicates: dict[str, list[str]] = defaultdict(list)
     erased: set[str] = set()
+    job_of: dict[str, str] = {}  # a run's key -> its job (a job id may hold an "@")
     async for event in scan_records(settings, names.jobs, JobEvent.decode, until_ms=until):
         if event.kind == "deleted":
             erased.add(event.job_id)
             continue
         jkey = job_key(event.job_id, event.replay_id)
+        job_of[jkey] = event.job_id
         if event.kind == "created" and event.total is not None:
             totals[jkey] = event.total
         elif event.kind == "duplicate" and event.source:
@@ -57,8 +59,8 @@ async def rebuild_job_state(settings: Settings, store: RedisJobStore, *,
             completed.add(jkey)
     # an erased job gets none of its keys back, and stays erased
     await store.restore_erased(erased)
-    for jkey in list(totals) + list(completed) + list(duplicates):
-        if jkey.partition("@")[0] in erased:
+    for jkey, job_id in list(job_of.items()):
+        if job_id in erased:
             totals.pop(jkey, None)
             completed.discard(jkey)
             duplicates.pop(jkey, None)

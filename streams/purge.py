@@ -2,10 +2,10 @@
 
 A job is expired when nothing of it (a run created or completed, a verdict checked) is
 newer than the retention; then all of it goes at once, so no job is ever half purged.
-Every worker with the Postgres sink runs :func:`purge_forever` (each purge is one
-statement, and two workers purging together remove each row once). Redis needs no purge:
-a job's keys expire on their own (``Settings.job_ttl_seconds``), and Kafka's topics drop
-records older than their ``retention.ms`` (``streams.topics``).
+Every worker with the Postgres sink runs :func:`purge_forever`; an advisory lock lets one
+purge run at a time (the others find nothing to do), in statements of a few hundred
+jobs. Redis needs no purge: a job's keys expire on their own (``Settings.job_ttl_seconds``),
+and Kafka's topics drop records older than their ``retention.ms`` (``streams.topics``).
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ async def purge_once(settings: Settings, sink: Purgeable) -> Any:
 
 
 async def purge_forever(settings: Settings, sink: Purgeable) -> None:
-    """:func:`purge_once` every ``MAILSIFT_PURGE_INTERVAL`` seconds, from the start; a
-    purge that meets a service outage is tried again at the next one."""
+    """:func:`purge_once` every ``MAILSIFT_PURGE_INTERVAL`` seconds, from the start. A purge
+    that fails (Postgres away, a deadlock, a timeout) is one warning line and is tried
+    again at the next interval: it never stops the worker."""
     while True:
         try:
             await purge_once(settings, sink)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("retention purge: Postgres did not answer (%s); trying again in "
-                        "%g s", type(exc).__name__, settings.purge_interval)
+        except Exception as exc:  # noqa: BLE001 - the stages must go on whatever it was
+            what = "Postgres did not answer" if is_transient(exc) else "it failed"
+            log.warning("retention purge: %s (%s: %s); trying again in %g s", what,
+                        type(exc).__name__, exc, settings.purge_interval)
         await asyncio.sleep(settings.purge_interval)

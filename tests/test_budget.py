@@ -85,3 +85,62 @@ async def test_the_domain_stage_holds_or_ends_an_address_past_its_budget(wait: b
         assert (sent["verdict"], sent["reason"]) == (Verdict.UNKNOWN.value,
                                                      Reason.PROBE_BUDGET.value)
         assert "daily probe budget of domain ok.test (3)" in sent["evidence"]["error"]
+
+
+class ScriptedProber:
+    """Answers every recipient with ``reply`` (None: a connection that failed)."""
+
+    def __init__(self, reply: bool) -> None:
+        self.reply = reply
+        self.asked: list[list[str]] = []
+
+    async def probe(self, mx: Any, recipients: list[str]) -> Any:
+        from checks.model import RcptResult, ReplyClass, SmtpReply
+        from checks.probe import ProbeReport
+
+        self.asked.append(list(recipients))
+        if self.reply:
+            return ProbeReport({r: RcptResult(SmtpReply(250, "ok"), ReplyClass.ACCEPTED)
+                                for r in recipients})
+        return ProbeReport({r: RcptResult(None, None, Reason.CONNECTION_FAILED,
+                                          error="refused") for r in recipients})
+
+
+async def _engine_with(budget: DailyProbeBudget, prober: ScriptedProber) -> Engine:
+    from checks.engine import DomainFacts
+    from checks.model import MxHost
+
+    engine = Engine(EngineConfig(allow_test_tld=True), budget=budget)
+    facts = DomainFacts(MxResult(MxStatus.OK, (MxHost(10, "mx.ok.test", ("127.0.0.9",)),)),
+                        None, None, None, 0.0)
+
+    async def domain_facts(domain: str) -> DomainFacts:
+        return facts
+
+    engine.domain_facts = domain_facts  # type: ignore[method-assign]
+    engine.prober = prober  # type: ignore[assignment]
+    return engine
+
+
+async def test_the_engine_asks_no_more_than_the_budget_and_gives_back_what_was_not_asked(
+        ) -> None:
+    counter = MemoryDailyCounter()
+    budget = DailyProbeBudget(counter, domain_limit=5, mx_limit=0)
+    parse = Engine(EngineConfig(allow_test_tld=True)).parse
+    addresses = [parse(f"user{i}@ok.test") for i in range(8)]
+    refused = ScriptedProber(reply=False)
+    engine = await _engine_with(budget, refused)
+    results = await engine.verify_domain(addresses)  # type: ignore[arg-type]
+    # 5 asked (a catch-all probe and 4 addresses), nobody answered: all 5 are given back
+    assert [len(a) for a in refused.asked] == [5]
+    assert [r.reason for r in results].count(Reason.PROBE_BUDGET) == 4
+    assert (await budget.take("ok.test", "mx.ok.test", 5)).granted == 5
+    await budget.give_back("ok.test", "mx.ok.test", 5)
+    # a server that answers: the budget is spent, and the same address twice counts once
+    answered = ScriptedProber(reply=True)
+    engine = await _engine_with(budget, answered)
+    twice = [parse("user0@ok.test"), parse("User0@ok.test"), *addresses[1:3]]
+    results = await engine.verify_domain(twice)  # type: ignore[arg-type]
+    assert [len(a) for a in answered.asked] == [4]  # catch-all probe + 3 distinct
+    assert all(r.reason is not Reason.PROBE_BUDGET for r in results)
+    assert (await budget.take("ok.test", "mx.ok.test", 5)).granted == 1

@@ -150,3 +150,27 @@ async def test_intake_drops_the_submissions_of_an_erased_job() -> None:
     assert [(t, m["job_id"], m["email"]) for t, m in recorder.sent] == [
         (names.by_domain, "kept", "bob@ok.test")]
     assert await store.progress("gone") == await MemoryJobStore().progress("gone")
+
+
+async def test_the_progress_stage_erases_a_job_on_its_deleted_event() -> None:
+    """#12: the `deleted` event erases the job's bookkeeping where the eraser could not
+    (Redis away then), and its verdicts are not counted from then on."""
+    from agents.progress import ProgressHandler
+    from schemas import JobEvent
+
+    settings = load_settings({}, dotenv=False)
+    names = TopicNames.from_settings(settings)
+    store = MemoryJobStore()
+    await store.set_total("j", 3)
+    handler = ProgressHandler(Services(settings, names, Engine(EngineConfig()), store,
+                                       Recorder()))
+    deleted = JobEvent.create("j", "deleted").dumps()
+    verdict = json.dumps({"job_id": "j", "email": "a@x.test", "normalized": "a@x.test",
+                          "verdict": "deliverable", "reason": "ok", "dedupe_key": "a@x.test",
+                          "attempt": 1, "checked_at": "2026-12-03T00:00:00Z",
+                          "evidence": {}}).encode()
+    assert await handler([RawEvent(names.jobs, 0, 0, b"j", deleted),
+                          RawEvent(names.verdicts, 0, 0, b"j", verdict)]) == [None, None]
+    assert await store.erased(["j", "other"]) == {"j"}
+    progress = await store.progress("j")
+    assert (progress.total, progress.final) == (None, 0)

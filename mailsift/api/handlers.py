@@ -162,6 +162,7 @@ async def submit_job(request: web.Request) -> web.Response:
     """Submit a list (JSON ``{"emails": [...], "webhook": ...}`` or a CSV upload): 202."""
     state = request.app[STATE]
     only_params(request, "column", "webhook", "wait_for_budget")
+    wait_for_budget = _bool_param(request, "wait_for_budget", True)  # a bad one is a 422
     body = await _body(request, "application/json", "text/csv")
     try:
         if request.content_type == "application/json":
@@ -172,7 +173,7 @@ async def submit_job(request: web.Request) -> web.Response:
             webhook = data.get("webhook")
             if webhook is not None and not isinstance(webhook, str):
                 raise _invalid("'webhook' must be a string (an https:// URL)")
-            wait_for_budget = data.get("wait_for_budget", True)
+            wait_for_budget = data.get("wait_for_budget", wait_for_budget)
             if not isinstance(wait_for_budget, bool):
                 raise _invalid("'wait_for_budget' must be true or false")
         else:
@@ -181,7 +182,6 @@ async def submit_job(request: web.Request) -> web.Response:
             emails = check_emails([r.email for r in csv_rows(
                 text, column, hint="choose one with ?column=")])
             webhook = request.query.get("webhook") or None
-            wait_for_budget = _bool_param(request, "wait_for_budget", True)
     except InputError as exc:
         raise _invalid(str(exc)) from None
     except csv.Error as exc:

@@ -295,7 +295,8 @@ _PATHS: dict[str, Any] = {
              "description": "CSV uploads: the webhook URL (as `webhook` in JSON)."},
             {"name": "wait_for_budget", "in": "query", "required": False,
              "schema": {"type": "string", "enum": ["true", "false"], "default": "true"},
-             "description": "CSV uploads: as `wait_for_budget` in JSON."},
+             "description": "As `wait_for_budget` in JSON (which wins when both are "
+                            "given)."},
         ],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _ref("JobRequest")},

@@ -123,10 +123,19 @@ class WebhookDispatcher:
                 await asyncio.sleep(delay)
 
     async def _schedule(self, value: bytes | None) -> None:
-        """Schedule the webhook of a completion event; waits while Redis is away."""
+        """Schedule the webhook of a completion event (forget the job's on a ``deleted``
+        one); waits while Redis is away."""
         try:
             event = JobEvent.decode(value or b"")
         except SchemaError:
+            return
+        if event.kind == "deleted":  # the job was erased: its record and delivery go too
+            async def forget() -> None:
+                await self.state.jobs.forget(event.job_id)
+                await self.outbox.forget(event.job_id)
+
+            await retry_transient(f"webhook of job {event.job_id}: Redis", forget,
+                                  first_delay=1.0, max_delay=30.0, also=UNAVAILABLE)
             return
         if event.kind != "completed" or event.replay_id is not None:
             return
