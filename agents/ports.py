@@ -11,7 +11,7 @@ by ``mailsift.compose``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -132,3 +132,6 @@ class Services:
     bridge: VerdictBridge | None = None
     #: checked by intake before any DNS or SMTP traffic (with Redis; None: nothing is)
     suppression: SuppressionList | None = None
+    #: what the stages last heard of jobs being erased (``agents.erased``): job id ->
+    #: (erased?, when asked, monotonic seconds)
+    erased_seen: dict[str, tuple[bool, float]] = field(default_factory=dict)
