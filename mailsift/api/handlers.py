@@ -239,12 +239,9 @@ def _counts(raw: Any) -> dict[str, int] | None:
 # --------------------------------------------------------------------------- DELETE /v1/jobs/{id}
 
 
-async def delete_job(request: web.Request) -> web.Response:
-    """Erase a job now (``mailsift.erasure``): 200 with what was removed."""
-    # aiokafka is slow to import: only the handlers that talk to Kafka load it
-    from mailsift.erasure import Eraser
-    from streams.client import kafka_calls
-
+async def _known_job(request: web.Request) -> tuple[str, Any, dict[str, str], dict[str, Any]]:
+    """The path's job, visible to the request's token and known somewhere (else 404): its
+    id, the workers' progress, the API's record and what Postgres stored."""
     state = request.app[STATE]
     job_id = job_id_of(request)
     only_params(request)
@@ -254,6 +251,17 @@ async def delete_job(request: web.Request) -> web.Response:
     if not (record or progress.total is not None or progress.done
             or summary["total"] is not None or summary["stored"]):
         raise not_found(job_id)
+    return job_id, progress, record, summary
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    """Erase a job now (``mailsift.erasure``): 200 with what was removed."""
+    # aiokafka is slow to import: only the handlers that talk to Kafka load it
+    from mailsift.erasure import Eraser
+    from streams.client import kafka_calls
+
+    state = request.app[STATE]
+    job_id, _progress, _record, _summary = await _known_job(request)
     eraser = Eraser(state.settings, store=state.jobs.store, registry=state.jobs,
                     outbox=state.outbox, sink=state.sink)
     with kafka_calls(state.settings):
@@ -270,14 +278,8 @@ async def delete_job(request: web.Request) -> web.Response:
 async def job_status(request: web.Request) -> web.Response:
     """Progress of a job: Redis bookkeeping of the workers, plus what Postgres stored."""
     state = request.app[STATE]
-    job_id = job_id_of(request)
-    only_params(request)
-    await require_job(request, job_id)
-    progress, record, summary = await asyncio.gather(
-        state.jobs.progress(job_id), state.jobs.get(job_id), state.sink.job_summary(job_id))
+    job_id, progress, record, summary = await _known_job(request)
     in_redis = progress.total is not None or progress.done > 0
-    if not (in_redis or record or summary["total"] is not None or summary["stored"]):
-        raise not_found(job_id)
     total = progress.total
     if total is None:
         total = summary["total"]
