@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["RESULT_COLUMNS", "result_row", "write_rows"]
+__all__ = ["merged_columns", "merged_row", "RESULT_COLUMNS", "result_row", "write_rows"]
 
 RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "score", "provider",
                   "suggestion", "disposable", "role", "free", "catch_all", "mx", "spf",
@@ -38,6 +38,30 @@ def result_row(v: Any) -> dict[str, Any]:
         "smtp_code": reply.get("code", ""), "smtp_message": reply.get("message", ""),
         "checked_at": v.checked_at,
     }
+
+
+def merged_columns(original: Sequence[str], ours: Sequence[str]
+                   ) -> tuple[list[str], dict[str, str]]:
+    """The columns of a result file that keeps its input's: the input's first, in their
+    order, then ours. One of ours whose name an input column already has (in any case)
+    gets a ``mailsift_`` prefix, so no input column is ever overwritten.
+
+    >>> merged_columns(["name", "Email", "Verdict"], ["email", "verdict", "reason"])
+    (['name', 'Email', 'Verdict', 'mailsift_email', 'mailsift_verdict', 'reason'], {'email': 'mailsift_email', 'verdict': 'mailsift_verdict'})
+    """
+    taken = {c.lower() for c in original}
+    rename = {c: f"mailsift_{c}" for c in ours if c.lower() in taken}
+    return [*original, *(rename.get(c, c) for c in ours)], rename
+
+
+def merged_row(original: dict[str, str] | None, result: dict[str, Any],
+               rename: dict[str, str]) -> dict[str, Any]:
+    """An input row with our result columns after it (named as :func:`merged_columns`
+    says)."""
+    row: dict[str, Any] = dict(original or {})
+    for key, value in result.items():
+        row[rename.get(key, key)] = value
+    return row
 
 
 def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: Any,

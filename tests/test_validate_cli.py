@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,13 +36,14 @@ def expected(email: str) -> tuple[str, str]:
 
 
 def validate_with_a_worker(env: dict[str, str], src: Path, out: Path, tmp_path: Path, *,
-                           timeout: int) -> subprocess.CompletedProcess[str]:
+                           timeout: int, extra: tuple[str, ...] = ()
+                           ) -> subprocess.CompletedProcess[str]:
     """``mailsift validate SRC -o OUT`` as a user runs it, with one worker running."""
-    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker = WorkerProcess(env, tmp_path / f"worker-{out.stem}.log")
     try:
         result = subprocess.run(
             [sys.executable, "-m", "mailsift.cli.main", "validate", str(src), "-o", str(out),
-             "--timeout", str(timeout)],
+             "--timeout", str(timeout), *extra],
             cwd=REPO, env={**os.environ, **env, "COLUMNS": "120"}, capture_output=True,
             text=True, timeout=timeout + 60)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -68,17 +70,36 @@ def test_validate_10000_row_csv(stack: Settings, world: WorldProcess, tmp_path: 
     assert f"wrote 10000 rows to {out}" in result.stderr.replace("\n", "")
     with out.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["email"] for r in rows] == emails          # one row per input row, in order
-    assert list(rows[0]) == ["email", "normalized", "verdict", "reason", "score",
-                             "provider", "suggestion", "disposable", "role", "free",
-                             "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
-                             "smtp_message", "checked_at"]
+    # one row per input row, in order, with the input's own columns first, then ours (our
+    # `email` named apart from the input's `Email`, which it must not overwrite)
+    assert [r["Email"] for r in rows] == emails
+    assert [r["name"] for r in rows] == [f"row {i}" for i in range(len(emails))]
+    assert [r["mailsift_email"] for r in rows] == emails
+    assert list(rows[0]) == ["name", "Email", "mailsift_email", "normalized", "verdict",
+                             "reason", "score", "provider", "suggestion", "disposable",
+                             "role", "free", "catch_all", "mx", "spf", "dmarc", "dkim",
+                             "smtp_code", "smtp_message", "checked_at", "duplicate_of"]
+    # the summary: rows by verdict, the top reasons, the elapsed time and the rate
+    summary = result.stderr
+    assert "summary" in summary and "top reasons" in summary and "rows/s" in summary
+    for verdict in ("deliverable", "undeliverable"):
+        n = sum(1 for e in emails if expected(e)[0] == verdict)
+        assert re.search(rf"^\s*{verdict}\s+{n}\s+{100 * n / len(emails):.1f} %", summary,
+                         re.MULTILINE), (verdict, n, summary[-1500:])
     assert all(r["score"].isdigit() for r in rows)
-    wrong = [(r["email"], r["verdict"], r["reason"]) for r in rows
-             if (r["verdict"], r["reason"]) != expected(r["email"])]
+    wrong = [(r["Email"], r["verdict"], r["reason"]) for r in rows
+             if (r["verdict"], r["reason"]) != expected(r["Email"])]
     assert not wrong, wrong[:5]
-    # duplicates share the verdict of the first spelling
+    # duplicates share the verdict of the first spelling, and point at its line (line 1 is
+    # the header, so row i is on line i + 2)
     assert rows[-1]["checked_at"] == rows[99]["checked_at"]
+    assert rows[-1]["duplicate_of"] == str(99 + 2) and rows[99]["duplicate_of"] == ""
+    firsts = {}
+    for i, r in enumerate(rows):
+        key = r["Email"].lower()
+        assert r["duplicate_of"] == ("" if key not in firsts else str(firsts[key] + 2)), i
+        firsts.setdefault(key, i)
+
 
 
 def test_validate_keeps_one_row_per_line_whatever_a_line_holds(
@@ -101,4 +122,18 @@ def test_validate_keeps_one_row_per_line_whatever_a_line_holds(
         ("deliverable", "ok")] + [("undeliverable", "syntax")] * 6 + [
         ("deliverable", "ok"), ("undeliverable", "null_mx")]
     assert rows[4]["email"] == "al\rice@ok.test" and rows[7]["email"] == "alice@ok.test"
+    assert [r["duplicate_of"] for r in rows] == [""] * 7 + [1, ""]  # the first line's
     assert world.stats()["data_commands"] == 0
+
+    # --verdict: the rows of those verdicts only, still in input order
+    only = tmp_path / "undeliverable.jsonl"
+    again = validate_with_a_worker(env, src, only, tmp_path, timeout=120,
+                                   extra=("--verdict", "Undeliverable,unknown"))
+    kept = [json.loads(line) for line in only.read_text().split("\n") if line]
+    assert [r["email"] for r in kept] == [r["email"] for r in rows
+                                          if r["verdict"] == "undeliverable"]
+    assert "(verdicts undeliverable, unknown)" in again.stderr.replace("\n", "")
+    bad = subprocess.run([sys.executable, "-m", "mailsift.cli.main", "validate", str(src),
+                          "--verdict", "good"], cwd=REPO, env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--verdict: expected a comma list" in bad.stderr

@@ -2,7 +2,10 @@
 
 Submits the list as a job, follows its verdicts and job events (a progress bar on stderr:
 done/total, rate, ETA), and when the job completes writes one row per input row, in input
-order; repeated addresses get the same verdict.
+order: a CSV's own columns first, then ours (:func:`mailsift.results.merged_columns`).
+A repeated address gets the same verdict, and ``duplicate_of`` names the line of its
+first row. ``--verdict`` keeps the rows of some verdicts only. A summary ends the run on
+stderr: rows by verdict, the top reasons, the elapsed time and the rate.
 
 Memory stays flat whatever the list's length: the list is read as it is submitted, the
 verdicts go to a temporary SQLite file (one row per address), and the results are written
@@ -17,6 +20,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,14 +35,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from checks.model import ParsedAddress
 from checks.syntax import input_key, parse_address
 from mailsift.cli.errors import fail
 from mailsift.cli.jobs_cmd import VOCABULARY_HELP, show_rows, vocabulary_of
-from mailsift.cli.render import console
+from mailsift.cli.render import VERDICT_STYLE, console
 from mailsift.inputs import InputRow, iter_addresses
-from mailsift.results import RESULT_COLUMNS, result_row, write_rows
+from mailsift.results import RESULT_COLUMNS, merged_columns, merged_row, result_row, write_rows
 from mailsift.settings import Settings, load_settings
 from mailsift.vocabulary import vocabulary_columns, with_vocabulary
 from schemas import VerdictEvent
@@ -65,6 +70,9 @@ def validate(
         True, "--wait-for-budget/--no-wait-for-budget",
         help="Past a domain's or MX host's daily probe budget, wait for the next day "
              "(default), or end unknown/probe_budget at once."),
+    verdicts: str | None = typer.Option(
+        None, "--verdict", help="Write only the rows of these verdicts (comma list: "
+                                "deliverable, undeliverable, risky, unknown)."),
 ) -> None:
     """Verify a list end to end through the pipeline and write one row per input row."""
     # aiokafka is slow to import: only the commands that talk to Kafka load it
@@ -75,8 +83,11 @@ def validate(
     if fmt not in {"csv", "jsonl", "table"}:
         fail(f"unknown format {fmt!r}: use csv, jsonl or table")
     vocabulary = vocabulary_of(vocabulary)
-    if next(iter_addresses(input_file, column=column), None) is None:
+    wanted = verdict_filter(verdicts)
+    first = next(iter_addresses(input_file, column=column), None)
+    if first is None:
         fail(f"{input_file} holds no addresses")
+    started = time.monotonic()
     emails = (r.email for r in iter_addresses(input_file, column=column))
     with tempfile.TemporaryDirectory(prefix="mailsift-validate-") as tmp, \
             VerdictStore(Path(tmp, "verdicts.sqlite")) as store:
@@ -89,26 +100,86 @@ def validate(
                 asyncio.run(_wait(settings, job, total, timeout or None, store))
             except TimeoutError:
                 fail(f"job {job} not complete after {timeout:g}s; see `mailsift status {job}`")
-        rows = (with_vocabulary(r, vocabulary) for r in _result_rows(
+        elapsed = time.monotonic() - started
+        summary = Summary()
+        rows = (summary.count(with_vocabulary(r, vocabulary)) for r in _result_rows(
             store, iter_addresses(input_file, column=column), settings.allow_test_tld))
+        kept = (r for r in rows if wanted is None or r["verdict"] in wanted)
         if fmt == "table":
-            show_rows(list(rows), vocabulary)
+            show_rows(list(kept), vocabulary)
+            summary.show(elapsed)
             return
-        written = _write(rows, fmt, output, vocabulary_columns(vocabulary))
+        ours = [*vocabulary_columns(vocabulary), "duplicate_of"]
+        columns, rename = merged_columns(list(first.row or {}), ours)
+        written = _write((merged_row(r.pop(_ORIGINAL), r, rename) for r in kept), fmt,
+                         output, columns)
+    summary.show(elapsed)
     if output:
-        console(stderr=True).print(f"wrote {written} rows to {output}")
+        console(stderr=True).print(f"wrote {written} rows to {output}"
+                                   + (f" (verdicts {', '.join(sorted(wanted))})"
+                                      if wanted else ""))
+
+
+#: the verdicts ``--verdict`` takes
+VERDICTS = ("deliverable", "undeliverable", "risky", "unknown")
+#: where a result row carries its input row until it is written
+_ORIGINAL = "\0original"
+
+
+def verdict_filter(text: str | None) -> set[str] | None:
+    """``--verdict``'s comma list as a set (None: every verdict), or one error line.
+
+    >>> sorted(verdict_filter("Risky, deliverable"))
+    ['deliverable', 'risky']
+    """
+    if text is None:
+        return None
+    chosen = {v.strip().lower() for v in text.split(",") if v.strip()}
+    unknown = sorted(chosen - set(VERDICTS))
+    if unknown or not chosen:
+        fail(f"--verdict: expected a comma list of {', '.join(VERDICTS)}, got {text!r}")
+    return chosen
+
+
+class Summary:
+    """Rows by verdict and by reason, counted as they are written; shown on stderr."""
+
+    def __init__(self) -> None:
+        self.verdicts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    def count(self, row: dict[str, Any]) -> dict[str, Any]:
+        self.verdicts[row["verdict"] or "none"] += 1
+        self.reasons[row["reason"] or "none"] += 1
+        return row
+
+    def show(self, elapsed: float) -> None:
+        total = sum(self.verdicts.values())
+        table = Table(title="summary", show_header=False, box=None, title_justify="left")
+        for verdict in (*VERDICTS, *sorted(set(self.verdicts) - set(VERDICTS))):
+            n = self.verdicts.get(verdict, 0)
+            share = f"{100 * n / total:.1f} %" if total else ""
+            table.add_row(f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]", str(n), share)
+        top = ", ".join(f"{reason} {n}" for reason, n in self.reasons.most_common(5))
+        table.add_row("top reasons", top, "")
+        rate = f"{total / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+        table.add_row("elapsed", f"{elapsed:,.1f} s", rate)
+        console(stderr=True).print(table)
 
 
 def _result_rows(store: VerdictStore, rows: Iterable[InputRow], allow_test_tld: bool
                  ) -> Iterator[dict[str, Any]]:
-    """One result row per input row, in input order."""
+    """One result row per input row, in input order (its input row under ``_ORIGINAL``)."""
     empty = {c: "" for c in RESULT_COLUMNS}
     for r in rows:
         parsed = parse_address(submittable_email(r.email), allow_test_tld=allow_test_tld)
         normalized = parsed.normalized if isinstance(parsed, ParsedAddress) else ""
-        row = store.get(input_key(parsed)) or empty
+        key = input_key(parsed)
+        row = store.get(key) or empty
+        first = store.first_line(key, r.line)
         # a repeated address shares the verdict but keeps its own spelling
-        yield row | {"email": r.email, "normalized": normalized}
+        yield row | {"email": r.email, "normalized": normalized,
+                     "duplicate_of": "" if first == r.line else first, _ORIGINAL: r.row}
 
 
 def _write(rows: Iterable[dict[str, Any]], fmt: str, output: Path | None,
@@ -140,6 +211,7 @@ class VerdictStore:
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("CREATE TABLE verdicts (key TEXT PRIMARY KEY, row BLOB NOT NULL)")
         self.db.execute("CREATE TABLE duplicates (source TEXT PRIMARY KEY)")
+        self.db.execute("CREATE TABLE firsts (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
         self.addresses = 0
         self.duplicates = 0
 
@@ -162,6 +234,12 @@ class VerdictStore:
     def duplicate(self, source: str) -> None:
         cur = self.db.execute("INSERT OR IGNORE INTO duplicates VALUES (?)", (source,))
         self.duplicates += cur.rowcount
+
+    def first_line(self, key: str, line: int) -> int:
+        """The line of the first row of ``key`` (``line`` when this is it)."""
+        self.db.execute("INSERT OR IGNORE INTO firsts VALUES (?, ?)", (key, line))
+        found = self.db.execute("SELECT line FROM firsts WHERE key = ?", (key,)).fetchone()
+        return int(found[0])
 
     def get(self, key: str) -> dict[str, Any] | None:
         found = self.db.execute("SELECT row FROM verdicts WHERE key = ?", (key,)).fetchone()
