@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Sequence
 
 from agents.batching import KeyedBatcher
@@ -23,6 +24,8 @@ from agents.ports import Done, Outcome, RawEvent, Services
 from schemas import JobEvent, VerdictEvent
 
 __all__ = ["ProgressHandler"]
+
+log = logging.getLogger(__name__)
 
 
 #: one final verdict to count: job id, replay id, dedupe key, verdict, source
@@ -94,4 +97,7 @@ class ProgressHandler:
             done = JobEvent.create(job_id, "completed", total=progress.total,
                                    counts=progress.by_verdict, replay_id=replay_id)
             await self.s.publisher.publish(self.s.topics.jobs, job_id.encode(), done.dumps())
-            await self.s.jobs.mark_completed(jkey)
+            if await self.s.jobs.mark_completed(jkey):
+                log.info("job %s%s completed: %d submissions, %s", job_id,
+                         f" (replay {replay_id})" if replay_id else "", progress.total or 0,
+                         dict(progress.by_verdict), extra={"job_id": job_id})

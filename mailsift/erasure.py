@@ -24,6 +24,7 @@ failed half way (a service was down) is simply run again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from sinks.redis_webhooks import RedisWebhookOutbox
 
 __all__ = ["Erasure", "Eraser"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,4 +106,6 @@ class Eraser:
         if self.outbox is not None:
             keys += await self.outbox.forget(job_id)
         rows = await self.sink.erase_job(job_id) if self.sink is not None else None
+        log.info("erased job %s: %s verdict rows, %d Redis keys", job_id,
+                 rows.verdicts if rows is not None else "no", keys, extra={"job_id": job_id})
         return Erasure(job_id, rows, keys)

@@ -46,8 +46,8 @@ def merged_columns(original: Sequence[str], ours: Sequence[str]
     order, then ours. One of ours whose name an input column already has (in any case)
     gets a ``mailsift_`` prefix, so no input column is ever overwritten.
 
-    >>> merged_columns(["name", "Email", "Verdict"], ["email", "verdict", "reason"])
-    (['name', 'Email', 'Verdict', 'mailsift_email', 'mailsift_verdict', 'reason'], {'email': 'mailsift_email', 'verdict': 'mailsift_verdict'})
+    >>> merged_columns(["name", "Email"], ["email", "reason"])
+    (['name', 'Email', 'mailsift_email', 'reason'], {'email': 'mailsift_email'})
     """
     taken = {c.lower() for c in original}
     rename = {c: f"mailsift_{c}" for c in ours if c.lower() in taken}
