@@ -330,3 +330,10 @@ def with_env(settings: Settings, env: dict[str, str]) -> Settings:
     return dataclasses.replace(settings, **{
         f.name: getattr(parsed, f.name) for f in dataclasses.fields(Settings)
         if f.metadata["env"] in env})
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``mailsift ARGS`` as a user runs it, with ``env`` on top of this process's."""
+    return subprocess.run([sys.executable, "-m", "mailsift.cli.main", *args],
+                          env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True,
+                          text=True, timeout=120)

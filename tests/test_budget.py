@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agents.domain import DomainHandler
-from agents.ports import RawEvent, Record, Services
+from agents.ports import RawEvent, Services
 from agents.topics import TopicNames
 from checks import Engine, EngineConfig
 from checks.budget import DailyProbeBudget, MemoryDailyCounter, next_budget_day
@@ -18,6 +18,7 @@ from checks.engine import budget_result
 from checks.model import MxResult, MxStatus, Reason, Verdict, VerificationResult
 from mailsift.settings import load_settings
 from sinks.memory_jobs import MemoryJobStore
+from tests.test_intake import Recorder
 
 pytestmark = pytest.mark.asyncio
 
@@ -34,18 +35,6 @@ async def test_a_budget_grants_what_is_left_and_the_mx_host_is_shared() -> None:
     assert (await budget.take("b.test", "mx2.test", 8)).granted == 5
     nothing = DailyProbeBudget(MemoryDailyCounter(), domain_limit=0, mx_limit=0)
     assert (await nothing.take("a.test", "mx.test", 10**6)).granted == 10**6
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.sent.append((topic, json.loads(value)))
-
-    async def publish_many(self, records: Sequence[Record]) -> None:
-        for r in records:
-            await self.publish(r.topic, r.key, r.value)
 
 
 class OverBudgetEngine(Engine):

@@ -8,9 +8,6 @@ it back. The purge removes exactly the jobs with no activity within the retentio
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +29,7 @@ from tests.pipeline_support import (
     WorldProcess,
     dedupe_key,
     pipeline_env,
+    run_cli,
     running_world,
     settings_for,
     wait_for_job,
@@ -42,11 +40,6 @@ pytestmark = pytest.mark.stack
 
 DAY = timedelta(days=1)
 
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailsift.cli.main", *args],
-                          env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True,
-                          text=True, timeout=120)
 
 
 def _iso(at: datetime) -> str:
@@ -111,7 +104,7 @@ async def test_the_purge_removes_exactly_the_jobs_with_nothing_newer_than_the_cu
         await _job(sink, "edge", cutoff - timedelta(seconds=5), completed=None,
                    verdicts=[cutoff - timedelta(seconds=5)])
         before = await _rows(sink)
-        purged = await asyncio.to_thread(_cli, {"MAILSIFT_DATABASE_URL": dsn,
+        purged = await asyncio.to_thread(run_cli, {"MAILSIFT_DATABASE_URL": dsn,
                                                 "MAILSIFT_RETENTION_DAYS": "30"}, "db", "purge")
         assert purged.returncode == 0, purged.stderr
         assert "purged 3 jobs (3 runs, 4 verdicts)" in purged.stdout, purged.stdout
@@ -196,7 +189,7 @@ def test_a_deleted_job_is_gone_everywhere_and_stays_gone(
             assert await _redis_keys(settings, job_a)
 
         asyncio.run(check_both_stored())
-        deleted = _cli(env, "jobs", "delete", job_a)
+        deleted = run_cli(env, "jobs", "delete", job_a)
         assert deleted.returncode == 0, deleted.stderr
         assert f"erased job {job_a}: {len(gone)} verdict rows" in deleted.stdout
 
@@ -220,9 +213,9 @@ def test_a_deleted_job_is_gone_everywhere_and_stays_gone(
             assert len(await job_verdicts(settings, job_b)) == len(kept)
 
         asyncio.run(after_delete())
-        results = _cli(env, "results", job_a)
+        results = run_cli(env, "results", job_a)
         assert results.returncode == 2 and "was erased" in results.stderr
-        again = _cli(env, "replay", "--job", job_a)
+        again = run_cli(env, "replay", "--job", job_a)
         assert again.returncode == 2 and "was erased" in again.stderr
 
         # a job deleted while it runs: no more probes of it, nothing of it comes back
@@ -233,7 +226,7 @@ def test_a_deleted_job_is_gone_everywhere_and_stays_gone(
                 if _rcpts(world) >= start + 2 * len(running):
                     break
                 await asyncio.sleep(0.25)
-            erased = _cli(env, "jobs", "delete", job_c)
+            erased = run_cli(env, "jobs", "delete", job_c)
             assert erased.returncode == 0, erased.stderr
             await asyncio.sleep(2)  # an attempt already in a session finishes
             settled = _rcpts(world)

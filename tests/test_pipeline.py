@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -31,6 +28,7 @@ from tests.pipeline_support import (
     full_addresses_in,
     pipeline_env,
     produce_raw,
+    run_cli,
     running_world,
     settings_for,
     wait_for_job,
@@ -252,11 +250,6 @@ def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
         worker.stop()
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailsift.cli.main", *args],
-                          env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True,
-                          text=True, timeout=120)
-
 
 def test_replay_reverifies_from_the_submissions_topic(
         stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
@@ -280,7 +273,7 @@ def test_replay_reverifies_from_the_submissions_topic(
         job1, job2, between, checked = asyncio.run(original())
 
         # --job: the whole job again, as a replay run of its own
-        result = _cli(env, "replay", "--job", job1)
+        result = run_cli(env, "replay", "--job", job1)
         assert result.returncode == 0, result.stderr
         replay_id = re.search(r"replay (\w+): 3 of 5 submissions in 1 job", result.stdout)
         assert replay_id, result.stdout
@@ -299,14 +292,14 @@ def test_replay_reverifies_from_the_submissions_topic(
         assert completed is not None and completed.total == 3
 
         # --since: only what was submitted after that moment (job2), by scanning
-        result = _cli(env, "replay", "--since", between)
+        result = run_cli(env, "replay", "--since", between)
         assert result.returncode == 0, result.stderr
         match = re.search(r"replay (\w+): 2 of \d+ submissions in 1 job", result.stdout)
         assert match and job2 in result.stdout and job1 not in result.stdout, result.stdout
         asyncio.run(replayed(job2, match.group(1), second))
 
         # a user-facing check: status of the replay run
-        status = _cli(env, "status", job1, "--replay", rid)
+        status = run_cli(env, "status", job1, "--replay", rid)
         assert status.returncode == 0 and "completed" in status.stdout, status.stdout
     finally:
         worker.stop()
@@ -319,7 +312,7 @@ def test_a_suppressed_domain_and_address_see_no_traffic_at_all(
     connections in the world's counters; the other addresses are verified as ever."""
     env = pipeline_env(world)
     settings = settings_for(env)
-    added = _cli(env, "suppress", "add", "ok.test", "bob@catchall.test")
+    added = run_cli(env, "suppress", "add", "ok.test", "bob@catchall.test")
     assert added.returncode == 0, added.stderr
     before = world.stats()
     worker = WorkerProcess(env, tmp_path / "worker.log")
