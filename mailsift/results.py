@@ -8,11 +8,35 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["merged_columns", "merged_row", "RESULT_COLUMNS", "result_row", "write_rows"]
+__all__ = ["VERDICTS", "parse_verdicts", "merged_columns", "merged_row", "RESULT_COLUMNS",
+           "result_row", "write_rows"]
 
 RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "score", "provider",
                   "suggestion", "disposable", "role", "free", "catch_all", "mx", "spf",
                   "dmarc", "dkim", "smtp_code", "smtp_message", "checked_at"]
+
+
+#: the verdicts, in the order results and summaries show them
+VERDICTS = ("deliverable", "undeliverable", "risky", "unknown")
+
+
+def parse_verdicts(text: str | None) -> set[str] | None:
+    """A comma list of verdicts (``--verdict``, ``?verdict=``) as a set, None for every
+    verdict; :class:`ValueError` (one line) for an unknown one.
+
+    >>> sorted(parse_verdicts("Risky, deliverable"))
+    ['deliverable', 'risky']
+    >>> parse_verdicts("good")
+    Traceback (most recent call last):
+    ...
+    ValueError: expected a comma list of deliverable, undeliverable, risky, unknown, got 'good'
+    """
+    if text is None:
+        return None
+    chosen = {v.strip().lower() for v in text.split(",") if v.strip()}
+    if not chosen or chosen - set(VERDICTS):
+        raise ValueError(f"expected a comma list of {', '.join(VERDICTS)}, got {text!r}")
+    return chosen
 
 
 def result_row(v: Any) -> dict[str, Any]:

@@ -433,7 +433,15 @@ class Settings:
         "together (over it gets 429 until midnight UTC); 0 = no quota.")
     api_max_body: int = _setting(
         "MAILSIFT_API_MAX_BODY", "10485760", _int_range(1024, 1 << 30),
-        "Largest request body the HTTP API accepts, in bytes (larger gets 413).")
+        "Largest request body the HTTP API accepts, in bytes (larger gets 413); a list "
+        "upload has its own limit, MAILSIFT_API_MAX_UPLOAD.")
+    api_max_upload: int = _setting(
+        "MAILSIFT_API_MAX_UPLOAD", "268435456", _int_range(1024, 1 << 40),
+        "Largest CSV or text list the HTTP API and the dashboard accept, in bytes (larger "
+        "gets 413); spooled to a temporary file, so memory stays bounded.")
+    api_session_hours: float = _setting(
+        "MAILSIFT_API_SESSION_HOURS", "12", _positive(" of hours"),
+        "How long a dashboard login lasts (its session cookie and its record in Redis).")
     api_rate: float = _setting(
         "MAILSIFT_API_RATE", "10", _positive(" of requests per second"),
         "Requests per second allowed per API token (token bucket; over it gets 429).")

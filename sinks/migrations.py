@@ -53,4 +53,20 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX IF NOT EXISTS verdicts_by_checked_at ON verdicts (checked_at);
         CREATE INDEX IF NOT EXISTS jobs_by_created_at ON jobs (created_at);
     """),
+    (4, "job inputs: the rows of an upload, its columns and name", """
+        -- the rows of a list submitted through the API, in input order, so results keep
+        -- the input's columns and order (duplicates included); erased and purged with it
+        CREATE TABLE IF NOT EXISTS job_inputs (
+            job_id      text NOT NULL,
+            line        integer NOT NULL,        -- the row's line in the upload
+            address_key text NOT NULL,           -- as verdicts.address_key
+            cells       text NOT NULL,           -- the row's values: a JSON array
+            PRIMARY KEY (job_id, line)
+        );
+        CREATE INDEX IF NOT EXISTS job_inputs_by_key ON job_inputs (job_id, address_key, line);
+        ALTER TABLE jobs ADD COLUMN IF NOT EXISTS name text;       -- the upload's name
+        ALTER TABLE jobs ADD COLUMN IF NOT EXISTS columns text[];  -- a CSV upload's header
+        -- where the address is in cells (a JSON or text upload's cells are the address)
+        ALTER TABLE jobs ADD COLUMN IF NOT EXISTS email_cell integer;
+    """),
 ]

@@ -65,6 +65,9 @@ _ROWS = """SELECT address_key, email, normalized, verdict, reason, temporary, ev
                  score
 FROM verdicts WHERE job_id = $1"""
 
+#: the verdicts filter of a reader (``$2``: a list of verdicts, or NULL for all)
+_OF_VERDICTS = "($2::text[] IS NULL OR verdict = ANY($2::text[]))"
+
 _JOB_CREATED = f"""
 INSERT INTO jobs (job_id, run, total, created_at, owner)
 SELECT $1::text, $2::text, $3::integer, $4::timestamptz, $5::text WHERE {_NOT_ERASED}
@@ -78,6 +81,33 @@ SELECT $1::text, $2::text, $3::integer, $4::timestamptz, $5::jsonb WHERE {_NOT_E
 ON CONFLICT (job_id, run) DO UPDATE SET completed_at = EXCLUDED.completed_at,
     counts = EXCLUDED.counts, total = COALESCE(jobs.total, EXCLUDED.total)
 """
+#: a job submitted through the API, recorded before its rows are stored and produced
+_UPLOAD = f"""
+INSERT INTO jobs (job_id, run, created_at, owner, name, columns, email_cell)
+SELECT $1::text, '', $2::timestamptz, $3::text, $4::text, $5::text[], $6::integer
+WHERE {_NOT_ERASED}
+ON CONFLICT (job_id, run) DO UPDATE SET name = EXCLUDED.name, columns = EXCLUDED.columns,
+    email_cell = EXCLUDED.email_cell, owner = COALESCE(jobs.owner, EXCLUDED.owner),
+    created_at = COALESCE(jobs.created_at, EXCLUDED.created_at)
+"""
+#: a batch of an upload's rows (a batch written again after an error adds nothing)
+_INPUTS = f"""
+INSERT INTO job_inputs (job_id, line, address_key, cells)
+SELECT $1::text, t.line, t.address_key, t.cells
+FROM unnest($2::integer[], $3::text[], $4::text[]) AS t(line, address_key, cells)
+WHERE {_NOT_ERASED}
+ON CONFLICT (job_id, line) DO NOTHING
+"""
+#: an upload's rows in input order with their verdicts (rows without one yet are left
+#: out) and the line of the address's first row
+_INPUT_ROWS = """
+SELECT i.line, i.cells, v.address_key, v.email, v.normalized, v.verdict, v.reason,
+       v.temporary, v.evidence, v.checked_at, v.score,
+       (SELECT min(d.line) FROM job_inputs d
+        WHERE d.job_id = i.job_id AND d.address_key = i.address_key) AS first_line
+FROM job_inputs i JOIN verdicts v ON v.job_id = i.job_id AND v.address_key = i.address_key
+WHERE i.job_id = $1 AND ($2::text[] IS NULL OR v.verdict = ANY($2::text[]))"""
+
 # a job expires when nothing of it (a run created or completed, a verdict checked) is as
 # new as the cutoff: the candidates come from the time indexes, then each is checked; $2
 # jobs at most per statement (a big backlog goes in several, none near the timeout)
@@ -94,6 +124,8 @@ WITH candidates AS (
     LIMIT $2
 ), gone_verdicts AS (
     DELETE FROM verdicts v USING expired e WHERE v.job_id = e.job_id RETURNING 1
+), gone_inputs AS (
+    DELETE FROM job_inputs i USING expired e WHERE i.job_id = e.job_id RETURNING 1
 ), gone_runs AS (
     DELETE FROM jobs j USING expired e WHERE j.job_id = e.job_id RETURNING 1
 )
@@ -228,8 +260,61 @@ class PostgresSink:
             runs = await conn.fetchval(
                 "WITH gone AS (DELETE FROM jobs WHERE job_id = $1 RETURNING 1) "
                 "SELECT count(*) FROM gone", job_id)
+            await conn.execute("DELETE FROM job_inputs WHERE job_id = $1", job_id)
         return ErasedRows(jobs=1 if runs or verdicts else 0, runs=int(runs),
                           verdicts=int(verdicts))
+
+    async def record_upload(self, job_id: str, *, created_at: datetime, owner: str | None,
+                            name: str | None, columns: Sequence[str] | None,
+                            email_cell: int) -> bool:
+        """Record a job submitted through the API before its rows are stored: its owner,
+        name and (a CSV upload's) columns, and where each row's address is. False when
+        the job was erased."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _ERASE_LOCK_ID)
+            status = await conn.execute(_UPLOAD, job_id, created_at, owner, name,
+                                        None if columns is None else list(columns),
+                                        email_cell)
+        return bool(status.endswith(" 1"))
+
+    async def write_inputs(self, job_id: str, rows: Sequence[tuple[int, str, Sequence[str]]]
+                           ) -> None:
+        """Store a batch of an upload's rows: ``(line, address_key, cells)`` each (nothing
+        for an erased job)."""
+        lines = [r[0] for r in rows]
+        keys = [r[1] for r in rows]
+        cells = [orjson.dumps(list(r[2])).decode() for r in rows]
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _ERASE_LOCK_ID)
+            await conn.execute(_INPUTS, job_id, lines, keys, cells)
+
+    async def job_upload(self, job_id: str) -> Any:
+        """The job's upload record (name, columns, email_cell), or None for a job that
+        did not come through the API."""
+        return await (await self.pool()).fetchrow(
+            "SELECT name, columns, email_cell FROM jobs WHERE job_id = $1 AND run = '' "
+            "AND email_cell IS NOT NULL", job_id)
+
+    async def input_count(self, job_id: str, verdicts: Sequence[str] | None = None) -> int:
+        """Rows of the job's upload that have a verdict (of ``verdicts``, when given)."""
+        return int(await (await self.pool()).fetchval(
+            "SELECT count(*) FROM (" + _INPUT_ROWS + ") r", job_id,
+            None if verdicts is None else list(verdicts)))
+
+    async def input_rows(self, job_id: str, *, limit: int, offset: int = 0,
+                         after: int | None = None, verdicts: Sequence[str] | None = None
+                         ) -> list[Any]:
+        """The job's upload rows with a verdict (of ``verdicts``), in input order: the page
+        at ``offset``, or the ``limit`` after line ``after`` (keyset paging)."""
+        pool = await self.pool()
+        wanted = None if verdicts is None else list(verdicts)
+        if after is None:
+            return list(await pool.fetch(_INPUT_ROWS + " ORDER BY i.line OFFSET $3 LIMIT $4",
+                                         job_id, wanted, offset, limit))
+        return list(await pool.fetch(_INPUT_ROWS + " AND i.line > $3 ORDER BY i.line LIMIT $4",
+                                     job_id, wanted, after, limit))
 
     async def is_erased(self, job_id: str) -> bool:
         """Whether ``job_id`` was erased (it has a tombstone)."""
@@ -264,7 +349,7 @@ class PostgresSink:
     async def list_jobs(self, *, owner: str | None, limit: int) -> list[Any]:
         """The original runs of ``owner``'s jobs (None: every job), newest first."""
         pool = await self.pool()
-        sql = ("SELECT job_id, total, created_at, completed_at, counts FROM jobs "
+        sql = ("SELECT job_id, total, created_at, completed_at, counts, name FROM jobs "
                "WHERE run = ''" + (" AND owner = $2" if owner is not None else "")
                + " ORDER BY created_at DESC NULLS LAST, job_id LIMIT $1")
         args: list[Any] = [limit] + ([owner] if owner is not None else [])
@@ -277,16 +362,24 @@ class PostgresSink:
         return None if owner is None else str(owner)
 
     async def job_summary(self, job_id: str) -> dict[str, Any]:
-        """Progress of a job as stored: total, completion and counts by verdict."""
+        """Progress of a job as stored: total, completion, name, and counts by verdict and
+        by reason (``by_reason``: most frequent first)."""
         pool = await self.pool()
-        job = await pool.fetchrow("SELECT total, created_at, completed_at FROM jobs "
+        job = await pool.fetchrow("SELECT total, created_at, completed_at, name FROM jobs "
                                   "WHERE job_id = $1 AND run = ''", job_id)
-        counts = {r["verdict"]: r["n"] for r in await pool.fetch(
-            "SELECT verdict, count(*) AS n FROM verdicts WHERE job_id = $1 GROUP BY verdict",
-            job_id)}
+        counts: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        for r in await pool.fetch("SELECT verdict, reason, count(*) AS n FROM verdicts "
+                                  "WHERE job_id = $1 GROUP BY verdict, reason "
+                                  "ORDER BY n DESC, reason", job_id):
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + int(r["n"])
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + int(r["n"])
         return {"job_id": job_id, "total": job["total"] if job else None,
                 "completed_at": job["completed_at"] if job else None,
-                "stored": sum(counts.values()), "by_verdict": counts}
+                "created_at": job["created_at"] if job else None,
+                "name": job["name"] if job else None,
+                "stored": sum(counts.values()), "by_verdict": counts,
+                "by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))}
 
     # --- reads (the API's queries: every SQL of these tables lives in this module) --------
 
@@ -298,11 +391,12 @@ class PostgresSink:
         """No verdict stored at all (a rebuild fills only an empty database)."""
         return not await (await self.pool()).fetchval("SELECT count(*) FROM verdicts")
 
-    async def verdict_count(self, job_id: str) -> int:
-        """Verdicts stored for ``job_id`` (one per address)."""
+    async def verdict_count(self, job_id: str, verdicts: Sequence[str] | None = None) -> int:
+        """Verdicts stored for ``job_id`` (one per address; of ``verdicts``, when given)."""
         pool = await self.pool()
-        return int(await pool.fetchval("SELECT count(*) FROM verdicts WHERE job_id = $1",
-                                       job_id))
+        return int(await pool.fetchval(
+            "SELECT count(*) FROM verdicts WHERE job_id = $1 AND " + _OF_VERDICTS, job_id,
+            None if verdicts is None else list(verdicts)))
 
     async def job_total(self, job_id: str) -> int | None:
         """The total of the job's original run, None when the job is not known here."""
@@ -312,15 +406,20 @@ class PostgresSink:
         return None if total is None else int(total)
 
     async def verdict_rows(self, job_id: str, *, limit: int, offset: int = 0,
-                           after: str | None = None) -> list[Any]:
-        """Stored verdicts of ``job_id`` in ``address_key`` order: the page at ``offset``,
-        or (keyset paging, cheap however deep) the ``limit`` after ``after``."""
+                           after: str | None = None, verdicts: Sequence[str] | None = None
+                           ) -> list[Any]:
+        """Stored verdicts of ``job_id`` (of ``verdicts``, when given) in ``address_key``
+        order: the page at ``offset``, or (keyset paging, cheap however deep) the ``limit``
+        after ``after``."""
         pool = await self.pool()
+        wanted = None if verdicts is None else list(verdicts)
         if after is None:
-            return list(await pool.fetch(_ROWS + " ORDER BY address_key OFFSET $2 LIMIT $3",
-                                         job_id, offset, limit))
+            return list(await pool.fetch(
+                _ROWS + " AND " + _OF_VERDICTS + " ORDER BY address_key OFFSET $3 LIMIT $4",
+                job_id, wanted, offset, limit))
         return list(await pool.fetch(
-            _ROWS + " AND address_key > $2 ORDER BY address_key LIMIT $3", job_id, after, limit))
+            _ROWS + " AND " + _OF_VERDICTS + " AND address_key > $3 ORDER BY address_key "
+            "LIMIT $4", job_id, wanted, after, limit))
 
     async def first_verdict(self, job_id: str) -> Any:
         """Any one stored verdict of ``job_id`` (a one-address job's), or None."""

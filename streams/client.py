@@ -9,7 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -92,11 +100,14 @@ async def submit_emails(settings: Settings, emails: Iterable[str], *,
                         request_ids: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None,
                         owner: str | None = None,
-                        wait_for_budget: bool = True) -> tuple[str, int]:
+                        wait_for_budget: bool = True,
+                        on_progress: Callable[[int], Awaitable[Any]] | None = None
+                        ) -> tuple[str, int]:
     """:func:`submit_job` for ``emails`` of any length, read as they are produced (at
     most 10,000 unacknowledged at a time); returns the job id and how many there were.
     ``owner`` (an API token's fingerprint) goes in the ``created`` event. Without
-    ``wait_for_budget``, an address past its daily probe budget ends ``unknown`` at once."""
+    ``wait_for_budget``, an address past its daily probe budget ends ``unknown`` at once.
+    ``on_progress`` is given the count the broker has, after each 10,000."""
     job_id = job_id or new_job_id()
     names, producer = await _producer(settings)
     total = 0
@@ -113,6 +124,8 @@ async def submit_emails(settings: Settings, emails: Iterable[str], *,
             if len(futures) >= 10_000:
                 await asyncio.gather(*futures)
                 futures = []
+                if on_progress is not None:
+                    await on_progress(total)
         await asyncio.gather(*futures)
         created = JobEvent.create(job_id, "created", total=total, owner=owner)
         await producer.send_and_wait(names.jobs, created.dumps(), key=key)

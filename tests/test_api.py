@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import io
 import json
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -50,6 +52,8 @@ OTHER_AUTH = {"Authorization": "Bearer other-token"}
 SECRET = "whsec-" + uuid.uuid4().hex
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 64 * 1024
+MAX_UPLOAD = 256 * 1024
+JOB_MAX = 5000
 
 JOB = ["alice@ok.test", "nobody@ok.test", "not an address", "Alice@OK.test",
        "bob@ok.test"]
@@ -64,6 +68,8 @@ def api_env(**overrides: str) -> dict[str, str]:
         "MAILSIFT_API_ADMIN_TOKENS": ADMIN,
         "MAILSIFT_API_RATE": "1000", "MAILSIFT_API_BURST": "1000",
         "MAILSIFT_API_MAX_BODY": str(MAX_BODY),
+        "MAILSIFT_API_MAX_UPLOAD": str(MAX_UPLOAD),
+        "MAILSIFT_API_JOB_MAX_ADDRESSES": str(JOB_MAX),
         "MAILSIFT_WEBHOOK_SECRET": SECRET,
         "MAILSIFT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         **overrides}
@@ -234,15 +240,57 @@ async def test_bad_bodies(api: Api) -> None:
     assert status == 422 and "emails[1]" in body["error"]["message"], body
     status, body = await post(b'["a@ok.test"]')
     assert status == 422, body
-    status, body = await post(b"a@ok.test", "text/plain")
+    status, body = await post(b"a@ok.test", "application/xml")
     assert status == 415, body
     _error(body, "unsupported_media_type")
-    status, body = await post(b"name,address\nAnn,a@ok.test\n", "text/csv")
-    assert status == 422 and "no column 'email'" in body["error"]["message"], body
     status, body = await post(b'{"email": "a@ok.test", "timeout": 0}', path="/v1/verify")
     assert status == 422, body
     status, body = await post(b"{", path="/v1/verify")
     assert status == 400, body
+
+
+def _spooled() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("mailsift-upload-*")}
+
+
+async def test_bad_uploads_are_4xx_and_leave_nothing_behind(api: Api) -> None:
+    """Binary, a wrong or missing column, no address, over a limit: a clear 4xx each, no
+    job listed, no spool file left, no quota taken."""
+    async def post(data: bytes, ctype: str = "text/csv", query: str = "") -> tuple[int, Any]:
+        status, body, _ = await api.call("POST", "/v1/jobs" + query, data=data,
+                                         headers={"Content-Type": ctype})
+        return status, body
+
+    _, before, _ = await api.call("GET", "/v1/jobs?limit=500")
+    spooled = _spooled()
+    cases: list[tuple[bytes, str, str, int, str, str]] = [
+        (b"PK\x03\x04\x14\x00rest of a zip", "text/csv", "", 415, "not_a_list", "ZIP"),
+        (b"email\nann@ok.test\x00\x01\x02\n", "text/csv", "", 415, "not_a_list", "NUL"),
+        (b"name,address\nAnn,a@ok.test\n", "text/csv", "?column=mail", 422,
+         "no_such_column", "no column 'mail' (columns: name, address)"),
+        (b"name,notes\nAnn,x\nBob,y\n", "text/csv", "", 422, "no_such_column",
+         "no address column found"),
+        (b"", "text/csv", "", 422, "empty_job", "empty"),
+        (b"name,email\nAnn,\nBob, \n", "text/csv", "", 422, "empty_job", "no row"),
+        (b"\n# only a comment\n\n", "text/plain", "", 422, "empty_job", "no row"),
+        (b"email\n" + b"".join(b"u%d@ok.test\n" % i for i in range(JOB_MAX + 1)),
+         "text/csv", "", 413, "job_too_large", f"at most {JOB_MAX}"),
+        (b"email\n" + b"a@ok.test\n" * (MAX_UPLOAD // 10), "text/csv", "", 413,
+         "payload_too_large", "MAILSIFT_API_MAX_UPLOAD"),
+    ]
+    for data, ctype, query, code, error, words in cases:
+        status, body = await post(data, ctype, query)
+        assert status == code, (data[:40], body)
+        _error(body, error)
+        assert words in body["error"]["message"], body
+    _, after, _ = await api.call("GET", "/v1/jobs?limit=500")
+    assert _ids(after) == _ids(before)
+    assert _spooled() == spooled
+    # a column found by its values (no header names it), and a text list: both accepted
+    status, body = await post(b"who,contact\nAnn,ann@ok.test\nBob,bob@ok.test\n")
+    assert status == 202 and body["total"] == 2, body
+    status, body = await post(b"ann@ok.test\n\n# a comment\nbob@ok.test\n", "text/plain")
+    assert status == 202 and body["total"] == 2, body
 
 
 async def test_body_over_the_limit_is_413(api: Api) -> None:
@@ -318,27 +366,41 @@ async def test_json_job_completes_with_results_and_a_signed_webhook(
     assert job["counts"] == {"deliverable": 2, "undeliverable": 2}
     assert job["submitted_at"]
 
-    # results: json pages, then csv and ndjson, all ordered the same way
+    # results: json pages, then csv and ndjson, all in the input's order, every row
+    # (the duplicate points at its address's first line)
     status, page1, resp = await api.call("GET", f"/v1/jobs/{job_id}/results?limit=3")
     assert status == 200 and resp.headers["Transfer-Encoding"] == "chunked"
-    assert resp.headers["X-Total-Count"] == "4" and resp.headers["X-Next-Offset"] == "3"
-    assert (page1["total"], page1["offset"], page1["limit"], page1["next_offset"]) == (4, 0, 3,
+    assert resp.headers["X-Total-Count"] == "5" and resp.headers["X-Next-Offset"] == "3"
+    assert (page1["total"], page1["offset"], page1["limit"], page1["next_offset"]) == (5, 0, 3,
                                                                                        3)
     status, page2, resp = await api.call("GET",
                                          f"/v1/jobs/{job_id}/results?format=json&offset=3")
     assert status == 200 and page2["next_offset"] is None and "X-Next-Offset" not in resp.headers
     rows = page1["results"] + page2["results"]
-    assert len(page1["results"]) == 3 and len(page2["results"]) == 1
-    assert {r["email"]: r["verdict"] for r in rows} == JOB_VERDICTS
-    assert all(set(r) == set(RESULT_COLUMNS) for r in rows)
-    alice = next(r for r in rows if r["email"] == "alice@ok.test")
+    assert len(page1["results"]) == 3 and len(page2["results"]) == 2
+    assert [r["email"] for r in rows] == JOB
+    assert [r["duplicate_of"] for r in rows] == ["", "", "", 1, ""]
+    assert {r["email"]: r["verdict"] for r in rows if not r["duplicate_of"]} == JOB_VERDICTS
+    assert rows[3]["verdict"] == rows[0]["verdict"] and rows[3]["normalized"] == "alice@ok.test"
+    assert all(list(r) == RESULT_COLUMNS + ["duplicate_of"] for r in rows)
+    alice = rows[0]
     assert alice["reason"] == "ok" and alice["smtp_code"] == 250 and alice["spf"]
 
     status, text, resp = await api.call("GET", f"/v1/jobs/{job_id}/results?format=csv")
     assert status == 200 and resp.content_type == "text/csv"
     table = list(csv.DictReader(io.StringIO(text)))
-    assert list(table[0]) == RESULT_COLUMNS
-    assert [r["email"] for r in table] == [r["email"] for r in rows]
+    assert list(table[0]) == RESULT_COLUMNS + ["duplicate_of"]
+    assert [r["email"] for r in table] == JOB
+    # ?verdict= keeps the rows of those verdicts, in the same order
+    status, text, resp = await api.call(
+        "GET", f"/v1/jobs/{job_id}/results?format=csv&verdict=deliverable&download=true")
+    assert status == 200 and resp.headers["X-Total-Count"] == "3"
+    assert resp.headers["Content-Disposition"] == (
+        f'attachment; filename="mailsift-{job_id}-deliverable.csv"')
+    assert [r["email"] for r in csv.DictReader(io.StringIO(text))] == [
+        "alice@ok.test", "Alice@OK.test", "bob@ok.test"]
+    status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}/results?verdict=Risky,unknown")
+    assert status == 200 and body["total"] == 0 and body["results"] == []
 
     status, text, resp = await api.call("GET",
                                         f"/v1/jobs/{job_id}/results?format=ndjson&offset=1"
@@ -348,7 +410,7 @@ async def test_json_job_completes_with_results_and_a_signed_webhook(
     assert lines == rows[1:3]
 
     for query in ("format=xml", "limit=0", "limit=10001", "offset=-1", "offset=x", "limt=5",
-                  "vocabulary=briteverify"):
+                  "vocabulary=briteverify", "verdict=good", "verdict=", "download=maybe"):
         status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}/results?{query}")
         assert status == 422, (query, body)
         _error(body, "invalid_parameter")
@@ -381,29 +443,40 @@ async def test_json_job_completes_with_results_and_a_signed_webhook(
 
 async def test_csv_upload_completes(api: Api) -> None:
     upload = (b"name,Email,notes\nAnn,alice@ok.test,x\nNone,,blank is skipped\n"
-              b"Full,full@ok.test,\nCat,someone@catchall.test,\n")
-    status, body, _ = await api.call("POST", "/v1/jobs?column=email", data=upload,
+              b"Full,full@ok.test,\nCat,someone@catchall.test,\nDup,ALICE@ok.test,again\n")
+    status, body, _ = await api.call("POST", "/v1/jobs?column=email&name=Leads%20Q4", data=upload,
                                      headers={"Content-Type": "text/csv; charset=utf-8"})
     assert status == 202, body
-    assert body["total"] == 3
+    assert (body["total"], body["status"], body["name"]) == (4, "submitting", "Leads Q4")
     job = await wait_completed(api, body["job_id"])
-    assert job["counts"] == {"deliverable": 1, "risky": 2}
+    assert job["counts"] == {"deliverable": 1, "risky": 2} and job["duplicates"] == 1
+    assert (job["name"], job["rows_read"], job["submitted"]) == ("Leads Q4", 4, 4)
+    assert {r["reason"]: r["count"] for r in job["reasons"]} == {
+        "ok": 1, "mailbox_full": 1, "catch_all": 1}
     status, text, _ = await api.call("GET", f"/v1/jobs/{body['job_id']}/results?format=csv")
     assert status == 200
-    got = {r["email"]: (r["verdict"], r["reason"]) for r in csv.DictReader(io.StringIO(text))}
-    assert got == {"alice@ok.test": ("deliverable", "ok"),
-                   "full@ok.test": ("risky", "mailbox_full"),
-                   "someone@catchall.test": ("risky", "catch_all")}
+    table = list(csv.DictReader(io.StringIO(text)))
+    # the input's columns first, in order, then ours (ours renamed where the input has it)
+    assert list(table[0]) == ["name", "Email", "notes", "mailsift_email",
+                              *RESULT_COLUMNS[1:], "duplicate_of"]
+    got = [(r["name"], r["Email"], r["notes"], r["mailsift_email"], r["verdict"], r["reason"],
+            r["duplicate_of"]) for r in table]
+    assert got == [
+        ("Ann", "alice@ok.test", "x", "alice@ok.test", "deliverable", "ok", ""),
+        ("Full", "full@ok.test", "", "full@ok.test", "risky", "mailbox_full", ""),
+        ("Cat", "someone@catchall.test", "", "someone@catchall.test", "risky", "catch_all", ""),
+        ("Dup", "ALICE@ok.test", "again", "ALICE@ok.test", "deliverable", "ok", "2")]
     # in ZeroBounce's words: our columns, then its own (README, "Other verifiers' words")
     status, text, _ = await api.call(
-        "GET", f"/v1/jobs/{body['job_id']}/results?format=csv&vocabulary=zerobounce")
+        "GET", f"/v1/jobs/{body['job_id']}/results?format=csv&vocabulary=zerobounce"
+        "&verdict=risky")
     assert status == 200
     table = list(csv.DictReader(io.StringIO(text)))
-    assert list(table[0]) == RESULT_COLUMNS + ["zerobounce_status", "zerobounce_sub_status"]
-    words = {r["email"]: (r["reason"], r["zerobounce_status"], r["zerobounce_sub_status"])
+    assert list(table[0]) == ["name", "Email", "notes", "mailsift_email", *RESULT_COLUMNS[1:],
+                              "zerobounce_status", "zerobounce_sub_status", "duplicate_of"]
+    words = {r["Email"]: (r["reason"], r["zerobounce_status"], r["zerobounce_sub_status"])
              for r in table}
-    assert words == {"alice@ok.test": ("ok", "valid", ""),
-                     "full@ok.test": ("mailbox_full", "invalid", "mailbox_quota_exceeded"),
+    assert words == {"full@ok.test": ("mailbox_full", "invalid", "mailbox_quota_exceeded"),
                      "someone@catchall.test": ("catch_all", "catch-all", "")}
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -33,7 +33,7 @@ from mailsift.api.state import STATE
 from mailsift.settings import Settings
 
 __all__ = ["token_owner", "is_admin", "owner_of_request", "require_job", "require_admin",
-           "daily_quota"]
+           "daily_quota", "take_quota", "Refund"]
 
 
 def token_owner(token: str) -> str:
@@ -77,10 +77,16 @@ def require_admin(request: web.Request) -> None:
         raise ApiError(403, "forbidden", "this needs an admin token (MAILSIFT_API_ADMIN_TOKENS)")
 
 
-@asynccontextmanager
-async def daily_quota(request: web.Request, addresses: int) -> AsyncIterator[None]:
-    """Take ``addresses`` of the token's daily quota for the block; given back when the
-    block fails (nothing was submitted). 413 for a job over the per-job limit, 429 over
+Refund = Callable[[int], Awaitable[None]]
+
+
+async def _nothing(addresses: int) -> None:
+    return None
+
+
+async def take_quota(request: web.Request, addresses: int) -> Refund:
+    """Take ``addresses`` of the token's daily quota; returns what gives part of it back
+    (what was not submitted after all). 413 for a job over the per-job limit, 429 over
     the day's quota."""
     state = request.app[STATE]
     settings = state.settings
@@ -90,8 +96,7 @@ async def daily_quota(request: web.Request, addresses: int) -> AsyncIterator[Non
                        f"{settings.api_job_max_addresses} (MAILSIFT_API_JOB_MAX_ADDRESSES)")
     limit = settings.api_daily_addresses
     if limit == 0 or request_is_admin(request):
-        yield
-        return
+        return _nothing
     name = f"api:{owner_of_request(request)}"
     taken = await state.allowance.take(name, addresses, limit)
     if not taken.granted:
@@ -101,8 +106,20 @@ async def daily_quota(request: web.Request, addresses: int) -> AsyncIterator[Non
                        f"({left} left today; MAILSIFT_API_DAILY_ADDRESSES); it renews at "
                        "midnight UTC",
                        headers={"Retry-After": str(max(1, taken.resets_in))})
+
+    async def refund(unused: int) -> None:
+        if unused > 0:
+            await state.allowance.give_back(name, unused)
+    return refund
+
+
+@asynccontextmanager
+async def daily_quota(request: web.Request, addresses: int) -> AsyncIterator[None]:
+    """:func:`take_quota` for the block; all given back when the block fails (nothing
+    was submitted)."""
+    refund = await take_quota(request, addresses)
     try:
         yield
     except BaseException:
-        await state.allowance.give_back(name, addresses)
+        await refund(addresses)
         raise

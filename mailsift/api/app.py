@@ -113,6 +113,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # lists still being submitted are marked failed (their spool files go with them)
+        tasks += list(state.background)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -11,10 +11,13 @@ import csv
 import io
 import json
 import logging
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from mailsift.api.access import (
@@ -23,13 +26,22 @@ from mailsift.api.access import (
     owner_of_request,
     request_is_admin,
     require_job,
+    take_quota,
 )
 from mailsift.api.errors import STREAMING, ApiError
-from mailsift.api.inputs import check_emails, csv_rows
+from mailsift.api.inputs import check_emails
 from mailsift.api.state import STATE, ApiState
+from mailsift.api.uploads import (
+    UPLOAD_TYPES,
+    UploadRefused,
+    UploadRow,
+    inspect_upload,
+    spool,
+    upload_rows,
+)
 from mailsift.api.webhooks import WebhookRefused, check_webhook_url
 from mailsift.inputs import InputError
-from mailsift.results import result_row, write_rows
+from mailsift.results import merged_columns, merged_row, parse_verdicts, result_row, write_rows
 from mailsift.vocabulary import (
     VOCABULARIES,
     check_vocabulary,
@@ -158,48 +170,122 @@ async def _submit(request: web.Request, emails: list[str], *, webhook: str | Non
 # --------------------------------------------------------------------------- POST /v1/jobs
 
 
+#: longest job name kept (``?name=``, the dashboard sends the file's name)
+MAX_NAME = 200
+
+
+def _name_param(request: web.Request) -> str | None:
+    raw = request.query.get("name")
+    if raw is None:
+        return None
+    name = "".join(c for c in raw if c.isprintable()).strip()[:MAX_NAME]
+    return name or None
+
+
 async def submit_job(request: web.Request) -> web.Response:
-    """Submit a list (JSON ``{"emails": [...], "webhook": ...}`` or a CSV upload): 202."""
+    """Submit a list: JSON ``{"emails": [...], "webhook": ...}``, a CSV upload or a text
+    list (one address per line). 202 at once, with the job in state ``submitting``: the
+    rows are stored and produced in the background (:mod:`mailsift.api.delivery`).
+    Everything that can make the list unusable is checked before (a 4xx, nothing
+    created)."""
+    from mailsift.api.delivery import Accepted, deliver
+    from streams.client import new_job_id
+
     state = request.app[STATE]
-    only_params(request, "column", "webhook", "wait_for_budget")
+    settings = state.settings
+    only_params(request, "column", "webhook", "wait_for_budget", "name")
     wait_for_budget = _bool_param(request, "wait_for_budget", True)  # a bad one is a 422
-    body = await _body(request, "application/json", "text/csv")
-    try:
-        if request.content_type == "application/json":
+    name = _name_param(request)
+    columns: list[str] | None = None
+    email_cell = 0
+    cleanup = None
+    total: int | None
+    if request.content_type == "application/json":
+        body = await _body(request, "application/json")
+        try:
             data = _json_object(body, {"emails", "webhook", "wait_for_budget"})
             if "emails" not in data:
                 raise _invalid("missing field 'emails'")
             emails = check_emails(data["emails"])
-            webhook = data.get("webhook")
-            if webhook is not None and not isinstance(webhook, str):
-                raise _invalid("'webhook' must be a string (an https:// URL)")
-            wait_for_budget = data.get("wait_for_budget", wait_for_budget)
-            if not isinstance(wait_for_budget, bool):
-                raise _invalid("'wait_for_budget' must be true or false")
-        else:
-            text = body.decode("utf-8-sig", errors="replace")
-            column = request.query.get("column", "email")
-            emails = check_emails([r.email for r in csv_rows(
-                text, column, hint="choose one with ?column=")])
-            webhook = request.query.get("webhook") or None
-    except InputError as exc:
-        raise _invalid(str(exc)) from None
-    except csv.Error as exc:
-        raise _invalid(f"CSV upload: {exc}") from None
-    if not emails:
-        raise _invalid("no addresses to verify", "empty_job")
-    if webhook is not None:
-        if not state.settings.webhook_secret:
-            raise _invalid("webhooks are disabled on this server (MAILSIFT_WEBHOOK_SECRET "
-                           "is not set)", "webhook_disabled")
+        except InputError as exc:
+            raise _invalid(str(exc)) from None
+        webhook = data.get("webhook")
+        if webhook is not None and not isinstance(webhook, str):
+            raise _invalid("'webhook' must be a string (an https:// URL)")
+        wait_for_budget = data.get("wait_for_budget", wait_for_budget)
+        if not isinstance(wait_for_budget, bool):
+            raise _invalid("'wait_for_budget' must be true or false")
+        if not emails:
+            raise _invalid("no addresses to verify", "empty_job")
+        listed = [UploadRow(i, e, (e,)) for i, e in enumerate(emails, 1)]
+        bound = total = len(listed)
+
+        def rows() -> Iterator[UploadRow]:
+            return iter(listed)
+    elif request.content_type in UPLOAD_TYPES:
+        webhook = request.query.get("webhook") or None
+        kind = "csv" if request.content_type == "text/csv" else "text"
         try:
-            await check_webhook_url(webhook, state.settings,
-                                    state.settings.webhook_allowed_networks)
-        except WebhookRefused as exc:
-            raise _invalid(str(exc), "webhook_refused") from None
-    job_id = await _submit(request, emails, webhook=webhook, wait_for_budget=wait_for_budget)
-    return web.json_response({"job_id": job_id, "total": len(emails)}, status=202,
+            path = await spool(request, settings.api_max_upload)
+            try:
+                plan = await asyncio.to_thread(
+                    inspect_upload, path, kind, column=request.query.get("column"),
+                    max_rows=settings.api_job_max_addresses)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        except UploadRefused as exc:
+            raise ApiError(exc.status, exc.code, str(exc)) from None
+        columns, email_cell, bound = plan.columns, plan.email_cell, plan.bound
+        total = plan.bound if plan.exact else None
+
+        def rows() -> Iterator[UploadRow]:
+            return upload_rows(path, plan)
+
+        def cleanup() -> None:
+            path.unlink(missing_ok=True)
+    else:
+        raise ApiError(415, "unsupported_media_type",
+                       "Content-Type must be application/json, text/csv or text/plain, "
+                       f"got {request.content_type!r}")
+    try:
+        await _check_webhook(state, webhook)
+        job_id = new_job_id()
+        refund = await take_quota(request, bound)
+        try:
+            owner = owner_of_request(request)
+            await state.jobs.record(job_id, total=total, submitted_at=utc_now_iso(),
+                                    webhook=webhook, owner=owner, state="submitting",
+                                    **({"name": name} if name else {}))
+            await state.sink.record_upload(job_id, created_at=datetime.now(UTC), owner=owner,
+                                           name=name, columns=columns, email_cell=email_cell)
+        except BaseException:
+            await refund(bound)
+            raise
+    except BaseException:
+        if cleanup is not None:
+            cleanup()
+        raise
+    task = asyncio.create_task(deliver(state, Accepted(
+        job_id, owner, rows, bound, refund, wait_for_budget=wait_for_budget,
+        cleanup=cleanup)), name=f"submit-{job_id}")
+    state.background.add(task)
+    task.add_done_callback(state.background.discard)
+    return web.json_response({"job_id": job_id, "status": "submitting", "total": total,
+                              "name": name}, status=202,
                              headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+async def _check_webhook(state: ApiState, webhook: str | None) -> None:
+    if webhook is None:
+        return
+    if not state.settings.webhook_secret:
+        raise _invalid("webhooks are disabled on this server (MAILSIFT_WEBHOOK_SECRET "
+                       "is not set)", "webhook_disabled")
+    try:
+        await check_webhook_url(webhook, state.settings, state.settings.webhook_allowed_networks)
+    except WebhookRefused as exc:
+        raise _invalid(str(exc), "webhook_refused") from None
 
 
 # --------------------------------------------------------------------------- GET /v1/jobs
@@ -216,15 +302,21 @@ async def list_jobs(request: web.Request) -> web.Response:
     running = [r["job_id"] for r in rows if r["completed_at"] is None]
     progress = dict(zip(running, await asyncio.gather(
         *(state.jobs.progress(job_id) for job_id in running)), strict=True))
+    records = dict(zip(running, await asyncio.gather(
+        *(state.jobs.get(job_id) for job_id in running)), strict=True))
     jobs = []
     for r in rows:
         p = progress.get(r["job_id"])
+        record = records.get(r["job_id"], {})
         done_counts = _counts(r["counts"]) if p is None else dict(p.by_verdict)
+        total = r["total"] if r["total"] is not None or p is None else p.total
+        if total is None and record.get("total"):
+            total = int(record["total"])
         jobs.append({
-            "job_id": r["job_id"], "total": r["total"],
+            "job_id": r["job_id"], "name": r["name"], "total": total,
             "done": (r["total"] or 0) if p is None else p.done,
             "created_at": _iso(r["created_at"]), "completed_at": _iso(r["completed_at"]),
-            "status": "completed" if p is None or p.completed else "running",
+            "status": _status(record, p is None or p.completed),
             "counts": done_counts or {}})
     return web.json_response({"jobs": jobs})
 
@@ -286,6 +378,7 @@ async def job_status(request: web.Request) -> web.Response:
     if total is None and record.get("total"):
         total = int(record["total"])
     completed = progress.completed or summary["completed_at"] is not None
+    status = _status(record, completed)
     webhook: dict[str, Any] | None = None
     if record.get("webhook"):
         # scheduled when the completion is seen; until then it waits for the job
@@ -293,9 +386,11 @@ async def job_status(request: web.Request) -> web.Response:
                    or {"delivery_id": None, "state": "waiting", "attempts": 0,
                        "scheduled_at": None, "next_attempt_at": None, "delivered_at": None,
                        "log": []})
+    reasons = [{"reason": k, "count": v} for k, v in summary["by_reason"].items()]
     return web.json_response({
         "job_id": job_id,
-        "status": "completed" if completed else "running",
+        "name": record.get("name") or summary["name"],
+        "status": status,
         "total": total,
         "done": progress.done if in_redis else summary["stored"],
         "duplicates": progress.duplicates,
@@ -303,8 +398,24 @@ async def job_status(request: web.Request) -> web.Response:
         "stored": summary["stored"],
         "submitted_at": record.get("submitted_at"),
         "completed_at": _iso(summary["completed_at"]),
+        "rows_read": int(record.get("stored", 0)),
+        "submitted": int(record.get("submitted", 0)),
+        "error": record.get("error"),
+        "reasons": reasons[:TOP_REASONS],
         "webhook": webhook,
     })
+
+
+#: reasons a job's status lists (most frequent first)
+TOP_REASONS = 10
+
+
+def _status(record: dict[str, str], completed: bool) -> str:
+    """``submitting`` and ``failed`` (the API's record of an upload), else the workers'
+    ``running`` or ``completed``."""
+    if record.get("state") in {"submitting", "failed"}:
+        return record["state"]
+    return "completed" if completed else "running"
 
 
 # --------------------------------------------------------------------------- GET …/results
@@ -344,22 +455,84 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
+def _verdicts_param(request: web.Request) -> list[str] | None:
+    """``?verdict=deliverable,risky``: the rows of these verdicts only (None: all)."""
+    try:
+        chosen = parse_verdicts(request.query.get("verdict"))
+    except ValueError as exc:
+        raise _invalid(f"verdict: {exc}", "invalid_parameter") from None
+    return None if chosen is None else sorted(chosen)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """How a job's results are read: its upload's rows in input order (the input's
+    columns first), or, for a job that did not come through the API, its verdicts."""
+
+    upload: Any
+    columns: list[str]
+    rename: dict[str, str]
+    vocabulary: str
+    verdicts: list[str] | None
+
+    async def count(self, sink: PostgresSink, job_id: str) -> int:
+        if self.upload is None:
+            return await sink.verdict_count(job_id, self.verdicts)
+        return await sink.input_count(job_id, self.verdicts)
+
+    async def fetch(self, sink: PostgresSink, job_id: str, *, limit: int, offset: int,
+                    after: Any) -> list[Any]:
+        if self.upload is None:
+            return await sink.verdict_rows(job_id, limit=limit, offset=offset, after=after,
+                                           verdicts=self.verdicts)
+        return await sink.input_rows(job_id, limit=limit, offset=offset, after=after,
+                                     verdicts=self.verdicts)
+
+    def key(self, record: Any) -> Any:
+        return record["address_key"] if self.upload is None else record["line"]
+
+    def row(self, record: Any) -> dict[str, Any]:
+        result = with_vocabulary(result_row(StoredVerdict.from_record(record)),
+                                 self.vocabulary)
+        if self.upload is None:
+            return result
+        cells = orjson.loads(record["cells"])
+        result["email"] = cells[self.upload["email_cell"]].strip()  # as in this row
+        first = record["first_line"]
+        result["duplicate_of"] = "" if first == record["line"] else first
+        original = dict(zip(self.upload["columns"], cells, strict=False)
+                        ) if self.upload["columns"] else None
+        return merged_row(original, result, self.rename)
+
+
 async def job_results(request: web.Request) -> web.StreamResponse:
-    """A page of a job's verdicts from Postgres, by ``address_key``, streamed in chunks."""
+    """A page of a job's results from Postgres, streamed in chunks. A list submitted
+    through the API comes back in its input order, every row (duplicates point at their
+    address's first line), with a CSV's own columns first; other jobs by address."""
     state = request.app[STATE]
     job_id = job_id_of(request)
-    only_params(request, "format", "offset", "limit", "vocabulary")
+    only_params(request, "format", "offset", "limit", "vocabulary", "verdict", "download")
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise _invalid(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}",
                        "invalid_parameter")
     vocabulary = _vocabulary_param(request)
-    columns = vocabulary_columns(vocabulary)
+    verdicts = _verdicts_param(request)
+    download = _bool_param(request, "download", False)
     offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     await require_job(request, job_id)
-    stored = await state.sink.verdict_count(job_id)
-    if stored == 0:
+    upload = await state.sink.job_upload(job_id)
+    ours = vocabulary_columns(vocabulary)
+    rename: dict[str, str]
+    if upload is None:
+        columns, rename = list(ours), {}
+    else:
+        columns, rename = merged_columns(list(upload["columns"] or []),
+                                         [*ours, "duplicate_of"])
+    source = _Rows(upload, columns, rename, vocabulary, verdicts)
+    stored = await source.count(state.sink, job_id)
+    if stored == 0 and upload is None:
         progress, record = await asyncio.gather(state.jobs.progress(job_id),
                                                 state.jobs.get(job_id))
         if not record and progress.total is None and progress.done == 0:
@@ -370,6 +543,9 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": FORMATS[fmt] + "; charset=utf-8", "X-Total-Count": str(stored)}
     if next_offset is not None:
         headers["X-Next-Offset"] = str(next_offset)
+    if download:
+        headers["Content-Disposition"] = (
+            f'attachment; filename="{_download_name(job_id, verdicts, fmt)}"')
     resp = web.StreamResponse(status=200, headers=headers)
     resp.enable_chunked_encoding()
     await resp.prepare(request)
@@ -379,7 +555,7 @@ async def job_results(request: web.Request) -> web.StreamResponse:
                 "next_offset": next_offset}
         await resp.write(json.dumps(head)[:-1].encode() + b', "results": [')
     first = True
-    async for rows in _pages(state.sink, job_id, offset, limit, vocabulary):
+    async for rows in _pages(state.sink, job_id, offset, limit, source):
         buf = io.StringIO()
         if fmt == "json":
             buf.write(("" if first else ",")
@@ -402,19 +578,25 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _pages(sink: PostgresSink, job_id: str, offset: int, limit: int, vocabulary: str
+def _download_name(job_id: str, verdicts: list[str] | None, fmt: str) -> str:
+    """``mailsift-<job>[-deliverable].csv``: a file name that says what it holds."""
+    ext = {"ndjson": "jsonl"}.get(fmt, fmt)
+    which = "" if verdicts is None else "-" + "-".join(verdicts)
+    return f"mailsift-{re.sub(r'[^A-Za-z0-9_.-]', '_', job_id)[:64]}{which}.{ext}"
+
+
+async def _pages(sink: PostgresSink, job_id: str, offset: int, limit: int, source: _Rows
                  ) -> Any:
-    """Result rows in chunks: the first by OFFSET, the next by keyset (address_key > last)."""
+    """Result rows in chunks: the first by OFFSET, the next by keyset (after the last)."""
     remaining = limit
-    last: str | None = None
+    last: Any = None
     while remaining > 0:
         n = min(CHUNK, remaining)
-        records = await sink.verdict_rows(job_id, limit=n, offset=offset, after=last)
+        records = await source.fetch(sink, job_id, limit=n, offset=offset, after=last)
         if not records:
             return
-        yield [with_vocabulary(result_row(StoredVerdict.from_record(r)), vocabulary)
-               for r in records]
-        last = records[-1]["address_key"]
+        yield [source.row(r) for r in records]
+        last = source.key(records[-1])
         remaining -= len(records)
         if len(records) < n:
             return

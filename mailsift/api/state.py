@@ -12,6 +12,7 @@ there (in whichever API instance sees the completion).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,14 @@ __all__ = ["ApiState", "JobRegistry", "STATE", "TTL_SECONDS"]
 TTL_SECONDS = 7 * 86_400
 
 
+#: HSET only on a record that still exists (an erasure removes it: nothing brings it back)
+_UPDATE_IF_KNOWN = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
 class JobRegistry:
     """Jobs submitted through the API, in Redis (shared by every API instance)."""
 
@@ -51,10 +60,14 @@ class JobRegistry:
     def key(cls, job_id: str) -> str:
         return f"{cls.PREFIX}job:{job_id}"
 
-    async def record(self, job_id: str, *, total: int, submitted_at: str,
-                     webhook: str | None, owner: str | None = None) -> None:
-        """Remember a job at submission (before its events are produced)."""
-        mapping: dict[Any, Any] = {"total": str(total), "submitted_at": submitted_at}
+    async def record(self, job_id: str, *, total: int | None, submitted_at: str,
+                     webhook: str | None, owner: str | None = None,
+                     **extra: str) -> None:
+        """Remember a job at submission (before its events are produced); ``extra``
+        fields too (an upload's ``state`` and ``name``)."""
+        mapping: dict[Any, Any] = {"submitted_at": submitted_at, **extra}
+        if total is not None:
+            mapping["total"] = str(total)
         if owner:
             mapping["owner"] = owner
         if webhook:
@@ -63,6 +76,15 @@ class JobRegistry:
             pipe.hset(self.key(job_id), mapping=mapping)
             pipe.expire(self.key(job_id), self.ttl_seconds)
             await pipe.execute()
+
+    async def update(self, job_id: str, **fields: str | int) -> bool:
+        """Set fields of a job's record, if it still has one (False: the job was erased
+        or forgotten, and nothing is written)."""
+        args: list[str] = []
+        for name, value in fields.items():
+            args += [name, str(value)]
+        return bool(await self.redis.eval(
+            _UPDATE_IF_KNOWN, 1, self.key(job_id), *args))
 
     async def forget(self, job_id: str) -> int:
         """Drop the job's record (the job was erased): keys removed."""
@@ -92,7 +114,8 @@ class ApiState:
     #: the tokens' daily address quotas
     allowance: DailyAllowance
     http: aiohttp.ClientSession | None = None
-    background: list[Any] = field(default_factory=list)
+    #: the background submissions of accepted lists (:mod:`mailsift.api.delivery`)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 STATE = web.AppKey("mailsift_api_state", ApiState)

@@ -43,7 +43,15 @@ from mailsift.cli.errors import fail
 from mailsift.cli.jobs_cmd import VOCABULARY_HELP, show_rows, vocabulary_of
 from mailsift.cli.render import VERDICT_STYLE, console
 from mailsift.inputs import InputRow, iter_addresses
-from mailsift.results import RESULT_COLUMNS, merged_columns, merged_row, result_row, write_rows
+from mailsift.results import (
+    RESULT_COLUMNS,
+    VERDICTS,
+    merged_columns,
+    merged_row,
+    parse_verdicts,
+    result_row,
+    write_rows,
+)
 from mailsift.settings import Settings, load_settings
 from mailsift.vocabulary import vocabulary_columns, with_vocabulary
 from schemas import VerdictEvent
@@ -120,25 +128,20 @@ def validate(
                                       if wanted else ""))
 
 
-#: the verdicts ``--verdict`` takes
-VERDICTS = ("deliverable", "undeliverable", "risky", "unknown")
-#: where a result row carries its input row until it is written
-_ORIGINAL = "\0original"
-
-
 def verdict_filter(text: str | None) -> set[str] | None:
     """``--verdict``'s comma list as a set (None: every verdict), or one error line.
 
     >>> sorted(verdict_filter("Risky, deliverable"))
     ['deliverable', 'risky']
     """
-    if text is None:
-        return None
-    chosen = {v.strip().lower() for v in text.split(",") if v.strip()}
-    unknown = sorted(chosen - set(VERDICTS))
-    if unknown or not chosen:
-        fail(f"--verdict: expected a comma list of {', '.join(VERDICTS)}, got {text!r}")
-    return chosen
+    try:
+        return parse_verdicts(text)
+    except ValueError as exc:
+        fail(f"--verdict: {exc}")
+
+
+#: where a result row carries its input row until it is written
+_ORIGINAL = "\0original"
 
 
 class Summary:
