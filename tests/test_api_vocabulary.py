@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from mailsift.api import handlers
-from mailsift.api.auth import TOKEN
+from mailsift.api.auth import PRINCIPAL, Principal
 from mailsift.api.errors import error_middleware
 from mailsift.api.state import STATE
 from mailsift.results import RESULT_COLUMNS
@@ -51,7 +51,8 @@ class FakeSink:
 async def client() -> AsyncIterator[TestClient[Any, Any]]:
     @web.middleware
     async def as_admin(request: web.Request, handler: Any) -> web.StreamResponse:
-        request[TOKEN] = "admin"  # an admin token sees every job (mailsift.api.access)
+        # an admin token sees every job (mailsift.api.access)
+        request[PRINCIPAL] = Principal("tok_admin", admin=True)
         return await handler(request)
 
     app = web.Application(middlewares=[error_middleware, as_admin])

@@ -20,40 +20,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from mailsift.api.auth import TOKEN
+from mailsift.api.auth import PRINCIPAL, is_admin, token_owner
 from mailsift.api.errors import ApiError
 from mailsift.api.state import STATE
-from mailsift.settings import Settings
 
 __all__ = ["token_owner", "is_admin", "owner_of_request", "require_job", "require_admin",
            "daily_quota", "take_quota", "Refund"]
 
 
-def token_owner(token: str) -> str:
-    """The fingerprint a job's owner is kept as (SHA-256, 96 bits of it)."""
-    return "tok_" + hashlib.sha256(token.encode()).hexdigest()[:24]
-
-
-def is_admin(settings: Settings, token: str) -> bool:
-    """Whether ``token`` is an admin token (compared in constant time with each)."""
-    return any([hmac.compare_digest(token.encode(), t.encode())
-                for t in settings.api_admin_tokens])
-
-
 def owner_of_request(request: web.Request) -> str:
     """The owner fingerprint of the request's token."""
-    return token_owner(request[TOKEN])
+    return request[PRINCIPAL].owner
 
 
 def request_is_admin(request: web.Request) -> bool:
-    return is_admin(request.app[STATE].settings, request[TOKEN])
+    return request[PRINCIPAL].admin
 
 
 def not_found(job_id: str) -> ApiError:

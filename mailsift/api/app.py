@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from mailsift.api import handlers, ops, suppressions
+from mailsift.api import web as web_pages
 from mailsift.api.auth import auth_middleware
 from mailsift.api.errors import error_middleware
 from mailsift.api.metrics import ApiMetrics, metrics_middleware
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *,
     from sinks.postgres import PostgresSink
     from sinks.redis_client import redis_client
     from sinks.redis_daily import DailyAllowance
+    from sinks.redis_sessions import RedisSessions
     from sinks.redis_webhooks import RedisWebhookOutbox
     from streams.job_rebuild import rebuilder
 
@@ -75,7 +77,9 @@ def create_app(settings: Settings, *,
                      outbox=RedisWebhookOutbox(client, prefix=settings.redis_prefix,
                                                lease_seconds=60.0,
                                                ttl_seconds=settings.job_ttl_seconds()),
-                     allowance=DailyAllowance(client, prefix=settings.redis_prefix))
+                     allowance=DailyAllowance(client, prefix=settings.redis_prefix),
+                     sessions=RedisSessions(client, prefix=settings.redis_prefix,
+                                            ttl_seconds=settings.api_session_hours * 3600))
     app = web.Application(
         client_max_size=settings.api_max_body,
         middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(settings)],
@@ -97,6 +101,7 @@ def create_app(settings: Settings, *,
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/openapi.json", openapi)
+    web_pages.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

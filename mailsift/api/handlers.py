@@ -294,9 +294,14 @@ async def _check_webhook(state: ApiState, webhook: str | None) -> None:
 async def list_jobs(request: web.Request) -> web.Response:
     """The token's jobs (an admin token's: every job), newest first: Postgres, with the
     workers' progress (Redis) of those not completed there yet."""
-    state = request.app[STATE]
     only_params(request, "limit")
     limit = _int_param(request, "limit", 50, 1, MAX_JOB_LIST)
+    return web.json_response({"jobs": await jobs_of(request, limit)})
+
+
+async def jobs_of(request: web.Request, limit: int) -> list[dict[str, Any]]:
+    """The body of ``GET /v1/jobs`` (the dashboard lists them too)."""
+    state = request.app[STATE]
     owner = None if request_is_admin(request) else owner_of_request(request)
     rows = await state.sink.list_jobs(owner=owner, limit=limit)
     running = [r["job_id"] for r in rows if r["completed_at"] is None]
@@ -318,7 +323,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             "created_at": _iso(r["created_at"]), "completed_at": _iso(r["completed_at"]),
             "status": _status(record, p is None or p.completed),
             "counts": done_counts or {}})
-    return web.json_response({"jobs": jobs})
+    return jobs
 
 
 def _counts(raw: Any) -> dict[str, int] | None:
@@ -369,6 +374,11 @@ async def delete_job(request: web.Request) -> web.Response:
 
 async def job_status(request: web.Request) -> web.Response:
     """Progress of a job: Redis bookkeeping of the workers, plus what Postgres stored."""
+    return web.json_response(await status_of(request))
+
+
+async def status_of(request: web.Request) -> dict[str, Any]:
+    """The body of ``GET /v1/jobs/{job_id}`` (the dashboard's job page shows it too)."""
     state = request.app[STATE]
     job_id, progress, record, summary = await _known_job(request)
     in_redis = progress.total is not None or progress.done > 0
@@ -387,7 +397,7 @@ async def job_status(request: web.Request) -> web.Response:
                        "scheduled_at": None, "next_attempt_at": None, "delivered_at": None,
                        "log": []})
     reasons = [{"reason": k, "count": v} for k, v in summary["by_reason"].items()]
-    return web.json_response({
+    return {
         "job_id": job_id,
         "name": record.get("name") or summary["name"],
         "status": status,
@@ -403,7 +413,7 @@ async def job_status(request: web.Request) -> web.Response:
         "error": record.get("error"),
         "reasons": reasons[:TOP_REASONS],
         "webhook": webhook,
-    })
+    }
 
 
 #: reasons a job's status lists (most frequent first)

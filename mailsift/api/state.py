@@ -27,6 +27,7 @@ from sinks.postgres import PostgresSink
 from sinks.redis_client import as_text
 from sinks.redis_daily import DailyAllowance
 from sinks.redis_jobs import Rebuild, RedisJobStore
+from sinks.redis_sessions import RedisSessions
 from sinks.redis_webhooks import RedisWebhookOutbox
 
 __all__ = ["ApiState", "JobRegistry", "STATE", "TTL_SECONDS"]
@@ -113,6 +114,8 @@ class ApiState:
     outbox: RedisWebhookOutbox
     #: the tokens' daily address quotas
     allowance: DailyAllowance
+    #: dashboard logins
+    sessions: RedisSessions
     http: aiohttp.ClientSession | None = None
     #: the background submissions of accepted lists (:mod:`mailsift.api.delivery`)
     background: set[asyncio.Task[None]] = field(default_factory=set)
