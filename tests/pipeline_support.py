@@ -156,6 +156,8 @@ class WorkerProcess:
     tree: Path = REPO
     #: ``mailsift worker -l``: warn keeps the tests' logs short
     loglevel: str = "warn"
+    #: another ``mailsift`` command instead of the worker (``("api", "--port", "8081")``)
+    command: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -166,7 +168,8 @@ class WorkerProcess:
         tmp = self.log_path.with_name(f"{self.log_path.stem}-tmp")
         tmp.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailsift.cli.main", "worker", "-l", self.loglevel],
+            [sys.executable, "-m", "mailsift.cli.main",
+             *(self.command or ("worker", "-l", self.loglevel))],
             cwd=self.tree, env={**os.environ, "TMPDIR": str(tmp), **self.env},
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -60,12 +60,14 @@ log = logging.getLogger("mailsift.api")
 FORMATS = {"json": "application/json", "csv": "text/csv", "ndjson": "application/x-ndjson"}
 #: most results one request returns (page with offset/limit)
 MAX_PAGE = 10_000
+#: the limit of a download (``?download=true``): every row
+ALL_ROWS = 2**31 - 1
 DEFAULT_PAGE = 1000
 #: the longest /v1/verify may wait for a verdict, in seconds
 MAX_VERIFY_TIMEOUT = 120.0
 DEFAULT_VERIFY_TIMEOUT = 30.0
 #: rows read from Postgres per chunk of a streamed results response
-CHUNK = 500
+CHUNK = 1000
 #: most jobs one GET /v1/jobs lists
 MAX_JOB_LIST = 500
 
@@ -530,7 +532,9 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     verdicts = _verdicts_param(request)
     download = _bool_param(request, "download", False)
     offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
-    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    # a download is the whole file (streamed in chunks) unless a limit is asked for
+    limit = _int_param(request, "limit", ALL_ROWS if download else DEFAULT_PAGE, 1,
+                       ALL_ROWS if download else MAX_PAGE)
     await require_job(request, job_id)
     upload = await state.sink.job_upload(job_id)
     ours = vocabulary_columns(vocabulary)
