@@ -8,8 +8,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["VERDICTS", "parse_verdicts", "merged_columns", "merged_row", "RESULT_COLUMNS",
-           "result_row", "write_rows"]
+__all__ = ["VERDICTS", "VERDICT_LIST", "parse_verdicts", "merged_columns", "merged_row",
+           "RESULT_COLUMNS", "result_row", "write_rows"]
 
 RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "score", "provider",
                   "suggestion", "disposable", "role", "free", "catch_all", "mx", "spf",
@@ -18,6 +18,8 @@ RESULT_COLUMNS = ["email", "normalized", "verdict", "reason", "score", "provider
 
 #: the verdicts, in the order results and summaries show them
 VERDICTS = ("deliverable", "undeliverable", "risky", "unknown")
+#: the API's ``?verdict=``: a comma list of verdicts, exactly (the CLI's is looser)
+VERDICT_LIST = "^({v})(,({v}))*$".format(v="|".join(VERDICTS))
 
 
 def parse_verdicts(text: str | None) -> set[str] | None:

@@ -115,11 +115,12 @@ def test_api_conforms_to_its_openapi_document(case: Any, base_url: str) -> None:
     with_webhook = (isinstance(case.body, dict) and case.body.get("webhook")) or (
         case.query or {}).get("webhook")
     suppressing = case.path == "/v1/suppressions" and case.method.upper() == "POST"
-    if case.media_type == "text/csv" or with_webhook or suppressing:
-        # not expressible in OpenAPI, so schema-valid is not enough to be accepted: a CSV
-        # must have the `email` column; a webhook needs MAILSIFT_WEBHOOK_SECRET (unset
-        # here, so nothing is ever sent) and a public or allow-listed host; what a domain
-        # or an address is (a suppression entry) is no pattern either
+    if case.media_type in {"text/csv", "text/plain"} or with_webhook or suppressing:
+        # not expressible in OpenAPI, so schema-valid is not enough to be accepted: a list
+        # upload must have an address (and a CSV an address column); a webhook needs
+        # MAILSIFT_WEBHOOK_SECRET (unset here, so nothing is ever sent) and a public or
+        # allow-listed host; what a domain or an address is (a suppression entry) is no
+        # pattern either
         excluded.append(positive_data_acceptance)
     case.validate_response(response, excluded_checks=excluded,
                            transport_kwargs={"base_url": base_url})

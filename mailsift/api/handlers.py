@@ -41,7 +41,14 @@ from mailsift.api.uploads import (
 )
 from mailsift.api.webhooks import WebhookRefused, check_webhook_url
 from mailsift.inputs import InputError
-from mailsift.results import merged_columns, merged_row, parse_verdicts, result_row, write_rows
+from mailsift.results import (
+    VERDICT_LIST,
+    VERDICTS,
+    merged_columns,
+    merged_row,
+    result_row,
+    write_rows,
+)
 from mailsift.vocabulary import (
     VOCABULARIES,
     check_vocabulary,
@@ -469,11 +476,13 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 def _verdicts_param(request: web.Request) -> list[str] | None:
     """``?verdict=deliverable,risky``: the rows of these verdicts only (None: all)."""
-    try:
-        chosen = parse_verdicts(request.query.get("verdict"))
-    except ValueError as exc:
-        raise _invalid(f"verdict: {exc}", "invalid_parameter") from None
-    return None if chosen is None else sorted(chosen)
+    raw = request.query.get("verdict")
+    if raw is None:
+        return None
+    if not re.fullmatch(VERDICT_LIST, raw):
+        raise _invalid(f"verdict: expected a comma list of {', '.join(VERDICTS)}, got {raw!r}",
+                       "invalid_parameter")
+    return sorted(set(raw.split(",")))
 
 
 @dataclass(frozen=True)
@@ -533,8 +542,7 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     download = _bool_param(request, "download", False)
     offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
     # a download is the whole file (streamed in chunks) unless a limit is asked for
-    limit = _int_param(request, "limit", ALL_ROWS if download else DEFAULT_PAGE, 1,
-                       ALL_ROWS if download else MAX_PAGE)
+    limit = _int_param(request, "limit", ALL_ROWS if download else DEFAULT_PAGE, 1, MAX_PAGE)
     await require_job(request, job_id)
     upload = await state.sink.job_upload(job_id)
     ours = vocabulary_columns(vocabulary)

@@ -22,6 +22,7 @@ from mailsift.api.handlers import (
 )
 from mailsift.api.suppressions import MAX_ENTRIES
 from mailsift.api.webhooks import MAX_URL_LENGTH
+from mailsift.results import VERDICT_LIST
 from mailsift.vocabulary import VOCABULARIES, words_of
 
 __all__ = ["openapi_document"]
@@ -65,6 +66,10 @@ _EMAIL = {"type": "string", "minLength": 1,
                          "Anything else that is no address (NUL, over 1,000 characters) "
                          "gets an `undeliverable`/`syntax` verdict."}
 _NULLABLE_STR = {"type": "string", "nullable": True}
+_JOB_STATES = {"type": "string", "enum": ["submitting", "running", "completed", "failed"],
+               "description": "submitting: an upload's rows are being stored and produced; "
+                              "failed: that stopped (see `error`); then the workers' running "
+                              "and completed."}
 _WAIT_FOR_BUDGET = {"type": "boolean", "default": True,
                     "description": "Past a domain's or MX host's daily probe budget, wait for "
                                    "the next UTC day (true), or end `unknown`/`probe_budget` "
@@ -72,10 +77,11 @@ _WAIT_FOR_BUDGET = {"type": "boolean", "default": True,
 
 _RESULT_ROW: dict[str, Any] = {
     "type": "object",
-    "description": "One address's verdict: the columns of `mailsift results`.",
-    "required": ["email", "normalized", "verdict", "reason", "suggestion", "disposable",
-                 "role", "free", "catch_all", "mx", "spf", "dmarc", "dkim", "smtp_code",
-                 "smtp_message", "checked_at"],
+    "description": "One address's verdict: the columns of `mailsift results`. A row of a "
+                   "list submitted through the API is one input row, in input order, with "
+                   "`duplicate_of` (the line of its address's first row, or \"\"); a CSV "
+                   "upload's own columns come first, and one of ours whose name the upload "
+                   "has is given as `mailsift_<name>`, so no column is guaranteed here.",
     "properties": {
         "email": _STR,
         "normalized": _STR,
@@ -96,6 +102,9 @@ _RESULT_ROW: dict[str, Any] = {
                       "description": "The SMTP reply code, or \"\" without an SMTP reply."},
         "smtp_message": _NULLABLE_STR,
         "checked_at": {"type": "string", "description": "ISO 8601 time of the check."},
+        "duplicate_of": {"oneOf": [{"type": "integer"}, {"type": "string", "enum": [""]}],
+                         "description": "A list submitted through the API: the line of the "
+                                        "address's first row when this row repeats it."},
         # only with ?vocabulary= (the README's table maps each reason)
         "kickbox_result": {"type": "string", "enum": words_of("kickbox", "result"),
                            "description": "With vocabulary=kickbox: Kickbox's `result`."},
@@ -153,8 +162,14 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "JobAccepted": {
-        "type": "object", "required": ["job_id", "total"],
-        "properties": {"job_id": _STR, "total": {"type": "integer", "minimum": 1}},
+        "type": "object", "required": ["job_id", "status", "total", "name"],
+        "properties": {
+            "job_id": _STR,
+            "status": {"type": "string", "enum": ["submitting"]},
+            "total": {"type": "integer", "minimum": 1, "nullable": True,
+                      "description": "Rows with an address; null for a long upload, whose "
+                                     "rows are counted while they are stored."},
+            "name": _NULLABLE_STR},
     },
     "JobList": {
         "type": "object", "required": ["jobs"],
@@ -164,13 +179,14 @@ _SCHEMAS: dict[str, Any] = {
                          "counts"],
             "properties": {
                 "job_id": _STR,
+                "name": _NULLABLE_STR,
                 "total": {"type": "integer", "nullable": True},
                 "done": {"type": "integer", "minimum": 0,
                          "description": "Submissions accounted for (as in GET "
                                         "/v1/jobs/{job_id})."},
                 "created_at": _NULLABLE_STR,
                 "completed_at": _NULLABLE_STR,
-                "status": {"type": "string", "enum": ["running", "completed"]},
+                "status": _JOB_STATES,
                 "counts": {"type": "object", "additionalProperties": {"type": "integer"},
                            "description": "Final verdicts so far, by verdict."},
             }}}},
@@ -181,9 +197,21 @@ _SCHEMAS: dict[str, Any] = {
                      "submitted_at", "completed_at", "webhook"],
         "properties": {
             "job_id": _STR,
-            "status": {"type": "string", "enum": ["running", "completed"]},
+            "name": _NULLABLE_STR,
+            "status": _JOB_STATES,
             "total": {"type": "integer", "nullable": True,
                       "description": "Submissions in the job (null until known)."},
+            "rows_read": {"type": "integer", "minimum": 0,
+                          "description": "An upload's rows stored so far (submitting)."},
+            "submitted": {"type": "integer", "minimum": 0,
+                          "description": "An upload's rows produced to Kafka so far."},
+            "error": {"type": "string", "nullable": True,
+                      "description": "Why a `failed` upload failed."},
+            "reasons": {"type": "array", "items": {
+                "type": "object", "required": ["reason", "count"],
+                "properties": {"reason": _STR, "count": {"type": "integer", "minimum": 1}}},
+                "description": "The most frequent reasons of the stored verdicts (10 at "
+                               "most)."},
             "done": {"type": "integer", "description": "Submissions accounted for."},
             "duplicates": {"type": "integer"},
             "counts": {"type": "object", "additionalProperties": {"type": "integer"},
@@ -288,9 +316,14 @@ _PATHS: dict[str, Any] = {
         "operationId": "submitJob",
         "summary": "Submit a list of addresses as a job; answers at once.",
         "parameters": [
-            {"name": "column", "in": "query", "required": False,
-             "schema": {"type": "string", "default": "email"},
-             "description": "CSV uploads: the column holding the address."},
+            {"name": "column", "in": "query", "required": False, "schema": _STR,
+             "description": "CSV uploads: the column holding the address (matched in any "
+                            "case). Without it, a header such as `email` or `E-mail`, else "
+                            "the column whose values look like addresses, else a header-less "
+                            "file."},
+            {"name": "name", "in": "query", "required": False, "schema": _STR,
+             "description": "A name for the job (the dashboard sends the file's name); "
+                            "kept to 200 characters."},
             {"name": "webhook", "in": "query", "required": False, "schema": _STR,
              "description": "CSV uploads: the webhook URL (as `webhook` in JSON)."},
             {"name": "wait_for_budget", "in": "query", "required": False,
@@ -301,7 +334,11 @@ _PATHS: dict[str, Any] = {
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _ref("JobRequest")},
             "text/csv": {"schema": {"type": "string"},
-                         "description": "A CSV file with a header row."},
+                         "description": "A CSV file (up to MAILSIFT_API_MAX_UPLOAD bytes), "
+                                        "spooled to disk and answered 202 at once."},
+            "text/plain": {"schema": {"type": "string"},
+                           "description": "One address per line (blank lines and # "
+                                          "comments are skipped)."},
         }},
         "responses": {
             "202": {"description": "Accepted; follow it with GET /v1/jobs/{job_id}.",
@@ -345,7 +382,9 @@ _PATHS: dict[str, Any] = {
     }},
     "/v1/jobs/{job_id}/results": {"get": {
         "operationId": "getJobResults",
-        "summary": "A page of a job's verdicts (ordered by address), streamed.",
+        "summary": "A page of a job's results, streamed: a list submitted through the API "
+                   "in its input order (every row, its own columns first), another job's "
+                   "by address.",
         "parameters": [
             _JOB_ID,
             {"name": "format", "in": "query", "required": False,
@@ -355,15 +394,25 @@ _PATHS: dict[str, Any] = {
              "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0}},
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
-                        "default": DEFAULT_PAGE}},
+                        "default": DEFAULT_PAGE},
+             "description": "Rows in the page (with download=true and no limit: all)."},
             _VOCABULARY,
+            {"name": "verdict", "in": "query", "required": False,
+             "schema": {"type": "string", "pattern": VERDICT_LIST},
+             "description": "Only the rows of these verdicts: a comma list, e.g. "
+                            "`deliverable,risky`."},
+            {"name": "download", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+             "description": "An attachment (Content-Disposition with a file name) of every "
+                            "row unless a limit is given."},
         ],
         "responses": {
             "200": {
                 "description": "The page; csv has a header row, ndjson one object a line.",
                 "headers": {
                     "X-Total-Count": {"schema": {"type": "integer"},
-                                      "description": "Verdict rows of the job."},
+                                      "description": "Result rows of the job (of the "
+                                                     "verdicts asked for)."},
                     "X-Next-Offset": {"schema": {"type": "integer"},
                                       "description": "The next page's offset, if any."},
                 },

@@ -210,6 +210,9 @@ def inspect_upload(path: Path, kind: str, *, column: str | None, max_rows: int
             raise UploadRefused("no addresses to verify (the upload is empty)",
                                 code="empty_job")
         plan = plan_csv(header, sample, column=column, bound=bound)
+        if plan.header:  # the header line is no row
+            bound -= 1
+            plan = UploadPlan(plan.kind, plan.columns, plan.email_cell, True, bound)
     count_all = bound > max_rows or bound <= COUNT_BEFORE_ANSWER
     count = 0
     try:
