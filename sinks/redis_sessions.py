@@ -8,7 +8,7 @@ or at logout.
 ``{prefix}api:session:{sha256(id)}``  hash  owner, csrf, created_at
 
 >>> RedisSessions.key_of("mailsift:", "abc")[:40]
-'mailsift:api:session:ba7816bf8f01cfea4141'
+'mailsift:api:session:ba7816bf8f01cfea414'
 """
 
 from __future__ import annotations

@@ -37,11 +37,15 @@ RECORDS = [
 class FakeSink:
     """What job_results asks of the Postgres sink, answered from RECORDS."""
 
-    async def verdict_count(self, job_id: str) -> int:
+    async def job_upload(self, job_id: str) -> None:
+        return None  # submitted by the CLI: results by address
+
+    async def verdict_count(self, job_id: str, verdicts: Any = None) -> int:
         return len(RECORDS)
 
     async def verdict_rows(self, job_id: str, *, limit: int, offset: int = 0,
-                           after: str | None = None) -> list[dict[str, Any]]:
+                           after: str | None = None, verdicts: Any = None
+                           ) -> list[dict[str, Any]]:
         if after is None:
             return RECORDS[offset:offset + limit]
         return [r for r in RECORDS if r["address_key"] > after][:limit]

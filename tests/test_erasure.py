@@ -62,19 +62,24 @@ async def _job(sink: PostgresSink, job: str, created: datetime, *, completed: da
                                             at=_iso(completed)))
     await sink.write_verdicts([_verdict(job, f"a{i}@x.test", at)
                                for i, at in enumerate(verdicts)])
+    # as if uploaded through the API: its rows, with their columns (addresses: they go too)
+    await sink.write_inputs(job, [(i + 2, f"a{i}@x.test", (f"a{i}@x.test", "n"))
+                                  for i in range(len(verdicts))])
     if replay is not None:
         replay_id, at = replay
         await sink.write_job_event(JobEvent(job_id=job, kind="created", total=1,
                                             replay_id=replay_id, at=_iso(at)))
 
 
-async def _rows(sink: PostgresSink) -> dict[str, tuple[int, int]]:
+async def _rows(sink: PostgresSink) -> dict[str, tuple[int, int, int]]:
+    """Runs, verdicts and upload rows per job."""
     pool = await sink.pool()
-    runs = {r["job_id"]: r["n"] for r in await pool.fetch(
-        "SELECT job_id, count(*) AS n FROM jobs GROUP BY job_id")}
-    verdicts = {r["job_id"]: r["n"] for r in await pool.fetch(
-        "SELECT job_id, count(*) AS n FROM verdicts GROUP BY job_id")}
-    return {job: (runs.get(job, 0), verdicts.get(job, 0)) for job in set(runs) | set(verdicts)}
+    counts = [{r["job_id"]: r["n"] for r in await pool.fetch(
+        f"SELECT job_id, count(*) AS n FROM {table} GROUP BY job_id")}
+        for table in ("jobs", "verdicts", "job_inputs")]
+    jobs = set().union(*counts)
+    return {job: (counts[0].get(job, 0), counts[1].get(job, 0), counts[2].get(job, 0))
+            for job in jobs}
 
 
 @pytest.mark.asyncio

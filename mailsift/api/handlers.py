@@ -197,6 +197,7 @@ async def submit_job(request: web.Request) -> web.Response:
     rows are stored and produced in the background (:mod:`mailsift.api.delivery`).
     Everything that can make the list unusable is checked before (a 4xx, nothing
     created)."""
+    # delivery and streams.client load aiokafka (slow to import): only a submit needs them
     from mailsift.api.delivery import Accepted, deliver
     from streams.client import new_job_id
 
