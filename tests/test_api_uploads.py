@@ -101,6 +101,7 @@ async def _records_in(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
+@pytest.mark.timeout(900)  # ~4 minutes here: a million rows stored, then produced
 async def test_a_million_row_upload_is_answered_at_once_and_submitted_in_bounded_memory(
         api: tuple[str, WorkerProcess, Settings], big_list: Path) -> None:
     url, proc, settings = api
