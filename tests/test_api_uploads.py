@@ -7,7 +7,6 @@ memory stays bounded. No worker runs here: the pipeline's part is tested elsewhe
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mailsift.settings import Settings
 from sinks.postgres import PostgresSink
 from streams.topics import bootstrap_servers, ensure_topics
-from tests.pipeline_support import WorkerProcess, settings_for, stack_env
+from tests.pipeline_support import WorkerProcess, free_port, settings_for, stack_env
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
 
@@ -28,12 +27,6 @@ TOKEN = "big-" + uuid.uuid4().hex
 ROWS = 1_000_000
 #: the API's peak RSS with a 1M-row (47 MB) upload in flight (README, "Large lists")
 RSS_LIMIT_MB = 250
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -60,7 +53,7 @@ def api(stack: Settings, tmp_path_factory: pytest.TempPathFactory
     env = {**stack_env(stack), "MAILSIFT_TOPIC_PREFIX": f"u{run}.", "MAILSIFT_APP_ID": f"u{run}",
            "MAILSIFT_REDIS_PREFIX": f"mailsift-u{run}:", "MAILSIFT_PARTITIONS": "4",
            "MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_API_MAX_UPLOAD": str(100 << 20)}
-    port = _free_port()
+    port = free_port()
     proc = WorkerProcess(env, tmp_path_factory.mktemp("big-api") / "api.log",
                          command=("api", "--port", str(port)))
     url = f"http://127.0.0.1:{port}"

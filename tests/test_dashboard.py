@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -34,18 +33,18 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from mailsift.settings import Settings
-from tests.pipeline_support import WorkerProcess, WorldProcess, pipeline_env, running_world
+from tests.pipeline_support import (
+    WorkerProcess,
+    WorldProcess,
+    free_port,
+    pipeline_env,
+    running_world,
+)
 
 pytestmark = [pytest.mark.stack]
 
 TOKEN = "dash-" + uuid.uuid4().hex
 DOMAINS, PER_DOMAIN, MAILBOXES = 80, 25, 20  # user0..user19 exist on each bulk domain
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def dashboard(stack: Settings, world: WorldProcess,
     env = pipeline_env(world, MAILSIFT_API_TOKENS=TOKEN, MAILSIFT_MX_MAX_RCPT_PER_SECOND="200",
                        MAILSIFT_API_RATE="100", MAILSIFT_API_BURST="200")
     worker = WorkerProcess(env, logs / "worker.log")
-    port = _free_port()
+    port = free_port()
     api = WorkerProcess(env, logs / "api.log", command=("api", "--port", str(port)))
     url = f"http://127.0.0.1:{port}"
     try:

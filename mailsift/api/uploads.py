@@ -29,7 +29,6 @@ mailsift.api.uploads.UploadRefused: no address column found (columns: name); nam
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
@@ -257,12 +256,3 @@ def upload_rows(path: Path, plan: UploadPlan) -> Iterator[UploadRow]:
             if len(cells) != width:
                 cells = (cells + [""] * width)[:width]
             yield UploadRow(reader.line_num, email, cells)
-
-
-@contextlib.contextmanager
-def removed_after(path: Path) -> Iterator[Path]:
-    """``path``, removed when the block ends."""
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
