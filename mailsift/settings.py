@@ -439,6 +439,10 @@ class Settings:
         "MAILSIFT_API_MAX_UPLOAD", "268435456", _int_range(1024, 1 << 40),
         "Largest CSV or text list the HTTP API and the dashboard accept, in bytes (larger "
         "gets 413); spooled to a temporary file, so memory stays bounded.")
+    api_drain_seconds: float = _setting(
+        "MAILSIFT_API_DRAIN_SECONDS", "60", _seconds_or_zero,
+        "On shutdown, how long the API waits for lists it accepted (202) to finish "
+        "submitting; those still going after it are marked failed.")
     api_session_hours: float = _setting(
         "MAILSIFT_API_SESSION_HOURS", "12", _positive(" of hours"),
         "How long a dashboard login lasts (its session cookie and its record in Redis).")

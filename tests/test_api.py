@@ -399,8 +399,11 @@ async def test_json_job_completes_with_results_and_a_signed_webhook(
         f'attachment; filename="mailsift-{job_id}-deliverable.csv"')
     assert [r["email"] for r in csv.DictReader(io.StringIO(text))] == [
         "alice@ok.test", "Alice@OK.test", "bob@ok.test"]
-    status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}/results?verdict=Risky,unknown")
+    status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}/results?verdict=risky,unknown")
     assert status == 200 and body["total"] == 0 and body["results"] == []
+    # the API's list is exact, as its OpenAPI pattern says (the CLI's --verdict folds case)
+    status, body, _ = await api.call("GET", f"/v1/jobs/{job_id}/results?verdict=Risky")
+    assert status == 422 and body["error"]["code"] == "invalid_parameter"
 
     status, text, resp = await api.call("GET",
                                         f"/v1/jobs/{job_id}/results?format=ndjson&offset=1"

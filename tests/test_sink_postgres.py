@@ -72,10 +72,13 @@ async def sink(stack: Settings) -> AsyncIterator[PostgresSink]:
 
 @pytest.mark.asyncio
 async def test_migrations_apply_once(sink: PostgresSink) -> None:
-    assert await sink.migrate() == [1, 2, 3]
+    assert await sink.migrate() == [1, 2, 3, 4]
     assert await sink.migrate() == []
     pool = await sink.pool()
-    assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 3
+    assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 4
+    assert await pool.fetchval(  # 4: an upload's rows, kept for its results
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'job_inputs'") == 4
     assert await pool.fetchval(  # 2: the verdict score
         "SELECT data_type FROM information_schema.columns "
         "WHERE table_name = 'verdicts' AND column_name = 'score'") == "smallint"

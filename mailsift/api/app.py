@@ -118,7 +118,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        # lists still being submitted are marked failed (their spool files go with them)
+        # lists accepted with a 202 get MAILSIFT_API_DRAIN_SECONDS to finish submitting;
+        # those still going after it are marked failed (their spool files go with them)
+        drain = state.settings.api_drain_seconds
+        if state.background and drain > 0:
+            log.info("waiting up to %g s for %d list(s) still being submitted", drain,
+                     len(state.background))
+            await asyncio.wait(set(state.background), timeout=drain)
         tasks += list(state.background)
         for task in tasks:
             task.cancel()
