@@ -72,6 +72,11 @@ class JobStore(Protocol):
         """Count ``source`` as a duplicate submission (idempotent per source)."""
         ...
 
+    async def record_duplicates(self, key: str, sources: Sequence[str]) -> JobProgress:
+        """:meth:`record_duplicate` for many sources, then :meth:`progress`, in one round
+        trip (a list with many repeats sends one ``duplicate`` event per repeat)."""
+        ...
+
     async def set_total(self, key: str, total: int) -> None:
         """The number of submissions in the job run (from its job-created event)."""
         ...

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from agents.batching import KeyedBatcher
 from agents.erased import without_erased
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 
 #: one final verdict to count: job id, replay id, dedupe key, verdict, source
 _Final = tuple[str, str | None, str, str, str | None]
+
+
+@dataclass(slots=True)
+class _JobEvents:
+    """What a batch's job events say of one job run."""
+
+    job_id: str
+    replay_id: str | None
+    total: int | None = None
+    duplicates: list[str] = field(default_factory=list)
 
 
 class ProgressHandler:
@@ -63,10 +74,18 @@ class ProgressHandler:
             if isinstance(v, VerdictEvent):
                 finals.setdefault(job_key(v.job_id, v.replay_id), []).append(
                     (v.job_id, v.replay_id, v.dedupe_key, v.verdict, v.source))
-        job_events = [e for e in kept if isinstance(e, JobEvent)]
         waits = [self.finals.enqueue(jkey, items) for jkey, items in finals.items()]
-        for job_event in job_events:
-            await self._job_event(job_event)
+        runs: dict[str, _JobEvents] = {}
+        for e in kept:
+            if isinstance(e, JobEvent):
+                run = runs.setdefault(job_key(e.job_id, e.replay_id),
+                                      _JobEvents(e.job_id, e.replay_id))
+                if e.kind == "created" and e.total is not None:
+                    run.total = e.total
+                elif e.kind == "duplicate" and e.source:
+                    run.duplicates.append(e.source)
+        for jkey, run in runs.items():
+            await self._job_events(jkey, run)
         if waits:
             await asyncio.gather(*waits)
         return outcomes
@@ -79,17 +98,17 @@ class ProgressHandler:
         await self._announce(job_id, replay_id, jkey, progress)
         return [None] * len(batch)
 
-    async def _job_event(self, event: JobEvent) -> None:
+    async def _job_events(self, jkey: str, run: _JobEvents) -> None:
+        """A batch's job events of one job run: its total, and all its duplicates in one
+        round trip (a list with many repeats has a ``duplicate`` event per repeat)."""
         jobs = self.s.jobs
-        job_id, replay_id = event.job_id, event.replay_id
-        jkey = job_key(job_id, replay_id)
-        if event.kind == "created" and event.total is not None:
-            await jobs.set_total(jkey, event.total)
-        elif event.kind == "duplicate" and event.source:
-            await jobs.record_duplicate(jkey, event.source)
-        else:
+        if run.total is None and not run.duplicates:
             return
-        await self._announce(job_id, replay_id, jkey, await jobs.progress(jkey))
+        if run.total is not None:
+            await jobs.set_total(jkey, run.total)
+        progress = (await jobs.record_duplicates(jkey, run.duplicates) if run.duplicates
+                    else await jobs.progress(jkey))
+        await self._announce(run.job_id, run.replay_id, jkey, progress)
 
     async def _announce(self, job_id: str, replay_id: str | None, jkey: str,
                         progress: JobProgress) -> None:

@@ -30,6 +30,10 @@ class MemoryJobStore:
     async def record_duplicate(self, key: str, source: str) -> None:
         self._dups.setdefault(key, set()).add(source)
 
+    async def record_duplicates(self, key: str, sources: Sequence[str]) -> JobProgress:
+        self._dups.setdefault(key, set()).update(sources)
+        return await self.progress(key)
+
     async def set_total(self, key: str, total: int) -> None:
         self._totals[key] = total
 

@@ -110,11 +110,11 @@ touch(ARGV[1])
 return out
 """
 
-# ARGV = source, ttl_ms
-_DUPLICATE_LUA = _TOUCH + _GATE + """
-redis.call('SADD', KEYS[2], ARGV[1])
-touch(ARGV[2])
-return 1
+# ARGV = ttl_ms, then sources. Returns the state (``_STATE``).
+_DUPLICATES_LUA = _TOUCH + _GATE + f"""
+for i = 2, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+touch(ARGV[1])
+return {_STATE}
 """
 
 # ARGV = total, ttl_ms
@@ -192,7 +192,7 @@ class RedisJobStore:
         register = redis.register_script
         self._claim_many = register(_CLAIM_MANY_LUA)
         self._finals = register(_FINALS_LUA)
-        self._duplicate = register(_DUPLICATE_LUA)
+        self._duplicates = register(_DUPLICATES_LUA)
         self._total = register(_TOTAL_LUA)
         self._completed = register(_COMPLETED_LUA)
         self._progress = register(_PROGRESS_LUA)
@@ -237,7 +237,12 @@ class RedisJobStore:
 
     async def record_duplicate(self, key: str, source: str) -> None:
         """Count ``source`` as a duplicate submission (idempotent per source)."""
-        await self._run(self._duplicate, key, [source, self._ttl_ms])
+        await self.record_duplicates(key, [source])
+
+    async def record_duplicates(self, key: str, sources: Sequence[str]) -> JobProgress:
+        """Count many duplicate submissions (once per source) and read the progress: one
+        script."""
+        return _progress(await self._run(self._duplicates, key, [self._ttl_ms, *sources]))
 
     async def set_total(self, key: str, total: int) -> None:
         """The number of submissions in the job run."""

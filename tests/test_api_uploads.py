@@ -1,7 +1,8 @@
-"""A 1,000,000-row CSV through ``mailsift api`` run as a user runs it (a subprocess), on
-the shared local stack: the 202 comes within 2 s, the job says ``submitting`` with its
-counts, every row reaches Postgres (in order, with its columns) and Kafka, and the API's
-memory stays bounded. No worker runs here: the pipeline's part is tested elsewhere.
+"""A 1,000,000-row CSV through ``mailsift api`` and ``mailsift worker`` run as a user runs
+them (subprocesses), on the shared local stack and a bulk simulated world: the 202 comes
+within 2 s, the job says ``submitting`` with its counts, every row reaches Postgres (in
+order, with its columns) and Kafka, the API's memory stays bounded, and the job completes
+with exact counts (20,000 distinct addresses, each in the list 50 times).
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mailsift.settings import Settings
 from sinks.postgres import PostgresSink
 from streams.topics import bootstrap_servers, ensure_topics
-from tests.pipeline_support import WorkerProcess, free_port, settings_for, stack_env
+from tests.pipeline_support import (
+    WorkerProcess,
+    WorldProcess,
+    free_port,
+    pipeline_env,
+    running_world,
+    settings_for,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
 
 TOKEN = "big-" + uuid.uuid4().hex
 ROWS = 1_000_000
+DOMAINS, ADDRESSES = 800, 25  # user0..user24 on each domain; user0..user19 exist
+DISTINCT = DOMAINS * ADDRESSES
 #: the API's peak RSS with a 1M-row (47 MB) upload in flight (README, "Large lists")
 RSS_LIMIT_MB = 250
 
@@ -42,25 +52,45 @@ def big_list(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with path.open("w") as f:
         f.write("customer,email,plan\n")
         for i in range(ROWS):
-            f.write(f"C{i},user{i % 25}@bulk{i % 4000}.test,{'pro' if i % 3 else 'free'}\n")
+            # row i is address i mod 20,000: each of them 50 times, spread over the list
+            f.write(f"C{i},user{i // DOMAINS % ADDRESSES}@bulk{i % DOMAINS}.test,"
+                    f"{'pro' if i % 3 else 'free'}\n")
     return path
 
 
 @pytest.fixture(scope="module")
-def api(stack: Settings, tmp_path_factory: pytest.TempPathFactory
+def world() -> Iterator[WorldProcess]:
+    with running_world("--bulk", str(DOMAINS), "--bulk-mailboxes", "20",
+                       "--bulk-mx-hosts", "20") as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def api(stack: Settings, world: WorldProcess, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[tuple[str, WorkerProcess, Settings]]:
-    run = uuid.uuid4().hex[:10]
-    env = {**stack_env(stack), "MAILSIFT_TOPIC_PREFIX": f"u{run}.", "MAILSIFT_APP_ID": f"u{run}",
-           "MAILSIFT_REDIS_PREFIX": f"mailsift-u{run}:", "MAILSIFT_PARTITIONS": "4",
-           "MAILSIFT_API_TOKENS": TOKEN, "MAILSIFT_API_MAX_UPLOAD": str(100 << 20)}
+    env = pipeline_env(world, MAILSIFT_API_TOKENS=TOKEN, MAILSIFT_API_MAX_UPLOAD=str(100 << 20),
+                       MAILSIFT_MX_MAX_RCPT_PER_SECOND="200")
+    logs = tmp_path_factory.mktemp("big-api")
+    worker = WorkerProcess(env, logs / "worker.log")
     port = free_port()
-    proc = WorkerProcess(env, tmp_path_factory.mktemp("big-api") / "api.log",
-                         command=("api", "--port", str(port)))
+    proc = WorkerProcess(env, logs / "api.log", command=("api", "--port", str(port)))
     url = f"http://127.0.0.1:{port}"
     try:
         yield url, proc, settings_for(env)
+        # a client that leaves a download early is one line in the log, not a traceback
+        assert "Traceback" not in proc.log_text(), proc.log_text()[-3000:]
+        assert worker.alive(), worker.log_text()[-3000:]
+        log = worker.log_text()
+        assert "Traceback" not in log, log[-3000:]
+        # minutes of backlog: faust's stall check must not take it for a stopped stream
+        # (the ``jobs`` partitions can wait minutes for their first fetch behind this
+        # backlog on Tansu: noted on #14, so only the submissions are held to it here)
+        stalled = [line for line in log.splitlines()
+                   if "has not started processing" in line and "submissions" in line]
+        assert not stalled, stalled[:3]
     finally:
         proc.stop()
+        worker.stop()
 
 
 async def _wait_up(url: str, proc: WorkerProcess) -> None:
@@ -94,8 +124,8 @@ async def _records_in(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
-@pytest.mark.timeout(900)  # ~4 minutes here: a million rows stored, then produced
-async def test_a_million_row_upload_is_answered_at_once_and_submitted_in_bounded_memory(
+@pytest.mark.timeout(2400)  # a million rows stored, produced, then verified: minutes here
+async def test_a_million_row_upload_is_answered_at_once_and_completes_in_bounded_memory(
         api: tuple[str, WorkerProcess, Settings], big_list: Path) -> None:
     url, proc, settings = api
     await _wait_up(url, proc)
@@ -127,14 +157,35 @@ async def test_a_million_row_upload_is_answered_at_once_and_submitted_in_bounded
             assert status["status"] != "failed", status
             assert time.monotonic() < deadline, status
             await asyncio.sleep(1.0)
-        assert status["status"] == "running", status
+        assert status["status"] in {"running", "completed"}, status
         assert (status["total"], status["rows_read"], status["submitted"]) == (ROWS, ROWS, ROWS)
         assert "submitting" in seen and any(0 < n < ROWS for n in reads), reads
         async with http.get(url + "/v1/jobs") as resp:
             listed = {j["job_id"]: j for j in (await resp.json())["jobs"]}
         assert listed[job_id]["name"] == "million" and listed[job_id]["total"] == ROWS
+        assert _peak_rss_mb(proc.pid) < RSS_LIMIT_MB, f"{_peak_rss_mb(proc.pid):.0f} MB"
 
-    assert _peak_rss_mb(proc.pid) < RSS_LIMIT_MB, f"{_peak_rss_mb(proc.pid):.0f} MB"
+        # the worker verifies it: each distinct address once, every row accounted for
+        deadline = time.monotonic() + 1500
+        while status["status"] != "completed":
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(2.0)
+            async with http.get(f"{url}/v1/jobs/{job_id}") as resp:
+                status = await resp.json()
+            assert resp.status == 200, status
+        assert status["done"] == ROWS and status["duplicates"] == ROWS - DISTINCT, status
+        assert status["counts"] == {"deliverable": DISTINCT * 20 // ADDRESSES,
+                                    "undeliverable": DISTINCT * 5 // ADDRESSES}, status
+        # the results: every row, in input order, with its columns; the filter counts rows
+        async with http.get(f"{url}/v1/jobs/{job_id}/results?format=csv&offset=999998") as resp:
+            tail = (await resp.text()).splitlines()
+            assert resp.headers["X-Total-Count"] == str(ROWS)
+        assert tail[0].startswith("customer,email,plan,") and len(tail) == 3
+        assert tail[1].startswith("C999998,user24@bulk798.test,pro,")
+        assert ",undeliverable," in tail[1] and tail[2].startswith("C999999,user24@")
+        async with http.get(f"{url}/v1/jobs/{job_id}/results?verdict=deliverable&limit=1"
+                            ) as resp:
+            assert resp.status == 200 and resp.headers["X-Total-Count"] == str(ROWS * 20 // 25)
     names = await ensure_topics(settings)
     assert await _records_in(settings, names.submissions) == ROWS
     sink = PostgresSink(settings.database_url, max_connections=1)
@@ -145,8 +196,8 @@ async def test_a_million_row_upload_is_answered_at_once_and_submitted_in_bounded
             "1000001) ORDER BY line", job_id)
         assert [(r["line"], r["cells"]) for r in stored] == [
             (2, '["C0","user0@bulk0.test","free"]'),
-            (500001, '["C499999","user24@bulk3999.test","pro"]'),
-            (1000001, '["C999999","user24@bulk3999.test","free"]')]
+            (500001, '["C499999","user24@bulk799.test","pro"]'),
+            (1000001, '["C999999","user24@bulk799.test","free"]')]
         assert await pool.fetchval("SELECT count(*) FROM job_inputs WHERE job_id = $1",
                                    job_id) == ROWS
         # erased, the upload's rows go too (they are addresses)

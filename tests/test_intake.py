@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from agents.intake import IntakeHandler
+from agents.jobstore import JobProgress
 from agents.ports import RawEvent, Record, Services
 from agents.topics import TopicNames
 from checks import Engine, EngineConfig
@@ -174,3 +175,47 @@ async def test_the_progress_stage_erases_a_job_on_its_deleted_event() -> None:
     assert await store.erased(["j", "other"]) == {"j"}
     progress = await store.progress("j")
     assert (progress.total, progress.final) == (None, 0)
+
+
+async def test_the_progress_stage_counts_a_batch_of_duplicates_in_one_round_trip() -> None:
+    """A list with many repeats sends a `duplicate` event per repeat: the progress stage
+    counts a batch's duplicates of a job in one store call (it was two per event), and the
+    job completes with the batch that accounts for its last submission."""
+    from agents.progress import ProgressHandler
+    from schemas import JobEvent
+
+    class CountingStore(MemoryJobStore):
+        calls = 0
+
+        async def record_duplicates(self, key: str, sources: Sequence[str]) -> JobProgress:
+            self.calls += 1
+            return await super().record_duplicates(key, sources)
+
+        async def record_duplicate(self, key: str, source: str) -> None:
+            raise AssertionError("one call per duplicate")
+
+    settings = load_settings({}, dotenv=False)
+    names = TopicNames.from_settings(settings)
+    store = CountingStore()
+    recorder = Recorder()
+    handler = ProgressHandler(Services(settings, names, Engine(EngineConfig()), store,
+                                       recorder))
+    verdict = json.dumps({"job_id": "j", "email": "a@x.test", "normalized": "a@x.test",
+                          "verdict": "deliverable", "reason": "ok", "dedupe_key": "a@x.test",
+                          "attempt": 1, "checked_at": "2026-12-03T00:00:00Z",
+                          "source": "s:0:0", "evidence": {}}).encode()
+    events = [RawEvent(names.verdicts, 0, 0, b"j", verdict),
+              RawEvent(names.jobs, 0, 0, b"j", JobEvent.create("j", "created", total=301).dumps())]
+    events += [RawEvent(names.jobs, 0, i, b"j",
+                        JobEvent.create("j", "duplicate", source=f"s:0:{i}").dumps())
+               for i in range(1, 300)]
+    assert await handler(events) == [None] * len(events)
+    assert store.calls == 1
+    progress = await store.progress("j")
+    assert (progress.total, progress.final, progress.duplicates) == (301, 1, 299)
+    assert not progress.completed  # one submission is still out
+    last = JobEvent.create("j", "duplicate", source="s:0:300").dumps()
+    assert await handler([RawEvent(names.jobs, 0, 300, b"j", last)]) == [None]
+    completed = [m for t, m in recorder.sent if t == names.jobs and m["kind"] == "completed"]
+    assert len(completed) == 1 and completed[0]["total"] == 301
+    assert (await store.progress("j")).completed

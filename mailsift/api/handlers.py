@@ -573,12 +573,25 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     request[STREAMING] = True
+    try:
+        await _write_results(resp, state.sink, job_id, offset, limit, source, fmt, columns,
+                             {"job_id": job_id, "offset": offset, "limit": limit,
+                              "total": stored, "next_offset": next_offset})
+    except ConnectionResetError:  # the client went away mid-download: nothing to answer
+        log.info("results of job %s: the client closed the connection", job_id)
+        return resp
+    await resp.write_eof()
+    return resp
+
+
+async def _write_results(resp: web.StreamResponse, sink: PostgresSink, job_id: str, offset: int,
+                         limit: int, source: _Rows, fmt: str, columns: list[str],
+                         head: dict[str, Any]) -> None:
+    """The body of :func:`job_results`, one chunk per page read from Postgres."""
     if fmt == "json":
-        head = {"job_id": job_id, "offset": offset, "limit": limit, "total": stored,
-                "next_offset": next_offset}
         await resp.write(json.dumps(head)[:-1].encode() + b', "results": [')
     first = True
-    async for rows in _pages(state.sink, job_id, offset, limit, source):
+    async for rows in _pages(sink, job_id, offset, limit, source):
         buf = io.StringIO()
         if fmt == "json":
             buf.write(("" if first else ",")
@@ -597,8 +610,6 @@ async def job_results(request: web.Request) -> web.StreamResponse:
         buf = io.StringIO()
         write_rows([], "csv", buf, columns)  # an empty page still has its header
         await resp.write(buf.getvalue().encode())
-    await resp.write_eof()
-    return resp
 
 
 def _download_name(job_id: str, verdicts: list[str] | None, fmt: str) -> str:
