@@ -38,10 +38,12 @@ Normalization (see :func:`parse_address`):
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from email.utils import getaddresses
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from checks.model import AddressProblem, ParsedAddress
 
@@ -66,6 +68,18 @@ _MSG_CONTROL = (
 )
 
 _MSG_MANY = "The input contains more than one email address."
+
+# The common case, decided without email-validator (about 30 µs a call, most of intake's
+# and the submitting client's cost per address): an ASCII dot-atom local part of letters,
+# digits and ``_+-``, and a domain of LDH labels ending in an alphabetic TLD. Anything
+# else, and any such address that email-validator treats specially (an RFC 2142 mailbox
+# name, a Punycode or other ``--`` label, a special-use TLD, the length limits), takes
+# the full path. ``tests/test_syntax.py`` holds the two paths to the same answers.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})")
+_RFC2142_NAMES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+_SPECIAL_USE_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 
 
 class _Reject(Exception):
@@ -130,7 +144,31 @@ def input_key(parsed: ParsedAddress | AddressProblem) -> str:
     return "raw:" + text
 
 
-def _parse(raw: str, allow_test_tld: bool) -> ParsedAddress:
+def _plain(raw: str, text: str, allow_test_tld: bool) -> ParsedAddress | None:
+    """``text`` parsed without email-validator when it is a plain address (see
+    :data:`_PLAIN_ADDRESS`), else None: the same answer the full path gives, faster.
+
+    >>> _plain("Ann@Example.COM", "Ann@Example.COM", False).dedupe_key
+    'ann@example.com'
+    >>> _plain("Postmaster@example.com", "Postmaster@example.com", False) is None
+    True
+    """
+    match = _PLAIN_ADDRESS.fullmatch(text)
+    if match is None or len(text) > 254:
+        return None
+    domain = match.group(1).lower()
+    local = text[:match.start(1) - 1]
+    tld = domain.rpartition(".")[2]
+    if (len(local) > LOCAL_PART_MAX_OCTETS or "--" in domain
+            or local.lower() in _RFC2142_NAMES
+            or (tld in _SPECIAL_USE_TLDS and not (tld == "test" and allow_test_tld))):
+        return None
+    return ParsedAddress(original=raw, local=local, domain=domain, ascii_domain=domain,
+                         normalized=f"{local}@{domain}", display_name=None, smtputf8=False,
+                         dedupe_key=f"{local.lower()}@{domain}")
+
+
+def _parse(raw: str, allow_test_tld: bool, plain: bool = True) -> ParsedAddress:
     if len(raw) > MAX_INPUT_LENGTH:
         raise _Reject(f"The input is too long (more than {MAX_INPUT_LENGTH} characters).")
     if not _FORBIDDEN.isdisjoint(raw):
@@ -143,6 +181,8 @@ def _parse(raw: str, allow_test_tld: bool) -> ParsedAddress:
     text = raw.strip()
     if not text:
         raise _Reject("The email address is empty.")
+    if plain and (parsed := _plain(raw, text, allow_test_tld)) is not None:
+        return parsed
 
     # An unquoted "," or ";" is an address-list separator and never part of one address.
     if _first_unquoted(text, ",") >= 0 or _first_unquoted(text, ";") >= 0:

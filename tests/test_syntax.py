@@ -8,7 +8,7 @@ import string
 import pytest
 
 from checks.model import AddressProblem, ParsedAddress
-from checks.syntax import MAX_INPUT_LENGTH, parse_address
+from checks.syntax import MAX_INPUT_LENGTH, _parse, _plain, parse_address
 
 
 def ok(raw: str, **kw: bool) -> ParsedAddress:
@@ -332,3 +332,59 @@ def test_fuzz_accepted_addresses_are_stable() -> None:
         again = ok(first.normalized)
         assert (again.normalized, again.dedupe_key) == (first.normalized, first.dedupe_key)
         assert ok(first.ascii_address).dedupe_key == first.dedupe_key
+
+
+# --- the plain-address fast path gives the full path's answers ------------------------------
+
+
+def _both_paths(raw: str, allow: bool) -> tuple[object, object]:
+    """``_parse`` with and without the fast path: the result, or the rejection's text."""
+    out = []
+    for plain in (True, False):
+        try:
+            out.append(_parse(raw, allow, plain=plain))
+        except Exception as exc:  # noqa: BLE001 - compared, not hidden
+            out.append(f"{type(exc).__name__}: {exc}")
+    return out[0], out[1]
+
+
+_PLAIN_EDGES = [
+    "alice@example.com", "Alice.B+tag_x-y@Sub.Example.COM", " bob@example.org ",
+    "Postmaster@example.com", "ABUSE@example.com", "info@example.com",
+    "a@xn--bcher-kva.de", "a@ab--cd.com", "a@b.c", "a@b.c0m", "a@1.com", "a@b.123",
+    "a@example.local", "a@x.localhost", "a@x.onion", "a@in-addr.arpa", "a@ok.invalid",
+    "a@ok.test", "a@test", "a@-b.com", "a@b-.com", "a@b..com", ".a@b.com", "a.@b.com",
+    "a..b@c.com", "a@b.com.", "x" * 64 + "@example.com", "x" * 65 + "@example.com",
+    "a@" + "b" * 63 + ".com", "a@" + "b" * 64 + ".com", "a@example." + "c" * 63,
+    "a@example." + "c" * 64, "a@" + ".".join(["b" * 60] * 4) + ".com",
+    "a@" + ".".join(["b" * 49] * 5) + ".io", "x" * 64 + "@" + ".".join(["b" * 40] * 4)
+    + ".com", "a@b.com\n", "-@b.com", "+@b.com", "_@b.com", "a@b_c.com", "a@b.co_m",
+]
+
+
+@pytest.mark.parametrize("raw", _PLAIN_EDGES)
+def test_the_fast_path_answers_as_the_full_path_on_edge_cases(raw: str) -> None:
+    for allow in (False, True):
+        fast, full = _both_paths(raw, allow)
+        assert fast == full, (raw, allow)
+
+
+def test_the_fast_path_answers_as_the_full_path_on_random_plain_looking_inputs() -> None:
+    rnd = random.Random(14)
+    atoms = string.ascii_letters + string.digits + "_+-"
+    plain_taken = 0
+    for _ in range(6000):
+        local = ".".join("".join(rnd.choice(atoms) for _ in range(rnd.randint(1, 12)))
+                         for _ in range(rnd.randint(1, 3)))
+        labels = ["".join(rnd.choice(string.ascii_letters + string.digits + "-")
+                          for _ in range(rnd.randint(1, 10))) for _ in range(rnd.randint(1, 3))]
+        tld = rnd.choice(["com", "DE", "test", "local", "a", "x1", "онлайн", "xn--p1ai", "io"])
+        raw = f"{local}@{'.'.join([*labels, tld])}"
+        if rnd.random() < 0.1:  # a character outside the fast path's set, anywhere
+            i = rnd.randint(0, len(raw))
+            raw = raw[:i] + rnd.choice("!#$%&'*/=?^`{|}~ .@\"<>é") + raw[i:]
+        for allow in (False, True):
+            fast, full = _both_paths(raw, allow)
+            assert fast == full, (raw, allow)
+            plain_taken += _plain(raw, raw.strip(), allow) is not None
+    assert plain_taken > 3000  # most of them took the fast path
