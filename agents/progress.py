@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from agents.batching import KeyedBatcher
 from agents.erased import without_erased
-from agents.events import decode_each
+from agents.events import decode_each, decode_verdict
 from agents.jobstore import JobProgress, job_key
 from agents.outage import retry_transient
 from agents.ports import Done, Outcome, RawEvent, Services
@@ -57,7 +57,7 @@ class ProgressHandler:
         outcomes: list[Outcome] = [None] * len(events)
         topics = self.s.topics
         finals: dict[str, list[_Final]] = {}
-        verdicts = [v for _, v in decode_each(events, outcomes, VerdictEvent.decode,
+        verdicts = [v for _, v in decode_each(events, outcomes, decode_verdict,
                                               topic=topics.verdicts)]
         job_events = [e for _, e in decode_each(events, outcomes, JobEvent.decode,
                                                 topic=topics.jobs)]

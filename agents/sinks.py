@@ -15,7 +15,7 @@ import functools
 from collections.abc import Sequence
 
 from agents.erased import without_erased
-from agents.events import decode_each
+from agents.events import decode_each, decode_verdict
 from agents.outage import retry_transient
 from agents.ports import (
     BridgeRefused,
@@ -26,7 +26,7 @@ from agents.ports import (
     VerdictBridge,
     VerdictWriter,
 )
-from schemas import JobEvent, VerdictEvent
+from schemas import JobEvent
 
 __all__ = ["PostgresSinkHandler", "BridgeHandler"]
 
@@ -40,7 +40,7 @@ class PostgresSinkHandler:
                        ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(events)
         topics = self.s.topics
-        verdicts = [v for _, v in decode_each(events, outcomes, VerdictEvent.decode,
+        verdicts = [v for _, v in decode_each(events, outcomes, decode_verdict,
                                               topic=topics.verdicts)]
         if verdicts:
             await retry_transient("postgres sink", lambda: self.sink.write_verdicts(verdicts))
@@ -63,7 +63,7 @@ class BridgeHandler:
         # a verdict of an erased job is not handed on
         verdicts = await without_erased(
             self.s, "rabbitmq bridge",
-            (v for _, v in decode_each(events, outcomes, VerdictEvent.decode)),
+            (v for _, v in decode_each(events, outcomes, decode_verdict)),
             lambda v: v.job_id)
         if verdicts:
             await retry_transient("rabbitmq bridge", lambda: self.bridge.publish(verdicts),

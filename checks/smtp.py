@@ -193,9 +193,10 @@ class _StreamSession:
                 self._writer.write(data)
                 await self._writer.drain()
                 replies = []
-                for _ in range(count):  # each reply of a pipelined group gets the timeout
+                for i in range(count):  # each reply of a pipelined group gets the timeout
+                    if i:
+                        deadline.reschedule(loop.time() + self._timeout)
                     replies.append(await read_reply_lines(self._reader))
-                    deadline.reschedule(loop.time() + self._timeout)
                 return replies
         except TimeoutError:
             self._abort()
