@@ -368,6 +368,10 @@ class Settings:
     app_id: str = _setting(
         "MAILSIFT_APP_ID", "mailsift", _str,
         "Faust application id: the Kafka consumer group shared by all workers.")
+    kafka_produce_linger: float = _setting(
+        "MAILSIFT_KAFKA_PRODUCE_LINGER", "0.005", _seconds_or_zero,
+        "Seconds a worker's producer waits to fill a batch before it sends (0 = send at "
+        "once): fewer, larger produce requests for a little latency per stage.")
     kafka_session_timeout: float = _setting(
         "MAILSIFT_KAFKA_SESSION_TIMEOUT", "10", _seconds,
         "Seconds without heartbeat before Kafka moves a worker's partitions to the others.")
