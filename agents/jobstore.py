@@ -68,13 +68,10 @@ class JobStore(Protocol):
         """
         ...
 
-    async def record_duplicate(self, key: str, source: str) -> None:
-        """Count ``source`` as a duplicate submission (idempotent per source)."""
-        ...
-
     async def record_duplicates(self, key: str, sources: Sequence[str]) -> JobProgress:
-        """:meth:`record_duplicate` for many sources, then :meth:`progress`, in one round
-        trip (a list with many repeats sends one ``duplicate`` event per repeat)."""
+        """Count each of ``sources`` as a duplicate submission (idempotent per source),
+        then :meth:`progress`, in one round trip (a list with many repeats sends one
+        ``duplicate`` event per repeat)."""
         ...
 
     async def set_total(self, key: str, total: int) -> None:

@@ -27,9 +27,6 @@ class MemoryJobStore:
     async def claim_many(self, key: str, claims: Sequence[tuple[str, str]]) -> list[bool]:
         return [await self.claim(key, d, s) for d, s in claims]
 
-    async def record_duplicate(self, key: str, source: str) -> None:
-        self._dups.setdefault(key, set()).add(source)
-
     async def record_duplicates(self, key: str, sources: Sequence[str]) -> JobProgress:
         self._dups.setdefault(key, set()).update(sources)
         return await self.progress(key)

@@ -235,10 +235,6 @@ class RedisJobStore:
         new, _state = await self._run(self._finals, key, args)
         return as_int(new) == 1
 
-    async def record_duplicate(self, key: str, source: str) -> None:
-        """Count ``source`` as a duplicate submission (idempotent per source)."""
-        await self.record_duplicates(key, [source])
-
     async def record_duplicates(self, key: str, sources: Sequence[str]) -> JobProgress:
         """Count many duplicate submissions (once per source) and read the progress: one
         script."""

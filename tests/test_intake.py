@@ -191,9 +191,6 @@ async def test_the_progress_stage_counts_a_batch_of_duplicates_in_one_round_trip
             self.calls += 1
             return await super().record_duplicates(key, sources)
 
-        async def record_duplicate(self, key: str, source: str) -> None:
-            raise AssertionError("one call per duplicate")
-
     settings = load_settings({}, dotenv=False)
     names = TopicNames.from_settings(settings)
     store = CountingStore()

@@ -521,9 +521,8 @@ async def test_jobstore_semantics(jobstore: JobStore) -> None:
     assert progress.by_verdict == {} and progress.completed is False
 
     # duplicates count once per source
-    await jobstore.record_duplicate(job, "submit:1:3")
-    await jobstore.record_duplicate(job, "submit:1:3")
-    await jobstore.record_duplicate(job, "submit:2:8")
+    await jobstore.record_duplicates(job, ["submit:1:3"])
+    await jobstore.record_duplicates(job, ["submit:1:3", "submit:2:8"])
     await jobstore.set_total(job, 5)
     progress = await jobstore.progress(job)
     assert (progress.total, progress.final, progress.duplicates) == (5, 0, 2)
