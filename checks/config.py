@@ -46,6 +46,8 @@ class EngineConfig:
     session_timeout: float = 120.0
     smtp_idle_seconds: float = 1.0
     smtp_pipelining: bool = True
+    #: probes of domains with the same MX hosts share a transaction while they are busy
+    smtp_merge_domains: bool = True
     mx_backoff_min: float = 30.0
     mx_backoff_max: float = 900.0
     rcpt_per_transaction: int = 20

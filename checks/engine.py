@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from checks.authrecords import lookup_dkim, lookup_dmarc
 from checks.budget import BudgetGrant, ProbeBudget
+from checks.coalesce import CoalescingProber, Prober
 from checks.config import EngineConfig
 from checks.dns import (
     CachingResolver,
@@ -173,7 +174,7 @@ class Engine:
             max_connections=config.mx_max_connections, idle_seconds=config.smtp_idle_seconds,
             backoff_min=config.mx_backoff_min, backoff_max=config.mx_backoff_max,
         ))
-        self.prober = SmtpProber(
+        smtp = SmtpProber(
             connector,
             self.politeness,
             ProbeConfig(
@@ -185,6 +186,11 @@ class Engine:
             ),
             pool=self.pool,
         )
+        # a merged probe ends within a quarter of the session timeout
+        self.prober: Prober = (CoalescingProber(smtp, self.pool.max_connections,
+                                                self.politeness.rcpt_interval,
+                                                seconds=config.session_timeout / 4)
+                               if config.smtp_merge_domains else smtp)
 
     # --- public API --------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The polite SMTP probe: ask an MX whether mailboxes exist, without ever sending mail.
 
-One :meth:`SmtpProber.probe` call checks many addresses of one domain. It borrows a
+One :meth:`SmtpProber.probe` call checks many addresses of one domain (or of several
+domains with the same MX hosts: :mod:`checks.coalesce` merges them). It borrows a
 session to the MX addresses in preference order from the :class:`~checks.pool.MxPool`
 (moving on when one cannot be reached or is backing off), opens a MAIL transaction
 (``RSET`` first when the session carried an earlier group), sends the ``RCPT TO``

@@ -46,6 +46,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         session_timeout=settings.smtp_session_timeout,
         smtp_idle_seconds=settings.smtp_idle_seconds,
         smtp_pipelining=settings.smtp_pipelining,
+        smtp_merge_domains=settings.smtp_merge_domains,
         mx_backoff_min=settings.mx_backoff_seconds,
         mx_backoff_max=max(settings.mx_backoff_seconds, settings.mx_backoff_max_seconds),
         mx_max_connections=settings.mx_max_connections,

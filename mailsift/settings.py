@@ -348,6 +348,10 @@ class Settings:
     smtp_pipelining: bool = _setting(
         "MAILSIFT_SMTP_PIPELINING", "true", _bool,
         "Send RCPT TO commands in pipelined groups (RFC 2920) to servers that offer it.")
+    smtp_merge_domains: bool = _setting(
+        "MAILSIFT_SMTP_MERGE_DOMAINS", "true", _bool,
+        "Ask about the recipients of several domains with the same MX hosts in one MAIL "
+        "transaction while the hosts' sessions are busy (as Exim's multi_domain does).")
     mx_backoff_seconds: float = _setting(
         "MAILSIFT_MX_BACKOFF_SECONDS", "30", _seconds,
         "First back-off of an MX host that refused or timed out (doubles per failure).")

@@ -150,7 +150,7 @@ async def test_one_recipient_per_transaction_is_learned_for_the_host(world: Worl
     assert stats.connections == 1
     told = stats.rcpt_replies[452]  # the pipelined RCPTs of the first transaction
     assert 1 <= told <= len(addrs)
-    assert engine.prober.pool.transaction_limit("127.0.1.18") == 1
+    assert engine.pool.transaction_limit("127.0.1.18") == 1
     more = await engine.verify_many(["alice@msft.test", "x4@msft.test"])
     assert [r.reason for r in more] == [Reason.OK, Reason.MAILBOX_NOT_FOUND]
     assert world.mx_stats("mx.msft.test").rcpt_replies[452] == told  # remembered
@@ -289,7 +289,7 @@ async def test_a_broken_tls_handshake_is_retried_without_tls_and_remembered(
     assert [r.reason for r in first] == [Reason.OK, Reason.MAILBOX_NOT_FOUND]
     stats = world.mx_stats("mx.tlsbroken.test")
     assert (stats.connections, stats.tls_failures) == (2, 1)
-    assert engine.prober.pool.tls_broken("127.0.1.24")
+    assert engine.pool.tls_broken("127.0.1.24")
     await asyncio.sleep(0.2)  # the pooled session is closed (idle)
     again = await engine.verify_many(["bob@tlsbroken.test"])
     assert again[0].reason is Reason.OK
