@@ -49,7 +49,7 @@ class DomainHandler:
         # addresses of one domain arriving together share DNS, catch-all probe and sessions
         self.batcher: KeyedBatcher[ParsedAddress, VerificationResult] = KeyedBatcher(
             services.engine.verify_domain, window=settings.domain_batch_window,
-            max_batch=settings.domain_batch_size,
+            max_batch=settings.domain_batch_size, concurrency=settings.domain_concurrency,
             # one batch per domain at a time: later addresses wait for the running session
             # and then reuse its cached catch-all result instead of probing again
             serial_per_key=True)

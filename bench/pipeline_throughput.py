@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from checks.politeness import RcptPacing
 from mailsift.settings import Settings
 from streams.client import new_job_id, submit_job
 from tests.pipeline_support import (
@@ -60,6 +61,44 @@ class WorkerReport:
     cpu_seconds: float  # user + system during the timed job
     rss_start_kib: int = 0  # VmRSS before the timed job
     rss_end_kib: int = 0  # VmRSS after it
+
+
+@dataclass
+class GridUse:
+    """How the hosts' RCPT permit grids were used (seconds from the submit's start).
+
+    ``bound`` is the politeness bound (RCPTs over hosts × rate); the run's time beyond it
+    splits into the wait for each host's first RCPT, the gaps in each host's RCPTs beyond
+    its grid, and the time after its last one. ``tightest`` is the shortest time in which
+    any host saw rate + 1 RCPTs (more than 1 s: no rolling second over the rate).
+    """
+
+    bound: float
+    first: float  # mean over hosts
+    gaps: float  # mean over hosts
+    after_last: float  # mean over hosts
+    tightest: float
+
+    @classmethod
+    def of(cls, hosts: list[list[float]], rate: float, interval: float, started: float,
+           seconds: float) -> GridUse | None:
+        hosts = [sorted(t) for t in hosts if t]
+        if not hosts or rate <= 0:
+            return None
+        k = int(rate)
+        spans = [t[i + k] - t[i] for t in hosts for i in range(len(t) - k)]
+        first = [t[0] - started for t in hosts]
+        gaps = [(t[-1] - t[0]) - (len(t) - 1) * interval for t in hosts]
+        after = [seconds - (t[-1] - started) for t in hosts]
+        n = len(hosts)
+        return cls(sum(len(t) for t in hosts) / (n * rate), sum(first) / n, sum(gaps) / n,
+                   sum(after) / n, min(spans, default=float("inf")))
+
+    def line(self, seconds: float) -> str:
+        return (f"  RCPT grid: bound {self.bound:.1f} s = {100 * self.bound / seconds:.1f} % "
+                f"of the run; per host (mean) first RCPT at {self.first:.1f} s, gaps beyond "
+                f"the grid {self.gaps:.1f} s, after the last {self.after_last:.1f} s; "
+                f"tightest rate+1 RCPTs of a host in {self.tightest:.3f} s")
 
 
 @dataclass
@@ -88,6 +127,7 @@ class Run:
     max_rcpt_per_5s: int = 0
     #: CPU seconds of the other processes during the timed job (cli = this process)
     other_cpu: dict[str, float] = field(default_factory=dict)
+    grid: GridUse | None = None
 
     def lines(self) -> list[str]:
         ok = "ok" if self.counts == self.expected else f"MISMATCH, expected {self.expected}"
@@ -117,6 +157,8 @@ class Run:
         parts = ", ".join(f"{name} {1000 * cpu / self.addresses:.2f}"
                           for name, cpu in self.other_cpu.items())
         out.append(f"  CPU ms/addr: workers+cli {1000 * own / self.addresses:.2f}; {parts}")
+        if self.grid is not None:
+            out.append(self.grid.line(self.seconds))
         return out
 
 
@@ -270,11 +312,12 @@ async def warm_up(settings: Settings, domains: int, workers: int, timeout: float
 
 
 async def timed_job(settings: Settings, emails: list[str], timeout: float
-                    ) -> tuple[JobOutcome, float, float, float, float]:
+                    ) -> tuple[JobOutcome, float, float, float, float, float]:
     """Submit ``emails`` as one job while following it; return the outcome and timings.
 
     Timings (seconds since the submit started): submit done, first verdict, last verdict,
-    ``completed`` seen.
+    ``completed`` seen; then the start itself (``time.perf_counter``: CLOCK_MONOTONIC on
+    Linux, the clock of the world's RCPT times).
     """
     job = new_job_id()
     expected = {dedupe_key(e) for e in emails}
@@ -301,7 +344,7 @@ async def timed_job(settings: Settings, emails: list[str], timeout: float
         follower.cancel()
     done = time.perf_counter()
     return (outcome, marks["submitted"] - started, marks["first"] - started,
-            marks["last"] - started, done - started)
+            marks["last"] - started, done - started, started)
 
 
 def world_totals(stats: dict[str, Any]) -> dict[str, int]:
@@ -397,7 +440,7 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
         rss_before = {p.pid: rss_kib(p.pid) for p in procs}
         other_before = {name: tree_cpu_seconds(pid) for name, pid in services.items()}
         cli_before = time.process_time()
-        outcome, submit_s, first_s, last_s, completed_s = asyncio.run(
+        outcome, submit_s, first_s, last_s, completed_s, started = asyncio.run(
             watched(timed_job(settings, emails, timeout=args.timeout), procs))
         other_cpu = {"cli": time.process_time() - cli_before}
         other_cpu.update({name: tree_cpu_seconds(pid) - other_before[name]
@@ -405,7 +448,11 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
         for spy in spies:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
-        totals = world_totals(world.stats(times=True))
+        stats = world.stats(times=True)
+        totals = world_totals(stats)
+        rate = args.rcpt_per_second
+        grid = GridUse.of([list(h.get("rcpt_times", [])) for h in stats["mx"].values()],
+                          rate, RcptPacing.for_rate(rate).interval, started, last_s)
         world_cpu = cpu_seconds(world.proc.pid) - cpu_before[world.proc.pid]
         final = outcome.final_by_key()
         counts: dict[str, int] = {}
@@ -428,7 +475,7 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
             totals["connections"], totals["rcpt"], totals["max_simultaneous"],
             totals["max_rcpt_per_second"], totals["rejected"], totals["data"], world_cpu,
             reports, totals["starttls"], totals["dns"], args.domains,
-            max_rcpt_per_5s=totals["max_rcpt_per_5s"], other_cpu=other_cpu,
+            max_rcpt_per_5s=totals["max_rcpt_per_5s"], other_cpu=other_cpu, grid=grid,
         )
     finally:
         stop_all(procs, world)

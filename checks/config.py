@@ -34,6 +34,8 @@ class EngineConfig:
 
     nameservers: tuple[tuple[str, int], ...] = ()  # empty: the system resolver's
     dns_timeout: float = 3.0
+    #: queries in flight at once (more wait their turn)
+    dns_concurrency: int = 100
     dns_min_ttl: float = 60.0
     dns_max_ttl: float = 86400.0
     dns_negative_ttl: float = 300.0

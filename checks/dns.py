@@ -174,7 +174,9 @@ class DnspythonResolver:
     ``nameservers`` is a sequence of ``(ip, port)``; empty or None uses the system
     configuration (``/etc/resolv.conf``). ``timeout`` is the total time for one lookup
     (dnspython's *lifetime*); each attempt gets ``attempt_timeout`` (default: the lifetime
-    split so every nameserver is tried, and a single server is tried twice). Names are
+    split so every nameserver is tried, and a single server is tried twice); at most
+    ``max_in_flight`` queries are in flight at once, the others wait their turn (a list of
+    new domains must not flood the resolver). Names are
     always absolute (no search list); EDNS0 is on (1232-byte payload); a truncated UDP
     answer is retried over TCP.
 
@@ -189,9 +191,14 @@ class DnspythonResolver:
         *,
         timeout: float = 3.0,
         attempt_timeout: float | None = None,
+        max_in_flight: int = 100,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        #: queries in flight at once; more wait their turn before their lifetime starts
+        self._slots = asyncio.Semaphore(max_in_flight)
         if nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
             resolver.nameservers = [
@@ -237,9 +244,10 @@ class DnspythonResolver:
         except dns.exception.DNSException as exc:
             raise DnsFailure(f"invalid name {name!r}: {exc}") from exc
         try:
-            answer = await self._resolver.resolve(
-                qname, rdt, search=False, raise_on_no_answer=False, lifetime=self.timeout
-            )
+            async with self._slots:
+                answer = await self._resolver.resolve(
+                    qname, rdt, search=False, raise_on_no_answer=False, lifetime=self.timeout
+                )
         except dns.resolver.NXDOMAIN as exc:
             ttl: int | None = None
             for response in dict(exc.kwargs.get("responses") or {}).values():

@@ -146,7 +146,8 @@ class Engine:
         self.observer: EngineObserver = observer or NullObserver()
         self.cache: DnsCache = cache or MemoryDnsCache()
         base = resolver or DnspythonResolver(
-            nameservers=config.nameservers or None, timeout=config.dns_timeout
+            nameservers=config.nameservers or None, timeout=config.dns_timeout,
+            max_in_flight=config.dns_concurrency,
         )
         self.resolver = CachingResolver(
             base, self.cache, min_ttl=config.dns_min_ttl, max_ttl=config.dns_max_ttl,
@@ -186,10 +187,11 @@ class Engine:
             ),
             pool=self.pool,
         )
-        # a merged probe ends within a quarter of the session timeout
+        # a merged probe's RCPTs take at most 10 s of the host's grid (a quarter of the
+        # session timeout if that is shorter): at low rates, domains' results keep flowing
         self.prober: Prober = (CoalescingProber(smtp, self.pool.max_connections,
                                                 self.politeness.rcpt_interval,
-                                                seconds=config.session_timeout / 4)
+                                                seconds=min(10.0, config.session_timeout / 4))
                                if config.smtp_merge_domains else smtp)
 
     # --- public API --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         nameservers=tuple((ns.host, ns.port) for ns in settings.dns_nameservers),
         dns_timeout=settings.dns_timeout,
+        dns_concurrency=settings.dns_concurrency,
         dns_min_ttl=settings.dns_min_ttl,
         dns_max_ttl=settings.dns_max_ttl,
         dns_negative_ttl=settings.dns_negative_ttl,

@@ -313,6 +313,10 @@ class Settings:
     dns_nameservers: tuple[Nameserver, ...] = _setting(
         "MAILSIFT_DNS_NAMESERVERS", "", _nameservers,
         "Comma list of ip or ip:port to query; empty = the system resolver's.")
+    dns_concurrency: int = _setting(
+        "MAILSIFT_DNS_CONCURRENCY", "100", _int_range(1, 10000),
+        "DNS queries a worker has in flight at once (more wait their turn, not counted "
+        "against MAILSIFT_DNS_TIMEOUT).")
     dns_timeout: float = _setting(
         "MAILSIFT_DNS_TIMEOUT", "3", _seconds, "Seconds for one DNS lookup.")
     dns_min_ttl: float = _setting(
@@ -415,6 +419,10 @@ class Settings:
         "MAILSIFT_MX_DAILY_PROBES", "0", _int_range(0, 1_000_000_000),
         "RCPT probes one MX host (a domain's most preferred, by name) gets per UTC day from "
         "all the domains it serves (0 = no budget).")
+    domain_concurrency: int = _setting(
+        "MAILSIFT_DOMAIN_CONCURRENCY", "1000", _int_range(1, 100000),
+        "Domain batches a worker checks at once (each waits for its DNS and for a session "
+        "of its MX host): enough to keep every MX host of a list busy.")
     domain_batch_size: int = _setting(
         "MAILSIFT_DOMAIN_BATCH_SIZE", "50", _int_range(1, 10000),
         "Most addresses checked together in one domain batch.")

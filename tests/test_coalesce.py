@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from checks.coalesce import CoalescingProber
-from checks.model import MxHost, MxResult, MxStatus, Reason, RcptResult
+from checks.model import MxHost, MxResult, MxStatus, RcptResult, Reason
 from checks.probe import ProbeReport
 
 pytestmark = pytest.mark.asyncio

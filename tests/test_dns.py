@@ -454,6 +454,26 @@ async def test_timeout_when_nothing_answers(silent_udp: int) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(("in_flight", "rounds"), [(2, 3), (6, 1)])
+async def test_queries_past_the_in_flight_limit_wait_their_turn(
+        silent_udp: int, in_flight: int, rounds: int) -> None:
+    """Six lookups against a nameserver that never answers, at most ``in_flight`` at a
+    time: they time out in ``rounds`` waves, each after its own full timeout (the wait
+    for a turn is not counted against it)."""
+    r = DnspythonResolver([("127.0.0.1", silent_udp)], timeout=0.3,
+                          max_in_flight=in_flight)
+    started = time.monotonic()
+    failures = await asyncio.gather(*(r.query(f"n{i}.example.test", "A") for i in range(6)),
+                                    return_exceptions=True)
+    elapsed = time.monotonic() - started
+    assert all(isinstance(f, DnsFailure) and str(f).startswith("timeout") for f in failures)
+    # dnspython overshoots a lifetime by up to about two thirds of it
+    assert 0.3 * rounds - 0.05 <= elapsed < 0.55 * rounds + 0.3, elapsed
+    with pytest.raises(ValueError):
+        DnspythonResolver([("127.0.0.1", 53)], max_in_flight=0)
+
+
+@pytest.mark.asyncio
 async def test_second_nameserver_answers_when_first_is_silent(
     silent_udp: int, tiny_dns: TinyDns
 ) -> None:
