@@ -21,7 +21,7 @@ Everything else is the :class:`~checks.probe.SmtpProber`'s: the RCPT permits and
 connection limit, the transaction limit, what a refusal or a ``421`` means. Each caller
 gets the replies for its own recipients; the connections the merged probe opened are
 counted for the first of them. A caller that gives up waiting leaves the others' probe
-running.
+running; when all of its callers gave up, it is cancelled.
 
 >>> import asyncio
 >>> from checks.model import MxHost, MxResult, MxStatus, RcptResult
@@ -69,6 +69,9 @@ class Prober(Protocol):
 class _Waiting:
     recipients: list[str]
     future: asyncio.Future[ProbeReport]
+    #: once started: the merged probe, and every caller it carries
+    task: asyncio.Task[None] | None = None
+    batch: list[_Waiting] = field(default_factory=list)
 
 
 @dataclass
@@ -118,11 +121,14 @@ class CoalescingProber:
             # shielded: this caller giving up must not cancel a probe that carries others
             return await asyncio.shield(waiting.future)
         finally:
-            if not waiting.future.done():  # given up before its probe started
+            if not waiting.future.done():  # given up
                 waiting.future.cancel()
-                if waiting in route.waiting:
+                if waiting in route.waiting:  # before its probe started
                     route.waiting.remove(waiting)
-                self._forget_if_idle(mx.hosts, route)
+                    self._forget_if_idle(mx.hosts, route)
+                elif (waiting.task is not None
+                      and all(w.future.done() for w in waiting.batch)):
+                    waiting.task.cancel()  # nobody waits for that probe any more
 
     def _done(self, mx: MxResult, route: _Route) -> None:
         """A probe of the route ended: start the waiting ones as one."""
@@ -140,6 +146,8 @@ class CoalescingProber:
             size += len(waiting.recipients)
         route.running += 1
         task = asyncio.get_running_loop().create_task(self._run(mx, route, batch))
+        for waiting in batch:
+            waiting.task, waiting.batch = task, batch
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

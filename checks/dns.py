@@ -198,7 +198,9 @@ class DnspythonResolver:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         #: queries in flight at once; more wait their turn before their lifetime starts
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self.max_in_flight = max_in_flight
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
         if nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
             resolver.nameservers = [
@@ -224,6 +226,13 @@ class DnspythonResolver:
         self._resolver = resolver
         self.timeout = timeout
 
+    def _limiter(self) -> asyncio.Semaphore:
+        """The in-flight limit of the running loop (a resolver may outlive one)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(self.max_in_flight), loop
+        return self._slots
+
     @property
     def nameservers(self) -> tuple[tuple[str, int], ...]:
         """The ``(ip, port)`` pairs queried, in order."""
@@ -244,7 +253,7 @@ class DnspythonResolver:
         except dns.exception.DNSException as exc:
             raise DnsFailure(f"invalid name {name!r}: {exc}") from exc
         try:
-            async with self._slots:
+            async with self._limiter():
                 answer = await self._resolver.resolve(
                     qname, rdt, search=False, raise_on_no_answer=False, lifetime=self.timeout
                 )

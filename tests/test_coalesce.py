@@ -99,6 +99,36 @@ async def test_a_caller_that_gives_up_leaves_the_others_probe_running() -> None:
     assert not prober._routes and not prober._tasks  # nothing left behind
 
 
+async def test_a_merged_probe_whose_callers_all_gave_up_is_cancelled() -> None:
+    inner = SlowProber(seconds=0.1)
+    cancelled: list[bool] = []
+    real = inner.probe
+
+    async def probe(mx: MxResult, recipients: Sequence[str]) -> ProbeReport:
+        try:
+            return await real(mx, recipients)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    inner.probe = probe  # type: ignore[method-assign]
+    prober = coalescing(inner, slots=1)
+    first = asyncio.ensure_future(prober.probe(ROUTE, ["u@a.test"]))
+    await asyncio.sleep(0)
+    waiting = [asyncio.ensure_future(prober.probe(ROUTE, [f"u@w{i}.test"]))
+               for i in range(2)]
+    await first
+    await asyncio.sleep(0.02)  # the two run as one now
+    waiting[0].cancel()
+    await asyncio.sleep(0.01)
+    assert not cancelled  # one caller still waits for it
+    waiting[1].cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert cancelled == [True]
+    assert not prober._routes and not prober._tasks
+
+
 async def test_a_failing_merged_probe_fails_each_of_its_callers() -> None:
     inner = SlowProber(seconds=0.05)
     prober = coalescing(inner, slots=1)

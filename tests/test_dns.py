@@ -473,6 +473,19 @@ async def test_queries_past_the_in_flight_limit_wait_their_turn(
         DnspythonResolver([("127.0.0.1", 53)], max_in_flight=0)
 
 
+def test_a_resolver_used_by_two_event_loops_limits_each(silent_udp: int) -> None:
+    """A CLI may run several event loops over one engine: the limit of the first loop
+    (with waiters on it) must not break the second."""
+    r = DnspythonResolver([("127.0.0.1", silent_udp)], timeout=0.2, max_in_flight=1)
+
+    async def two() -> list[BaseException | None]:
+        return await asyncio.gather(r.query("a.example.test", "A"),
+                                    r.query("b.example.test", "A"), return_exceptions=True)
+
+    for _ in range(2):
+        assert all(isinstance(f, DnsFailure) for f in asyncio.run(two()))
+
+
 @pytest.mark.asyncio
 async def test_second_nameserver_answers_when_first_is_silent(
     silent_udp: int, tiny_dns: TinyDns
