@@ -169,15 +169,9 @@ class WatchedLease(Protocol):
     ``lost`` says so; ``watch(on_lost)`` has ``on_lost`` called at that moment (at once if
     it already happened), so the session holding the slot can be dropped before another
     worker is given the slot.
-
-    ``share`` is, while another worker waits for one of the host's slots, how many of
-    them this worker should hold (its fair share, at least 1), and 0 while nobody else
-    waits: a pool holding more sessions to the host than that gives one up when it is
-    next idle (:meth:`checks.pool.MxPool.release`).
     """
 
     lost: bool
-    share: int
 
     def watch(self, on_lost: Callable[[], None]) -> None: ...
 

@@ -12,10 +12,6 @@ Limits:
 * a host has at most ``max_connections`` sessions of this process, and each one holds a
   connection slot of the :class:`~checks.politeness.Politeness` policy (global across
   workers with the Redis implementation) for its whole life;
-* while another worker waits for a slot of the host, a session given back to a pool that
-  holds more than its fair share of the host's slots is closed instead of kept (the
-  slot's ``share``, :class:`~checks.politeness.WatchedLease`): the host's work is split
-  between the workers that have some, rather than kept by the one that got there first;
 * a server that answers ``421`` to a new connection while we hold others lowers the
   pool's limit for it to what it accepted, for ``backoff_min`` seconds;
 * a ``421`` to a new connection while we hold none (busy with other clients) is asked
@@ -123,13 +119,6 @@ class PooledSession:
         self.rcpts = 0
         self.idle_timer: asyncio.TimerHandle | None = None
 
-    def yield_to(self, held: int) -> int:
-        """0, or the sessions to the host this process should keep (fewer than ``held``,
-        the ones it holds) because another worker waits for the host: its fair share (see
-        :class:`~checks.politeness.WatchedLease`)."""
-        share = self._watched.share if self._watched is not None else 0
-        return share if 0 < share < held else 0
-
     @property
     def slot_lost(self) -> bool:
         """The connection slot vanished while held (:class:`WatchedLease`): the session
@@ -179,8 +168,6 @@ _MAX_IDLE_HOSTS = 10_000
 _RECHECK_SECONDS = 1.0
 #: how often a host busy with others (421 to a new connection) is asked again at once
 _BUSY_RETRIES = 3
-#: a pool that gave a session up for another worker keeps to its share this long
-_YIELD_SECONDS = 2.0
 
 
 def _lost(ps: PooledSession) -> bool:
@@ -344,19 +331,13 @@ class MxPool:
     async def release(self, ps: PooledSession, *, reuse: bool) -> None:
         """Give a session back: kept for the next group when ``reuse``, else closed."""
         state = self._host(ps.ip)
-        keep = ps.yield_to(state.count) if reuse else 0
-        if (reuse and not keep and not self._closed and not _lost(ps)
+        if (reuse and not self._closed and not _lost(ps)
                 and ps.transactions < self.config.max_transactions):
             state.idle.append(ps)
             ps.idle_timer = asyncio.get_running_loop().call_later(
                 self.config.idle_seconds, self._expire, ps)
             self._wake(state)
             return
-        if keep:
-            # given up for another worker: not taken back by this one's next group (whose
-            # poll would come first) until the other had its turn
-            state.limit = keep
-            state.limit_until = self._clock() + _YIELD_SECONDS
         await self._close(ps)
 
     async def aclose(self) -> None:

@@ -5,9 +5,7 @@ never skips a limit.
 
 Key layout (``prefix`` defaults to ``"mailsift:"``)::
 
-    {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time);
-                                               a token is "{worker}:{random}"
-    {prefix}mx:{ip}:want               zset    worker -> until when it waits for a slot (ms)
+    {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
     {prefix}mx:leases-settled          string  when held leases had time to re-register
     {prefix}mx:{ip}:rcpt               string  next free RCPT permit time (µs, Redis time)
 
@@ -40,10 +38,10 @@ _T = TypeVar("_T")
 __all__ = ["RcptReservation", "RedisPoliteness"]
 
 
-# KEYS[1] = lease zset, KEYS[2] = the leases' marker, KEYS[3] = the host's want zset;
-# ARGV = max, token, lease_ms, grace_ms, worker, want_ms.
-# Returns 1 (taken), 0 (full: the worker is marked as waiting for want_ms), or minus the
-# ms to wait while the held leases re-register.
+# KEYS[1] = lease zset; ARGV = max_connections, token, lease_ms.
+# Returns 1 when the lease was taken, 0 when all slots are held.
+# KEYS[1] = lease zset, KEYS[2] = the leases' marker; ARGV = max, token, lease_ms, grace_ms.
+# Returns 1 (taken), 0 (full), or minus the ms to wait while the held leases re-register.
 _ACQUIRE_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -58,22 +56,16 @@ end
 if settled > now then return now - settled end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
   return 0
 end
-redis.call('ZREM', KEYS[3], ARGV[5])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
 return 1
 """
 
-# KEYS[1] = lease zset, KEYS[2] = the host's want zset; ARGV = token, lease_ms, max,
-# worker. Extends a held lease (1); puts back one that vanished (Redis lost it) while
-# there is room (2); 0 if it cannot be held. Second value: the worker's fair share of the
-# host's slots while another worker waits for one (0: nobody else waits), that is the
-# slots over the workers that hold or want one, at least 1.
+# KEYS[1] = lease zset; ARGV = token, lease_ms, max. Extends a held lease (1); puts back
+# one that vanished (Redis lost it) while there is room (2); 0 if it cannot be held.
 _RENEW_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -81,27 +73,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local kept = 1
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {0, 0} end
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
   kept = 2
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local workers = {}
-local others = 0
-for _, w in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if w ~= ARGV[4] then others = others + 1 end
-  workers[w] = true
-end
-if others == 0 then return {kept, 0} end
-for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  workers[string.match(token, '^[^:]*')] = true
-end
-local interested = 0
-for _ in pairs(workers) do interested = interested + 1 end
-return {kept, math.max(1, math.floor(tonumber(ARGV[3]) / interested))}
+return kept
 """
 
 # The permit grid of checks.politeness.RcptPacing, in Redis time. For each request the
@@ -150,10 +128,6 @@ class _Lease:
         #: put it back, or renewals failed until shortly before Redis would drop it
         self.lost = False
         self._on_lost: Callable[[], None] | None = None
-        #: while another worker waits for a slot of the host: how many of its slots this
-        #: worker should hold (its fair share, at least 1); 0 while nobody else waits.
-        #: Learned at each renewal.
-        self.share = 0
 
     def watch(self, on_lost: Callable[[], None]) -> None:
         """Call ``on_lost`` once when the lease is lost (at once if it already is)."""
@@ -176,7 +150,6 @@ class _Lease:
         self._token, valid_until = await self._owner._acquire(self._mx_ip)
         # pooled sessions live as long as their host has work: keep the lease alive
         self.lost = False
-        self.share = 0
         self._renewal = asyncio.ensure_future(
             self._owner._renew(self._mx_ip, self._token, self, valid_until))
 
@@ -206,12 +179,7 @@ class RedisPoliteness:
     a crashed worker frees its slots by itself.
 
     A held lease is renewed every ``renew_seconds`` (1 s) while its ``async with`` block
-    runs, so a pooled session may live longer than one lease. A worker that finds a host
-    full marks itself as waiting for it (``mx:{ip}:want``); each renewal then tells the
-    holder its fair share of the host's slots (``share`` of the lease: the slots over the
-    workers that hold or want one), so a pool holding more than that gives a session up
-    when it is next idle, instead of keeping the host from the other workers while it has
-    work of its own. If Redis loses the leases (a
+    runs, so a pooled session may live longer than one lease. If Redis loses the leases (a
     restart without persistence: the ``mx:leases-settled`` marker is gone too), no new
     lease is given for twice that, while the held ones put themselves back: no host ever
     sees more than its limit from us.
@@ -254,8 +222,6 @@ class RedisPoliteness:
         #: a lease not renewed until this long before it would expire is given up
         self._lost_margin = min(1.0, self.lease_seconds / 3)
         self.leases_key = f"{prefix}mx:leases-settled"
-        #: this worker, in its lease tokens and its marks of waiting for a host
-        self.worker_id = uuid.uuid4().hex[:16]
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
         self._renew_script = redis.register_script(_RENEW_LUA)
@@ -266,8 +232,6 @@ class RedisPoliteness:
         #: poll delay bounds while all slots are held (seconds)
         self.poll_min = 0.02
         self.poll_max = 0.1
-        #: a mark of waiting for a host lasts this long after the last poll (ms)
-        self._want_ms = 1000
         #: backoff bounds while Redis is unavailable (seconds)
         self.retry_min = 0.1
         self.retry_max = 5.0
@@ -275,10 +239,6 @@ class RedisPoliteness:
     def conn_key(self, mx_ip: str) -> str:
         """The sorted set of connection leases of ``mx_ip``."""
         return f"{self.prefix}mx:{mx_ip}:conn"
-
-    def want_key(self, mx_ip: str) -> str:
-        """The workers waiting for a connection slot of ``mx_ip``, with until when."""
-        return f"{self.prefix}mx:{mx_ip}:want"
 
     def rcpt_key(self, mx_ip: str) -> str:
         """The next-free-RCPT-permit key of ``mx_ip``."""
@@ -399,7 +359,6 @@ class RedisPoliteness:
         too.
         """
         key = self.conn_key(mx_ip)
-        keys = [key, self.want_key(mx_ip)]
         loop = asyncio.get_running_loop()
         delay = self.renew_seconds
         while True:
@@ -415,10 +374,9 @@ class RedisPoliteness:
                 # the whole time left: a renewal queued behind other commands of a busy
                 # worker, or a Redis pausing to fork, is not a loss
                 async with asyncio.timeout(stale_at - sent):
-                    kept, share = await _guarded(self._renew_script(
-                        keys=keys, args=[token, self._lease_ms,
-                                         self.limits.get(mx_ip).max_connections,
-                                         self.worker_id]))
+                    kept = await _guarded(self._renew_script(
+                        keys=[key], args=[token, self._lease_ms,
+                                          self.limits.get(mx_ip).max_connections]))
             except _UNAVAILABLE as exc:  # TimeoutError included
                 self._warn("politeness: could not renew lease on %s: %s", key,
                            str(exc) or type(exc).__name__)
@@ -431,15 +389,14 @@ class RedisPoliteness:
             if _int(kept) == 2:
                 self._warn("politeness: Redis had lost the lease on %s; registered it again",
                            key)
-            lease.share = _int(share)
             valid_until = sent + self.lease_seconds
             delay = self.renew_seconds
 
     async def _acquire(self, mx_ip: str) -> tuple[str, float]:
         """Take a connection slot of ``mx_ip``; returns the lease token and until when
         (loop time) the lease is known good."""
-        keys = [self.conn_key(mx_ip), self.leases_key, self.want_key(mx_ip)]
-        token = f"{self.worker_id}:{uuid.uuid4().hex}"
+        key = self.conn_key(mx_ip)
+        token = uuid.uuid4().hex
         backoff = self._backoff()
         loop = asyncio.get_running_loop()
         try:
@@ -447,10 +404,9 @@ class RedisPoliteness:
                 sent = loop.time()
                 try:
                     got = _int(await _guarded(self._acquire_script(
-                        keys=keys,
+                        keys=[key, self.leases_key],
                         args=[self.limits.get(mx_ip).max_connections, token,
-                              self._lease_ms, self._grace_ms, self.worker_id,
-                              self._want_ms]
+                              self._lease_ms, self._grace_ms]
                     )))
                 except _UNAVAILABLE as exc:
                     await self._unavailable("connection slot", mx_ip, exc, backoff)

@@ -186,7 +186,6 @@ class LosableLease:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.lost = False
-        self.share = 0
         self._on_lost: Any = None
 
     async def __aenter__(self) -> None:
@@ -312,36 +311,3 @@ def test_learning_one_fact_of_a_host_keeps_the_other_no_longer() -> None:
     now[0] += 90.0
     assert pool.transaction_limit("127.0.0.1") is None
     assert pool.tls_broken("127.0.0.1")
-
-
-@pytest.mark.asyncio
-async def test_a_pool_over_its_share_gives_a_session_up_for_another_worker() -> None:
-    """Another worker waits for the host and this pool holds both of its slots (the
-    renewal says the share is 1): the next session given back is closed, not kept, and the
-    pool does not take the slot back at once for its next group; a session within the
-    share is kept, and without a waiter elsewhere both are."""
-    server = FakeServer()
-    conn = FakeConnector({"127.0.0.1": server})
-    politeness = LosingPoliteness()
-    pool = MxPool(conn, politeness, PoolConfig(max_connections=2))
-    one, two = await asyncio.gather(pool.acquire("mx", "127.0.0.1"),
-                                    pool.acquire("mx", "127.0.0.1"))
-    assert pool.open_sessions("127.0.0.1") == 2
-    await pool.release(one, reuse=True)  # nobody else waits: kept
-    assert server.open == 2
-    one = await pool.acquire("mx", "127.0.0.1")
-    for lease in politeness.leases:
-        lease.share = 1  # what a renewal tells while another worker waits
-    await pool.release(one, reuse=True)
-    assert server.open == 1 and server.log.count("QUIT") == 1  # given up politely
-    assert pool.open_sessions("127.0.0.1") == 1
-    # the next group of this worker waits for the session it kept, not for a new slot
-    waiting = asyncio.ensure_future(pool.acquire("mx", "127.0.0.1"))
-    await asyncio.sleep(0.05)
-    assert not waiting.done() and server.sessions == 2
-    await pool.release(two, reuse=True)  # within the share: kept, and lent on
-    again = await asyncio.wait_for(waiting, 1)
-    assert again is two and server.sessions == 2 and server.open == 1
-    await pool.release(again, reuse=True)
-    await pool.aclose()
-    assert server.open == 0

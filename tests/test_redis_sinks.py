@@ -341,39 +341,6 @@ async def test_a_lease_not_renewed_in_time_drops_its_session_before_redis_drops_
     assert await other.redis.zcard(other.conn_key(MX)) == 0
 
 
-async def test_a_worker_waiting_for_a_full_host_tells_the_holder_its_share(
-        clients: ClientFactory, prefix: str) -> None:
-    """One worker holds both slots of a host and another asks for one: the waiter is
-    marked, and the holder's next renewal says its share is 1 (two slots, two workers).
-    Once the waiter got its slot and stopped asking, the mark expires and the share goes
-    back to 0. A worker's own wait for a second slot never lowers its own share."""
-    holder = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
-                             renew_seconds=0.2, prefix=prefix)
-    waiter = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
-                             renew_seconds=0.2, prefix=prefix)
-    first, second = holder.connection(MX), holder.connection(MX)
-    async with first, second:
-        own = asyncio.ensure_future(holder.connection(MX).__aenter__())  # its own wait
-        await asyncio.sleep(0.5)
-        assert first.share == second.share == 0
-        own.cancel()
-        await asyncio.gather(own, return_exceptions=True)
-        got = waiter.connection(MX)
-        asking = asyncio.ensure_future(got.__aenter__())
-        await asyncio.sleep(0.5)  # a renewal or two
-        assert not asking.done()
-        assert await holder.redis.zscore(holder.want_key(MX), waiter.worker_id)
-        assert first.share == second.share == 1
-        await second.__aexit__(None, None, None)  # the holder gives one up
-        await asyncio.wait_for(asking, 1)
-        assert await holder.active(MX) == 2
-        await asyncio.sleep(1.5)  # the mark outlives the last ask by 1 s
-        assert first.share == 0
-        assert await holder.redis.exists(holder.want_key(MX)) == 0
-        await got.__aexit__(None, None, None)
-    assert await holder.active(MX) == 0
-
-
 async def test_idle_lease_key_expires(clients: ClientFactory, prefix: str) -> None:
     p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=100,
                         lease_seconds=0.3, prefix=prefix)
