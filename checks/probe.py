@@ -51,13 +51,6 @@ _MAILBOX_CLASSES = frozenset({ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.MAILBOX_D
                               ReplyClass.MAILBOX_FULL})
 #: hosts whose last send time is kept before the past ones are forgotten
 _MAX_PACED_HOSTS = 10_000
-#: a permit used more than this late (counted from when it was asked for) is stale: its
-#: RCPT could bunch with another worker's next ones (RATE_MARGIN leaves 30 ms a second
-#: for that and for the jitter of arrival), so new permits are reserved instead
-_STALE_AFTER = 0.02
-#: stale reservations in a row before a permit is used anyway (a loop always this late
-#: must still make progress)
-_MAX_STALE = 3
 
 
 @dataclass(frozen=True)
@@ -137,20 +130,14 @@ class SmtpProber:
                 break
         return self._finish(report, pending, failure)
 
-    async def _pace(self, ip: str, permit_at: float, count: int, *,
-                    earliest: float | None = None) -> bool:
-        """Wait for the permit, and for the grid share of this process's previous send;
-        False (nothing to send) when the permit went stale meanwhile.
+    async def _pace(self, ip: str, permit_at: float, count: int) -> None:
+        """Wait for the permit, and for the grid share of this process's previous send.
 
         Permits are exact, but a command sent late (a busy event loop, a slow Redis
         answer) would bunch up with the next one sent on time, and a server counting any
         rolling second could see one RCPT more than the rate. So the next send to a host
         from this process is also no sooner than the previous *actual* send plus the grid
-        time its group used: lateness delays what follows instead of crowding it. Another
-        worker's sends follow the shared grid, not this process's lateness: a permit that
-        may be more than ``_STALE_AFTER`` late is not used. Its time is no sooner than
-        ``earliest`` (when its reservation was sent, plus its wait), so a slow answer
-        counts as lateness too.
+        time its group used: lateness delays what follows instead of crowding it.
         """
         loop = asyncio.get_running_loop()
         while True:  # another session to the host may send while this one sleeps
@@ -160,13 +147,10 @@ class SmtpProber:
                 break
             await asyncio.sleep(delay)
         interval = self.politeness.rcpt_interval(ip)
-        if interval > 0 and earliest is not None and now - earliest > _STALE_AFTER:
-            return False
         if interval > 0:
             if len(self._quiet_until) > _MAX_PACED_HOSTS:
                 self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
             self._quiet_until[ip] = now + count * interval
-        return True
 
     @staticmethod
     def _finish(report: ProbeReport, pending: deque[str], failure: RcptResult) -> ProbeReport:
@@ -239,7 +223,6 @@ class SmtpProber:
         #: new transaction on this connection is answered, else one per connection
         suspect: int | None = None
         new_transaction = False
-        stale = 0  # reservations in a row whose permits went stale before their use
         while pending:
             most = self.config.rcpt_per_transaction
             # while a limit is suspected, the new transaction asks no more than it
@@ -250,7 +233,6 @@ class SmtpProber:
             room = per_transaction - (sent if in_transaction else 0)
             chunk = [pending[i] for i in range(min(len(pending), room,
                                                    self.politeness.rcpt_group_size(ip)))]
-            asked_at = loop.time()
             waits = await self.politeness.reserve_rcpts(ip, len(chunk))
             # measured from the answer, not from the request: a slow round trip must make
             # a command late, never early
@@ -261,12 +243,7 @@ class SmtpProber:
                 if pipelining:
                     while j < len(chunk) and waits[j] <= waits[i] + _SAME_GROUP:
                         j += 1
-                if not await self._pace(
-                        ip, reserved_at + waits[i], j - i,
-                        earliest=asked_at + waits[i] if stale < _MAX_STALE else None):
-                    stale += 1
-                    break  # the rest of the chunk goes on new permits
-                stale = 0
+                await self._pace(ip, reserved_at + waits[i], j - i)
                 group = chunk[i:j]
                 replies: list[SmtpReply] | None = None
                 if not in_transaction:

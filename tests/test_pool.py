@@ -311,39 +311,3 @@ def test_learning_one_fact_of_a_host_keeps_the_other_no_longer() -> None:
     now[0] += 90.0
     assert pool.transaction_limit("127.0.0.1") is None
     assert pool.tls_broken("127.0.0.1")
-
-
-class SlowReservations(LocalPoliteness):
-    """Local permits whose first ``slow`` reservations are answered late (a busy event
-    loop, a slow Redis): the permits are then stale before they can be used."""
-
-    def __init__(self, slow: int) -> None:
-        super().__init__(max_connections=2, rcpt_per_second=20)
-        self.slow = slow
-        self.reservations = 0
-
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> list[float]:
-        self.reservations += 1
-        waits = await super().reserve_rcpts(mx_ip, count)
-        if self.reservations <= self.slow:
-            await asyncio.sleep(0.05)  # the answer sits unread for 50 ms
-        return waits
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize(("slow", "reservations"), [(0, 3), (1, 4), (5, 7)])
-async def test_a_permit_that_went_stale_is_not_used(slow: int, reservations: int) -> None:
-    """Another worker sends on the shared grid, so a permit used late would bunch with its
-    next RCPT: a permit whose reservation came back 50 ms late is dropped and new ones are
-    reserved; after three stale reservations in a row one is used anyway (progress)."""
-    server = FakeServer()
-    conn = FakeConnector({"127.0.0.1": server})
-    politeness = SlowReservations(slow)
-    pool = MxPool(conn, politeness, PoolConfig(max_connections=2))
-    p = SmtpProber(conn, politeness, ProbeConfig(allowed_networks=LOOPBACK), pool=pool)
-    rcpts = [f"u{i}@a.test" for i in range(3)]  # lock-step at 20/s: a reservation each
-    report = await p.probe(mx("127.0.0.1"), rcpts)
-    assert [report.results[r].reply_class for r in rcpts] == [ReplyClass.ACCEPTED] * 3
-    assert politeness.reservations == reservations
-    assert [c for c in server.log if c.startswith("RCPT")] == [f"RCPT {r}" for r in rcpts]
-    await pool.aclose()
