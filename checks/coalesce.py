@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -77,7 +78,12 @@ class _Waiting:
 @dataclass
 class _Route:
     running: int = 0
-    waiting: list[_Waiting] = field(default_factory=list)
+    waiting: deque[_Waiting] = field(default_factory=deque)
+
+
+def _first_address(mx: MxResult) -> str | None:
+    """The address a route's probes go to first (its pool limit and RCPT grid count)."""
+    return next((ip for h in mx.hosts for ip in h.addresses), None)
 
 
 class CoalescingProber:
@@ -101,7 +107,7 @@ class CoalescingProber:
         self.merged = 0
 
     async def probe(self, mx: MxResult, recipients: Sequence[str]) -> ProbeReport:
-        first = next((ip for h in mx.hosts for ip in h.addresses), None)
+        first = _first_address(mx)
         if first is None or not recipients:
             return await self.prober.probe(mx, recipients)
         route = self._routes.get(mx.hosts)
@@ -133,7 +139,7 @@ class CoalescingProber:
     def _done(self, mx: MxResult, route: _Route) -> None:
         """A probe of the route ended: start the waiting ones as one."""
         route.running -= 1
-        route.waiting = [w for w in route.waiting if not w.future.done()]
+        route.waiting = deque(w for w in route.waiting if not w.future.done())
         if not route.waiting:
             self._forget_if_idle(mx.hosts, route)
             return
@@ -141,7 +147,7 @@ class CoalescingProber:
         size, most = 0, self._most(mx)
         while route.waiting and (not batch or size + len(route.waiting[0].recipients)
                                  <= most):
-            waiting = route.waiting.pop(0)
+            waiting = route.waiting.popleft()
             batch.append(waiting)
             size += len(waiting.recipients)
         route.running += 1
@@ -187,7 +193,8 @@ class CoalescingProber:
         ...                                   seconds=30)._most(mx)
         (72, 100)
         """
-        first = next(ip for h in mx.hosts for ip in h.addresses)
+        first = _first_address(mx)
+        assert first is not None  # a route has an address (see probe)
         interval = self.rcpt_interval(first) * max(1, self.slots(first))
         if interval <= 0:
             return self.max_recipients
