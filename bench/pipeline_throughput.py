@@ -45,6 +45,7 @@ from tests.pipeline_support import (
     WorkerProcess,
     WorldProcess,
     dedupe_key,
+    free_port,
     pipeline_env,
     settings_for,
     wait_for_job,
@@ -61,6 +62,8 @@ class WorkerReport:
     cpu_seconds: float  # user + system during the timed job
     rss_start_kib: int = 0  # VmRSS before the timed job
     rss_end_kib: int = 0  # VmRSS after it
+    #: RCPT permits it gave up as too late (None: its /metrics does not say)
+    late_permits: int | None = None
 
 
 @dataclass
@@ -128,6 +131,8 @@ class Run:
     #: CPU seconds of the other processes during the timed job (cli = this process)
     other_cpu: dict[str, float] = field(default_factory=dict)
     grid: GridUse | None = None
+    #: share of all cores busy during the timed job (every process on the machine)
+    machine_busy: float | None = None
 
     def lines(self) -> list[str]:
         ok = "ok" if self.counts == self.expected else f"MISMATCH, expected {self.expected}"
@@ -152,11 +157,15 @@ class Run:
             out.append(f"  worker {w.pid}: {w.verdicts} verdicts, peak RSS "
                        f"{w.peak_rss_kib / 1024:.0f} MiB (RSS {w.rss_start_kib / 1024:.0f} → "
                        f"{w.rss_end_kib / 1024:.0f} MiB), CPU {w.cpu_seconds:.1f} s = "
-                       f"{1000 * w.cpu_seconds / self.addresses:.2f} ms/addr")
+                       f"{1000 * w.cpu_seconds / self.addresses:.2f} ms/addr, late permits "
+                       f"{'n/a' if w.late_permits is None else w.late_permits}")
         own = sum(w.cpu_seconds for w in self.worker_reports) + self.other_cpu.get("cli", 0.0)
         parts = ", ".join(f"{name} {1000 * cpu / self.addresses:.2f}"
                           for name, cpu in self.other_cpu.items())
         out.append(f"  CPU ms/addr: workers+cli {1000 * own / self.addresses:.2f}; {parts}")
+        if self.machine_busy is not None:
+            out.append(f"  machine: {self.machine_busy:.0%} of its {os.cpu_count()} cores busy "
+                       "during the timed job")
         if self.grid is not None:
             out.append(self.grid.line(self.seconds))
         return out
@@ -225,6 +234,27 @@ def stack_pids(settings: Settings) -> dict[str, int]:
 def peak_rss_kib(pid: int) -> int:
     """VmHWM of a live process, in KiB (0 if it is gone)."""
     return status_kib(pid, "VmHWM")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def late_permits(port: int) -> int | None:
+    """The worker's ``mailsift_rcpt_permits_late_total`` (None if it has none)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("mailsift_rcpt_permits_late_total "):
+            return int(float(line.split()[1]))
+    return None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -427,8 +457,10 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
                            MAILSIFT_MX_MAX_RCPT_PER_SECOND=str(args.rcpt_per_second),
                            **overrides)
         settings = settings_for(env)
-        for i in range(workers):
-            procs.append(WorkerProcess(env, log_dir / f"w{workers}-{i}.log",
+        ports = [free_port() for _ in range(workers)]
+        for i, port in enumerate(ports):  # its /metrics tells the late permits
+            procs.append(WorkerProcess({**env, "MAILSIFT_WEB_PORT": str(port)},
+                                       log_dir / f"w{workers}-{i}.log",
                                        **({"tree": tree} if tree else {})))
         asyncio.run(watched(warm_up(settings, args.domains, workers, timeout=180), procs))
         if args.redis_db is not None:  # the warm-up filled caches for a few domains
@@ -440,8 +472,12 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
         rss_before = {p.pid: rss_kib(p.pid) for p in procs}
         other_before = {name: tree_cpu_seconds(pid) for name, pid in services.items()}
         cli_before = time.process_time()
+        ticks_before = machine_ticks()
         outcome, submit_s, first_s, last_s, completed_s, started = asyncio.run(
             watched(timed_job(settings, emails, timeout=args.timeout), procs))
+        ticks_after = machine_ticks()
+        busy = ((ticks_after[0] - ticks_before[0])
+                / max(1, ticks_after[1] - ticks_before[1]))
         other_cpu = {"cli": time.process_time() - cli_before}
         other_cpu.update({name: tree_cpu_seconds(pid) - other_before[name]
                           for name, pid in services.items()})
@@ -468,7 +504,8 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
             verdicts = sum(n for w, n in by_worker.items() if w.endswith(f":{p.pid}"))
             reports.append(WorkerReport(p.pid, verdicts, peak_rss_kib(p.pid),
                                         cpu_seconds(p.pid) - cpu_before[p.pid],
-                                        rss_before[p.pid], rss_kib(p.pid)))
+                                        rss_before[p.pid], rss_kib(p.pid),
+                                        late_permits(ports[procs.index(p)])))
         return Run(
             workers, args.latency_ms, len(emails), submit_s, first_s, last_s, completed_s,
             counts, expected, sum(v.attempt > 1 for v in final.values()),
@@ -476,6 +513,7 @@ def run_once(args: argparse.Namespace, workers: int, log_dir: Path,
             totals["max_rcpt_per_second"], totals["rejected"], totals["data"], world_cpu,
             reports, totals["starttls"], totals["dns"], args.domains,
             max_rcpt_per_5s=totals["max_rcpt_per_5s"], other_cpu=other_cpu, grid=grid,
+            machine_busy=busy,
         )
     finally:
         stop_all(procs, world)

@@ -175,7 +175,8 @@ class Engine:
             max_connections=config.mx_max_connections, idle_seconds=config.smtp_idle_seconds,
             backoff_min=config.mx_backoff_min, backoff_max=config.mx_backoff_max,
         ))
-        smtp = SmtpProber(
+        #: the probe itself (``self.prober`` may merge domains in front of it)
+        self.smtp = smtp = SmtpProber(
             connector,
             self.politeness,
             ProbeConfig(

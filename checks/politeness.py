@@ -11,16 +11,23 @@ RCPT permits of a host are evenly spaced (:class:`RcptPacing`): one every
 (RFC 2920) goes in one write. The spacing pays for that early start, so no rolling
 second ever holds more than ``rate`` permits, with ``RATE_MARGIN`` left for the jitter of
 arrival times at the server. At low rates (a permit every 50 ms or more) nothing is
-grouped: lock-step, the budget used to 97 %. A command sent late does not crowd the next
-one: the prober spaces its actual sends to a host by the same grid
-(:meth:`checks.probe.SmtpProber._pace`).
+grouped: lock-step, the budget used to 97 %.
+
+Of the 30 ms that ``RATE_MARGIN`` leaves per second, a send may use ``LATE_LIMIT`` behind
+its permit; a permit that could be later than that is not used (:meth:`RcptPermits.late`:
+the prober reserves new ones). So every send lies between its place on the grid (less
+the horizon of its group) and ``LATE_LIMIT`` after it, whichever worker or session makes
+it, and any ``rate + 1`` consecutive permits span more than a second at the server. This
+is what keeps a late send of one worker from bunching with the next permits of another,
+which go on time; and a send never waits for an earlier late one, so lateness does not
+pile up on a busy host.
 
 >>> import asyncio
 >>> async def demo() -> tuple[int, list[float]]:
 ...     p = LocalPoliteness(max_connections=2, rcpt_per_second=2)
 ...     async with p.connection("192.0.2.1"):
-...         waits = await p.reserve_rcpts("192.0.2.1", 3)
-...         return p.active("192.0.2.1"), [round(w, 3) for w in waits]
+...         permits = await p.reserve_rcpts("192.0.2.1", 3)
+...         return p.active("192.0.2.1"), [round(d - permits.due[0], 3) for d in permits.due]
 >>> asyncio.run(demo())
 (1, [0.0, 0.515, 1.03])
 """
@@ -37,7 +44,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Politeness", "WatchedLease", "LocalPoliteness", "HostLimits", "HostLimitTable",
-           "RATE_MARGIN", "GROUP_HORIZON", "RcptPacing"]
+           "RATE_MARGIN", "GROUP_HORIZON", "LATE_LIMIT", "RcptPacing",
+           "RcptPermits"]
 
 #: Permits are spaced 3 % wider than ``1 / rate``: the permits and our sends are exact,
 #: but the moments the commands reach the server jitter, and without slack a server
@@ -46,6 +54,9 @@ __all__ = ["Politeness", "WatchedLease", "LocalPoliteness", "HostLimits", "HostL
 RATE_MARGIN = 1.03
 #: permits at most this far apart go out together (pipelined) at high rates
 GROUP_HORIZON = 0.05
+#: a permit is not used when its send could be more than this many seconds behind it (of
+#: the 30 ms of ``RATE_MARGIN``, the rest is for the jitter of arrival at the server)
+LATE_LIMIT = 0.02
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,29 @@ class RcptPacing:
                 group = slot
             sends.append(group)
         return sends, start + count * self.interval
+
+
+@dataclass(frozen=True)
+class RcptPermits:
+    """RCPT permits reserved at once, as :meth:`Politeness.reserve_rcpts` gives them.
+
+    ``due`` holds, for each, the ``time.monotonic()`` moment it may be used (never before
+    its place on the grid; equal for the permits of one pipelined group). ``unsure`` is
+    how much earlier than ``due`` its place may really be: the grid's clock was read
+    somewhere within the round trip to it, and ``due`` counts from the end of that trip.
+
+    >>> permits = RcptPermits((10.0, 10.5), unsure=0.005)
+    >>> permits.late(0, now=10.01), permits.late(0, now=10.016), permits.late(1, now=10.1)
+    (False, True, False)
+    """
+
+    due: tuple[float, ...]
+    unsure: float = 0.0
+
+    def late(self, index: int, now: float) -> bool:
+        """Whether a send of permit ``index`` at ``now`` could be more than
+        ``LATE_LIMIT`` behind its place on the grid."""
+        return now + self.unsure - self.due[index] > LATE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -144,12 +178,8 @@ class Politeness(Protocol):
         """Hold one of the host's connection slots for the duration of a session."""
         ...
 
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> list[float]:
-        """Reserve ``count`` RCPT permits of the host at once.
-
-        Returns, for each, the seconds from now until it may be used (non-decreasing;
-        equal for the permits of one pipelined group).
-        """
+    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
+        """Reserve ``count`` RCPT permits of the host at once: when each may be used."""
         ...
 
     def rcpt_group_size(self, mx_ip: str) -> int:
@@ -244,11 +274,11 @@ class LocalPoliteness:
     def connection(self, mx_ip: str) -> AbstractAsyncContextManager[None]:
         return self._hold(mx_ip)
 
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> list[float]:
+    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
+        now = time.monotonic()
         pacing = self.limits.get(mx_ip).pacing
         if pacing is None:
-            return [0.0] * count
-        now = time.monotonic()
+            return RcptPermits((now,) * count)
         slots, self._next_free[mx_ip] = pacing.slots(self._next_free[mx_ip], now, count)
-        return [slot - now for slot in slots]
+        return RcptPermits(tuple(slots))
 

@@ -11,7 +11,9 @@ commands and gives the session back for the next group, whatever domain that is.
   one write and their replies are matched in order; without it, lock-step.
 * RCPT permits are reserved a group at a time
   (:meth:`~checks.politeness.Politeness.reserve_rcpts`, one Redis round trip) and each
-  group waits for its permit time.
+  group waits for its permit time; a permit that came too late to be used (more than
+  ``LATE_LIMIT`` behind: another worker may send the next ones on time) is given up and a
+  new one reserved. Lock-step, the transaction is open before its permits are reserved.
 * At most ``rcpt_per_transaction`` recipients per transaction, then ``RSET``.
 * A server that refuses more recipients (452 4.5.3) is asked again in a new transaction
   on the same connection; if that one is answered, the limit was per transaction and the
@@ -28,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import ipaddress
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from checks.model import MxResult, RcptResult, Reason, ReplyClass, SmtpReply
 from checks.netpolicy import is_contactable
-from checks.politeness import Politeness
+from checks.politeness import Politeness, RcptPermits
 from checks.pool import HostBackoff, MxPool, PoolConfig, PooledSession, SessionRefused
 from checks.replies import classify
 from checks.smtp import SmtpConnector, SmtpTransportError
@@ -49,8 +52,6 @@ _SAME_GROUP = 0.001
 #: classes that speak of a mailbox: said to MAIL FROM, they speak of our sender
 _MAILBOX_CLASSES = frozenset({ReplyClass.MAILBOX_NOT_FOUND, ReplyClass.MAILBOX_DISABLED,
                               ReplyClass.MAILBOX_FULL})
-#: hosts whose last send time is kept before the past ones are forgotten
-_MAX_PACED_HOSTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,8 @@ class SmtpProber:
                  max_connections: int = 2) -> None:
         self.politeness = politeness
         self.config = config
-        #: per MX address: the loop time before which this process sends it no RCPT (the
-        #: actual send of the previous group plus its share of the permit grid)
-        self._quiet_until: dict[str, float] = {}
+        #: RCPT permits not used because they came too late (new ones were reserved)
+        self.late_permits = 0
         self.pool = pool or MxPool(connector, politeness, PoolConfig(
             port=config.port, helo_name=config.helo_name, max_connections=max_connections))
 
@@ -130,27 +130,20 @@ class SmtpProber:
                 break
         return self._finish(report, pending, failure)
 
-    async def _pace(self, ip: str, permit_at: float, count: int) -> None:
-        """Wait for the permit, and for the grid share of this process's previous send.
+    @staticmethod
+    async def _pace(permits: RcptPermits, index: int) -> bool:
+        """Wait until permit ``index`` is due; False (and nothing is to be sent) when it
+        came too late to be used.
 
         Permits are exact, but a command sent late (a busy event loop, a slow Redis
-        answer) would bunch up with the next one sent on time, and a server counting any
-        rolling second could see one RCPT more than the rate. So the next send to a host
-        from this process is also no sooner than the previous *actual* send plus the grid
-        time its group used: lateness delays what follows instead of crowding it.
+        answer) would bunch up with the next ones, which another worker may send on time,
+        and a server counting any rolling second could see one RCPT more than the rate.
+        So a permit that may be more than ``LATE_LIMIT`` behind its place is given up
+        (with the rest of its reservation) and the caller reserves new ones.
         """
-        loop = asyncio.get_running_loop()
-        while True:  # another session to the host may send while this one sleeps
-            now = loop.time()
-            delay = max(permit_at, self._quiet_until.get(ip, 0.0)) - now
-            if delay <= 0:
-                break
-            await asyncio.sleep(delay)
-        interval = self.politeness.rcpt_interval(ip)
-        if interval > 0:
-            if len(self._quiet_until) > _MAX_PACED_HOSTS:
-                self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
-            self._quiet_until[ip] = now + count * interval
+        while (delay := permits.due[index] - time.monotonic()) > 0:
+            await asyncio.sleep(delay)  # the loop's timers may wake a little early
+        return not permits.late(index, time.monotonic())
 
     @staticmethod
     def _finish(report: ProbeReport, pending: deque[str], failure: RcptResult) -> ProbeReport:
@@ -217,68 +210,59 @@ class SmtpProber:
             smtputf8 = False
 
         pipelining = self.config.pipelining and session.supports("pipelining")
-        loop = asyncio.get_running_loop()
         in_transaction, sent = False, 0
         #: recipients a transaction took before a 452 4.5.3: a limit per transaction if a
         #: new transaction on this connection is answered, else one per connection
         suspect: int | None = None
-        new_transaction = False
         while pending:
+            new_transaction = False  # a 452 4.5.3 asks for a new one after this chunk
             most = self.config.rcpt_per_transaction
             # while a limit is suspected, the new transaction asks no more than it
             per_transaction = min(most, self.pool.transaction_limit(ip) or most,
                                   suspect or most)
             if in_transaction and sent >= per_transaction:  # (a limit learned meanwhile)
                 in_transaction = False
+            if not in_transaction and not pipelining:
+                # lock-step: the transaction is open before the permits are reserved, so
+                # the MAIL round trip never makes a RCPT late
+                if ps.dirty:
+                    await session.rset()
+                ps.dirty = True
+                refused = self._mail_refused(
+                    await session.mail_from(self.config.mail_from, smtputf8=smtputf8),
+                    host, ip, pending, report)
+                if refused is not None:
+                    return refused
+                in_transaction, sent = True, 0
+                ps.transactions += 1
             room = per_transaction - (sent if in_transaction else 0)
             chunk = [pending[i] for i in range(min(len(pending), room,
                                                    self.politeness.rcpt_group_size(ip)))]
-            waits = await self.politeness.reserve_rcpts(ip, len(chunk))
-            # measured from the answer, not from the request: a slow round trip must make
-            # a command late, never early
-            reserved_at = loop.time()
+            permits = await self.politeness.reserve_rcpts(ip, len(chunk))
             i = 0
             while i < len(chunk) and pending:
                 j = i + 1
                 if pipelining:
-                    while j < len(chunk) and waits[j] <= waits[i] + _SAME_GROUP:
+                    while j < len(chunk) and permits.due[j] <= permits.due[i] + _SAME_GROUP:
                         j += 1
-                await self._pace(ip, reserved_at + waits[i], j - i)
+                if not await self._pace(permits, i):
+                    self.late_permits += len(chunk) - i
+                    break  # the rest of the chunk gets new permits
                 group = chunk[i:j]
                 replies: list[SmtpReply] | None = None
                 if not in_transaction:
-                    if pipelining:
-                        # RSET, MAIL FROM and the first recipients in one round trip
-                        mail, replies = await session.transaction(
-                            self.config.mail_from, group, reset=ps.dirty, smtputf8=smtputf8)
-                    else:
-                        if ps.dirty:
-                            await session.rset()
-                        mail = await session.mail_from(self.config.mail_from,
-                                                       smtputf8=smtputf8)
+                    # RSET, MAIL FROM and the first recipients in one round trip
+                    mail, replies = await session.transaction(
+                        self.config.mail_from, group, reset=ps.dirty, smtputf8=smtputf8)
                     ps.dirty = True
-                    if mail.code >= 400:
-                        cls = classify(mail)
-                        if cls in _MAILBOX_CLASSES:
-                            # a MAIL reply is about our sender, never the recipient: a
-                            # refusal if permanent, else the server's passing trouble
-                            cls = (ReplyClass.SENDER_REJECTED if mail.code >= 500
-                                   else ReplyClass.TEMPORARY)
-                        if mail.code >= 500 or cls is ReplyClass.SENDER_REJECTED:
-                            # a sender refusal applies to every recipient on this server
-                            # (and on the next: it is our sender that is refused)
-                            refused = self._refused(mail, cls, host, ip)
-                            for rcpt in pending:
-                                report.results[rcpt] = refused
-                            pending.clear()
-                            return _Next.DONE, refused
-                        return _Next.NEXT_HOST, result(mail, cls)
+                    refused = self._mail_refused(mail, host, ip, pending, report)
+                    if refused is not None:
+                        return refused
                     in_transaction, sent = True, 0
                     ps.transactions += 1
                 if replies is None:
                     replies = (await session.rcpt_many(group) if len(group) > 1
                                else [await session.rcpt_to(group[0])])
-                new_transaction = False
                 for rcpt, reply in zip(group, replies, strict=True):
                     ps.rcpts += 1
                     cls = classify(reply)
@@ -307,6 +291,26 @@ class SmtpProber:
             if new_transaction or (sent >= per_transaction and pending):
                 in_transaction = False
         return _Next.DONE, RcptResult(None, None, None)
+
+    def _mail_refused(self, mail: SmtpReply, host: str, ip: str, pending: deque[str],
+                      report: ProbeReport) -> tuple[_Next, RcptResult] | None:
+        """What to do when the server did not take our ``MAIL FROM`` (None: it did)."""
+        if mail.code < 400:
+            return None
+        cls = classify(mail)
+        if cls in _MAILBOX_CLASSES:
+            # a MAIL reply is about our sender, never the recipient: a refusal if
+            # permanent, else the server's passing trouble
+            cls = ReplyClass.SENDER_REJECTED if mail.code >= 500 else ReplyClass.TEMPORARY
+        if mail.code >= 500 or cls is ReplyClass.SENDER_REJECTED:
+            # a sender refusal applies to every recipient on this server (and on the
+            # next: it is our sender that is refused)
+            refused = self._refused(mail, cls, host, ip)
+            for rcpt in pending:
+                report.results[rcpt] = refused
+            pending.clear()
+            return _Next.DONE, refused
+        return _Next.NEXT_HOST, RcptResult(mail, cls, mx_host=host, mx_address=ip)
 
     def _refused(self, reply: SmtpReply, cls: ReplyClass, host: str, ip: str) -> RcptResult:
         """The outcome of a refused sender, with what to do about it."""

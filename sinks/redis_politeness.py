@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable
 from types import TracebackType
@@ -26,7 +27,7 @@ from typing import NamedTuple, TypeVar
 import redis.asyncio
 
 from agents.outage import Backoff
-from checks.politeness import HostLimits, HostLimitTable, RcptPacing
+from checks.politeness import HostLimits, HostLimitTable, RcptPacing, RcptPermits
 from sinks.redis_client import UNAVAILABLE as _UNAVAILABLE
 from sinks.redis_client import ThrottledWarning as _ThrottledWarning
 from sinks.redis_client import as_int as _int
@@ -112,6 +113,17 @@ class RcptReservation(NamedTuple):
 
     slot: float
     wait: float
+
+
+class _Granted(NamedTuple):
+    """What one reservation was given: Redis time when it was made, the start of its
+    first permit and the send time of each (Redis time, seconds), and when its script was
+    sent (``time.monotonic()``)."""
+
+    now: float
+    start: float
+    sent_at: float
+    sends: list[float]
 
 
 class _Lease:
@@ -228,7 +240,7 @@ class RedisPoliteness:
         self._warn = _ThrottledWarning(log)
         self._background: set[asyncio.Task[None]] = set()
         #: reservations asked for within the same millisecond, made in one script
-        self._asked: list[tuple[str, int, int, asyncio.Future[tuple[float, float]]]] = []
+        self._asked: list[tuple[str, int, int, asyncio.Future[_Granted]]] = []
         #: poll delay bounds while all slots are held (seconds)
         self.poll_min = 0.02
         self.poll_max = 0.1
@@ -282,35 +294,41 @@ class RedisPoliteness:
 
     async def reserve_rcpt(self, mx_ip: str) -> RcptReservation:
         """Take the next RCPT permit of ``mx_ip`` without sleeping; see :meth:`before_rcpt`."""
-        now, (wait,) = await self._reserve(mx_ip, 1)
-        return RcptReservation(now + wait, wait)
+        granted = await self._reserve(mx_ip, 1)
+        return RcptReservation(granted.sends[0], granted.sends[0] - granted.now)
 
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> list[float]:
-        """Reserve ``count`` permits of ``mx_ip`` in one round trip; seconds to wait for each."""
+    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
+        """Reserve ``count`` permits of ``mx_ip`` in one round trip.
+
+        Each is due (``time.monotonic()``) its wait in Redis time after the answer was
+        read, so it is never early; the round trip is how much earlier its place on the
+        grid may be (``unsure``).
+        """
         if count <= 0:
-            return []
-        return (await self._reserve(mx_ip, count))[1]
+            return RcptPermits(())
+        granted = await self._reserve(mx_ip, count)
+        answered = time.monotonic()
+        return RcptPermits(tuple(answered + s - granted.now for s in granted.sends),
+                           unsure=max(0.0, answered - granted.sent_at))
 
-    async def _reserve(self, mx_ip: str, count: int) -> tuple[float, list[float]]:
-        """(Redis time of the reservation, seconds to wait for each permit)."""
+    async def _reserve(self, mx_ip: str, count: int) -> _Granted:
         backoff = self._backoff()
         while True:
             try:
                 pacing = self._pacing(mx_ip)
                 interval_us = self._interval_us(pacing)
-                now, start = await self._ask(self.rcpt_key(mx_ip), interval_us, count)
+                granted = await self._ask(self.rcpt_key(mx_ip), interval_us, count)
                 grid = RcptPacing(interval_us / 1_000_000, pacing.horizon)
-                sends, _ = grid.slots(start, start, count)
-                return now, [max(0.0, s - now) for s in sends]
+                sends, _ = grid.slots(granted.start, granted.start, count)
+                return granted._replace(sends=sends)
             except _UNAVAILABLE as exc:
                 await self._unavailable("RCPT rate", mx_ip, exc, backoff)
 
-    def _ask(self, key: str, interval_us: int, count: int
-             ) -> asyncio.Future[tuple[float, float]]:
-        """(Redis time, start of the first permit) for ``count`` permits at ``key``; the
-        sessions of every MX asking within a millisecond share one script."""
+    def _ask(self, key: str, interval_us: int, count: int) -> asyncio.Future[_Granted]:
+        """The grant of ``count`` permits at ``key`` (without ``sends``); the sessions of
+        every MX asking within a millisecond share one script."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[float, float]] = loop.create_future()
+        future: asyncio.Future[_Granted] = loop.create_future()
         self._asked.append((key, interval_us, count, future))
         if len(self._asked) == 1:
             loop.call_later(0.001, self._send_asked)
@@ -323,8 +341,8 @@ class RedisPoliteness:
         task.add_done_callback(self._background.discard)
 
     async def _reserve_many(
-            self, asked: list[tuple[str, int, int, asyncio.Future[tuple[float, float]]]]
-    ) -> None:
+            self, asked: list[tuple[str, int, int, asyncio.Future[_Granted]]]) -> None:
+        sent_at = time.monotonic()  # Redis reads its clock no sooner
         try:
             reply = await _guarded(self._rcpt_script(
                 keys=[key for key, _, _, _ in asked],
@@ -342,7 +360,7 @@ class RedisPoliteness:
         now = _int(reply[0]) / 1_000_000
         for (_, _, _, future), start in zip(asked, reply[1:], strict=True):
             if not future.done():
-                future.set_result((now, _int(start) / 1_000_000))
+                future.set_result(_Granted(now, _int(start) / 1_000_000, sent_at, []))
 
     async def _renew(self, mx_ip: str, token: str, lease: _Lease,
                      valid_until: float) -> None:

@@ -12,7 +12,9 @@ one process never clash). What it counts, and where from:
   by :func:`streams.stage.run_stage`;
 * read at scrape time: ``mailsift_events_in_flight{stage}`` (the stages'
   :class:`~streams.ackwindow.OrderedAckWindow`) and ``mailsift_dns_cache_hits_total`` /
-  ``mailsift_dns_cache_misses_total`` (the engine's :class:`~checks.dns.CachingResolver`);
+  ``mailsift_dns_cache_misses_total`` (the engine's :class:`~checks.dns.CachingResolver`),
+  and ``mailsift_rcpt_permits_late_total`` (RCPT permits the probe gave up as too late,
+  :meth:`checks.politeness.RcptPermits.late`);
 * ``mailsift_build_info{version,python,faust}`` and the ``process_*`` metrics.
 
 >>> m = WorkerMetrics()
@@ -100,6 +102,7 @@ class WorkerMetrics:
             self.smtp_replies.labels(str(cls))
         self.windows: dict[str, OrderedAckWindow[Any]] = {}
         self.resolvers: list[CachingResolver] = []
+        self.engines: list[Engine] = []
         r.register(_ScrapeTimeCollector(self))
         ProcessCollector(registry=r)
 
@@ -140,6 +143,7 @@ class WorkerMetrics:
         """Observe the engine's SMTP outcomes and its DNS cache counters."""
         engine.observer = self
         self.resolvers.append(engine.resolver)
+        self.engines.append(engine)
 
     def publisher(self, inner: Any, topics: TopicNames) -> MeteredPublisher:
         """Wrap a publisher: count verdicts and retries once the broker has them."""
@@ -174,7 +178,11 @@ class _ScrapeTimeCollector(Collector):
         misses = CounterMetricFamily("mailsift_dns_cache_misses",
                                      "DNS lookups not found in the cache.",
                                      value=sum(r.misses for r in self.m.resolvers))
-        return [in_flight, hits, misses]
+        late = CounterMetricFamily(
+            "mailsift_rcpt_permits_late",
+            "RCPT permits not used because they came too late (new ones were reserved).",
+            value=sum(e.smtp.late_permits for e in self.m.engines))
+        return [in_flight, hits, misses, late]
 
 
 class MeteredPublisher:

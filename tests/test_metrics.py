@@ -102,6 +102,7 @@ def test_dns_cache_and_in_flight_read_at_scrape() -> None:
     engine = Engine(EngineConfig())
     m.watch_engine(engine)
     engine.resolver.hits, engine.resolver.misses = 3, 1
+    engine.smtp.late_permits = 4
     window: OrderedAckWindow[int] = OrderedAckWindow(10, lambda item: None)
     m.watch_window("domain", window)
 
@@ -112,6 +113,7 @@ def test_dns_cache_and_in_flight_read_at_scrape() -> None:
     asyncio.run(admit())
     assert m.value("mailsift_dns_cache_hits_total") == 3
     assert m.value("mailsift_dns_cache_misses_total") == 1
+    assert m.value("mailsift_rcpt_permits_late_total") == 4
     assert m.value("mailsift_events_in_flight", stage="domain") == 2
     assert m.value("mailsift_dead_letters_total", stage="domain") == 0
     text = m.exposition().decode()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import time
 
 import pytest
 
 from checks.model import MxHost, MxResult, MxStatus, Reason, ReplyClass, SmtpReply
-from checks.politeness import LocalPoliteness
+from checks.politeness import LocalPoliteness, RcptPermits
 from checks.probe import ProbeConfig, SmtpProber
 from tests.fakes import FakeConnector, FakeServer
 
@@ -112,29 +114,66 @@ async def test_public_only_by_default_mx_not_allowed() -> None:
     assert conn.opened == []
 
 
-@pytest.mark.asyncio
-async def test_a_late_send_delays_the_next_instead_of_crowding_it() -> None:
-    """Permits 103 ms apart (10 RCPT/s). The first is used 80 ms late (a busy loop); the
-    second permit is then already due, but the send still waits a full interval after the
-    first *actual* send, so no rolling second sees more than the rate."""
-    import asyncio
+class LateOnce(LocalPoliteness):
+    """Its first reservation is read 50 ms late (a busy event loop): a permit that came
+    too late to be used."""
 
-    politeness = LocalPoliteness(max_connections=2, rcpt_per_second=10)
-    p = SmtpProber(FakeConnector({}), politeness, ProbeConfig())
-    loop = asyncio.get_running_loop()
-    interval = politeness.rcpt_interval("192.0.2.1")
-    start = loop.time()
-    await p._pace("192.0.2.1", start - 0.08, 1)  # late: sent now, 80 ms after its permit
-    first = loop.time()
-    await p._pace("192.0.2.1", start - 0.08 + interval, 1)  # due 23 ms ago
-    second = loop.time()
-    assert second - first >= interval * 0.99
-    await p._pace("192.0.2.9", start - 1.0, 1)  # another host is not held back
-    assert loop.time() - second < interval / 2
-    await p._pace("192.0.2.1", start - 1.0, 3)  # a group of 3 uses three slots of the grid
-    group = loop.time()
-    await p._pace("192.0.2.1", start - 1.0, 1)
-    assert loop.time() - group >= 3 * interval * 0.99
+    def __init__(self, log: list[str] | None = None) -> None:
+        super().__init__(max_connections=2, rcpt_per_second=10)
+        self.reservations = 0
+        #: what the server had been told when each reservation was made
+        self.server_log = log
+        self.seen: list[list[str]] = []
+
+    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
+        permits = await super().reserve_rcpts(mx_ip, count)
+        self.reservations += 1
+        if self.server_log is not None:
+            self.seen.append(list(self.server_log))
+        if self.reservations == 1:
+            await asyncio.sleep(0.05)
+        return permits
+
+
+@pytest.mark.asyncio
+async def test_a_permit_that_came_too_late_is_not_used() -> None:
+    """Another worker may send the next permits of the host on time: a RCPT sent 50 ms
+    behind its permit would bunch with them, so it gets a new permit instead."""
+    for pipelining in (True, False):
+        server = FakeServer(pipelining=pipelining)
+        politeness = LateOnce()
+        p = SmtpProber(FakeConnector({"127.0.0.1": server}), politeness,
+                       ProbeConfig(allowed_networks=LOOPBACK))
+        report = await p.probe(mx("127.0.0.1"), ["a@x.test"])
+        assert report.results["a@x.test"].reply_class is ReplyClass.ACCEPTED
+        assert politeness.reservations == 2 and p.late_permits == 1
+        assert [c for c in server.log if c.startswith("RCPT")] == ["RCPT a@x.test"]
+
+
+@pytest.mark.asyncio
+async def test_pace_waits_for_the_permit_and_refuses_a_late_one() -> None:
+    now = time.monotonic()
+    assert await SmtpProber._pace(RcptPermits((now + 0.03,)), 0)
+    assert time.monotonic() >= now + 0.03
+    now = time.monotonic()
+    assert not await SmtpProber._pace(RcptPermits((now - 0.025,)), 0)
+    # the grid's clock may have been read up to ``unsure`` before the permit's due time
+    now = time.monotonic()
+    assert not await SmtpProber._pace(RcptPermits((now,), unsure=0.03), 0)
+    assert await SmtpProber._pace(RcptPermits((now + 0.005,), unsure=0.01), 0)
+
+
+@pytest.mark.asyncio
+async def test_lock_step_opens_the_transaction_before_it_reserves_permits() -> None:
+    """Without PIPELINING, MAIL FROM takes a round trip of its own: it goes before the
+    permits are reserved, so its reply never makes the RCPT late."""
+    server = FakeServer(pipelining=False)
+    politeness = LateOnce(server.log)
+    p = SmtpProber(FakeConnector({"127.0.0.1": server}), politeness,
+                   ProbeConfig(allowed_networks=LOOPBACK, rcpt_per_transaction=1))
+    await p.probe(mx("127.0.0.1"), ["a@x.test", "b@x.test"])
+    mails = [sum(c.startswith("MAIL") for c in log) for log in politeness.seen]
+    assert mails == [1, 1, 2]  # late, then one per transaction: each MAIL before its RCPT
 
 
 @pytest.mark.asyncio
