@@ -45,7 +45,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = ["Politeness", "WatchedLease", "LocalPoliteness", "HostLimits", "HostLimitTable",
            "RATE_MARGIN", "GROUP_HORIZON", "LATE_LIMIT", "RcptPacing",
-           "RcptPermits"]
+           "RcptPermits", "SharedClock"]
 
 #: Permits are spaced 3 % wider than ``1 / rate``: the permits and our sends are exact,
 #: but the moments the commands reach the server jitter, and without slack a server
@@ -55,8 +55,9 @@ RATE_MARGIN = 1.03
 #: permits at most this far apart go out together (pipelined) at high rates
 GROUP_HORIZON = 0.05
 #: a permit is not used when its send could be more than this many seconds behind it (of
-#: the 30 ms of ``RATE_MARGIN``, the rest is for the jitter of arrival at the server)
-LATE_LIMIT = 0.02
+#: the 30 ms of ``RATE_MARGIN``, the other 20 ms are for the jitter of the way to the
+#: server and of its own reading)
+LATE_LIMIT = 0.01
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,8 @@ class RcptPermits:
     how much earlier than ``due`` its place may really be: the grid's clock was read
     somewhere within the round trip to it, and ``due`` counts from the end of that trip.
 
-    >>> permits = RcptPermits((10.0, 10.5), unsure=0.005)
-    >>> permits.late(0, now=10.01), permits.late(0, now=10.016), permits.late(1, now=10.1)
+    >>> permits = RcptPermits((10.0, 10.5), unsure=0.002)
+    >>> permits.late(0, now=10.006), permits.late(0, now=10.009), permits.late(1, now=10.1)
     (False, True, False)
     """
 
@@ -120,6 +121,41 @@ class RcptPermits:
         """Whether a send of permit ``index`` at ``now`` could be more than
         ``LATE_LIMIT`` behind its place on the grid."""
         return now + self.unsure - self.due[index] > LATE_LIMIT
+
+
+class SharedClock:
+    """Where the moments of a shared clock (Redis ``TIME``) fall on this process's
+    ``time.monotonic()``, from the round trips that read it.
+
+    A round trip sent at ``sent`` and answered at ``answered`` read the shared clock at
+    ``shared`` somewhere in between, so ``offset = shared - local`` lies in
+    ``[shared - answered, shared - sent]``. The bounds of every round trip are kept
+    intersected (widened by ``drift`` per second, as NTP may slew a wall clock), so a
+    slow answer, read late by a busy event loop, no longer blurs where a permit lies:
+    the quickest recent round trip says it.
+
+    >>> clock = SharedClock()
+    >>> clock.observe(1000.0, sent=5.0, answered=5.03)  # a slow answer: 30 ms unsure
+    (994.97, 995.0)
+    >>> lo, hi = clock.observe(1000.1, sent=5.1, answered=5.101)
+    >>> round(lo, 6), round(hi, 6)
+    (994.999, 995.0)
+    """
+
+    def __init__(self, drift: float = 0.0005) -> None:
+        self.drift = drift
+        self._bounds: tuple[float, float, float] | None = None  # lo, hi, at (local)
+
+    def observe(self, shared: float, *, sent: float, answered: float) -> tuple[float, float]:
+        lo, hi = shared - answered, shared - sent
+        if self._bounds is not None:
+            blo, bhi, at = self._bounds
+            widen = max(0.0, answered - at) * self.drift
+            nlo, nhi = max(lo, blo - widen), min(hi, bhi + widen)
+            if nlo <= nhi:  # else the shared clock was stepped: start again
+                lo, hi = nlo, nhi
+        self._bounds = (lo, hi, answered)
+        return lo, hi
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import NamedTuple, TypeVar
 import redis.asyncio
 
 from agents.outage import Backoff
-from checks.politeness import HostLimits, HostLimitTable, RcptPacing, RcptPermits
+from checks.politeness import HostLimits, HostLimitTable, RcptPacing, RcptPermits, SharedClock
 from sinks.redis_client import UNAVAILABLE as _UNAVAILABLE
 from sinks.redis_client import ThrottledWarning as _ThrottledWarning
 from sinks.redis_client import as_int as _int
@@ -238,6 +238,8 @@ class RedisPoliteness:
         self._rcpt_script = redis.register_script(_RCPT_LUA)
         self._renew_script = redis.register_script(_RENEW_LUA)
         self._warn = _ThrottledWarning(log)
+        #: Redis's clock on this process's ``time.monotonic()``
+        self._clock = SharedClock()
         self._background: set[asyncio.Task[None]] = set()
         #: reservations asked for within the same millisecond, made in one script
         self._asked: list[tuple[str, int, int, asyncio.Future[_Granted]]] = []
@@ -300,16 +302,18 @@ class RedisPoliteness:
     async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
         """Reserve ``count`` permits of ``mx_ip`` in one round trip.
 
-        Each is due (``time.monotonic()``) its wait in Redis time after the answer was
-        read, so it is never early; the round trip is how much earlier its place on the
-        grid may be (``unsure``).
+        Their places on the grid are in Redis time; :class:`SharedClock` says where that
+        falls on this process's clock, as precisely as the quickest recent round trip: a
+        permit is due at the latest moment its place can be (never early), and
+        ``unsure`` is how much earlier it may be. So an answer read late (a busy event
+        loop, a connection waited for) does not make a permit look late that is not.
         """
         if count <= 0:
             return RcptPermits(())
         granted = await self._reserve(mx_ip, count)
-        answered = time.monotonic()
-        return RcptPermits(tuple(answered + s - granted.now for s in granted.sends),
-                           unsure=max(0.0, answered - granted.sent_at))
+        lo, hi = self._clock.observe(granted.now, sent=granted.sent_at,
+                                     answered=time.monotonic())
+        return RcptPermits(tuple(s - lo for s in granted.sends), unsure=hi - lo)
 
     async def _reserve(self, mx_ip: str, count: int) -> _Granted:
         backoff = self._backoff()

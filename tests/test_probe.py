@@ -160,7 +160,7 @@ async def test_pace_waits_for_the_permit_and_refuses_a_late_one() -> None:
     # the grid's clock may have been read up to ``unsure`` before the permit's due time
     now = time.monotonic()
     assert not await SmtpProber._pace(RcptPermits((now,), unsure=0.03), 0)
-    assert await SmtpProber._pace(RcptPermits((now + 0.005,), unsure=0.01), 0)
+    assert await SmtpProber._pace(RcptPermits((now + 0.005,), unsure=0.002), 0)
 
 
 @pytest.mark.asyncio
