@@ -234,10 +234,13 @@ class WatchedLease(Protocol):
 
     ``lost`` says so; ``watch(on_lost)`` has ``on_lost`` called at that moment (at once if
     it already happened), so the session holding the slot can be dropped before another
-    worker is given the slot.
+    worker is given the slot. ``wanted`` says that another worker found every slot of the
+    host held (lately: as of the last renewal), so a pool that can spare the slot gives it
+    up.
     """
 
     lost: bool
+    wanted: bool
 
     def watch(self, on_lost: Callable[[], None]) -> None: ...
 

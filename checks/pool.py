@@ -12,6 +12,11 @@ Limits:
 * a host has at most ``max_connections`` sessions of this process, and each one holds a
   connection slot of the :class:`~checks.politeness.Politeness` policy (global across
   workers with the Redis implementation) for its whole life;
+* while another worker waits for a slot of the host (``wanted``,
+  :class:`~checks.politeness.WatchedLease`), a session given back is closed when this
+  process holds another one to the host, and otherwise waits ``wanted_idle_seconds`` (not
+  ``idle_seconds``) for the next group: the first worker to reach a host does not keep it
+  from the others for as long as it has work;
 * a server that answers ``421`` to a new connection while we hold others lowers the
   pool's limit for it to what it accepted, for ``backoff_min`` seconds;
 * a ``421`` to a new connection while we hold none (busy with other clients) is asked
@@ -38,9 +43,10 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from checks.model import SmtpReply
 from checks.politeness import Politeness, WatchedLease
@@ -59,6 +65,8 @@ class PoolConfig:
     max_connections: int = 2
     #: QUIT a session after this many seconds without work
     idle_seconds: float = 1.0
+    #: ... or after this many while another worker waits for a slot of its host
+    wanted_idle_seconds: float = 0.05
     #: QUIT a session after this many MAIL transactions (servers limit them too)
     max_transactions: int = 100
     backoff_min: float = 30.0
@@ -120,6 +128,11 @@ class PooledSession:
         self.idle_timer: asyncio.TimerHandle | None = None
 
     @property
+    def wanted(self) -> bool:
+        """Another worker waits for a slot of the host (:class:`WatchedLease`)."""
+        return self._watched is not None and self._watched.wanted
+
+    @property
     def slot_lost(self) -> bool:
         """The connection slot vanished while held (:class:`WatchedLease`): the session
         was dropped, and what it was asked is to be asked again on another."""
@@ -139,6 +152,7 @@ class _Host:
     limit: int
     idle: list[PooledSession] = field(default_factory=list)
     count: int = 0  # sessions open or being opened
+    opening: int = 0  # of them, being opened
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     failures: int = 0
     down_until: float = 0.0
@@ -193,7 +207,7 @@ class MxPool:
         self._clock = clock
         self._jitter = jitter
         self._hosts: dict[str, _Host] = {}
-        self._closing: set[asyncio.Future[None]] = set()
+        self._closing: set[asyncio.Future[Any]] = set()
         self._closed = False
 
     def _host(self, ip: str) -> _Host:
@@ -275,8 +289,13 @@ class MxPool:
                 return ps
             if state.count < state.limit:
                 state.count += 1
+                state.opening += 1
                 try:
-                    ps = await self._open(host, ip)
+                    lease = await self._lease(ip, state)
+                    if lease is None:  # one of our sessions came back meanwhile: take it
+                        state.count -= 1
+                        continue
+                    ps = await self._open(host, ip, lease)
                 except (SmtpTransportError, SessionRefused) as exc:
                     state.count -= 1
                     self._wake(state)
@@ -297,6 +316,8 @@ class MxPool:
                     state.count -= 1
                     self._wake(state)
                     raise
+                finally:
+                    state.opening -= 1
                 state.failures = 0
                 self.stats.opened += 1
                 return ps
@@ -331,11 +352,15 @@ class MxPool:
     async def release(self, ps: PooledSession, *, reuse: bool) -> None:
         """Give a session back: kept for the next group when ``reuse``, else closed."""
         state = self._host(ps.ip)
+        wanted = ps.wanted
         if (reuse and not self._closed and not _lost(ps)
-                and ps.transactions < self.config.max_transactions):
+                and ps.transactions < self.config.max_transactions
+                # another worker waits: our other open session goes on without this one
+                and not (wanted and state.count - state.opening > 1)):
             state.idle.append(ps)
             ps.idle_timer = asyncio.get_running_loop().call_later(
-                self.config.idle_seconds, self._expire, ps)
+                self.config.wanted_idle_seconds if wanted else self.config.idle_seconds,
+                self._expire, ps)
             self._wake(state)
             return
         await self._close(ps)
@@ -370,9 +395,42 @@ class MxPool:
         """Remember that ``ip``'s STARTTLS handshake breaks: its sessions go without TLS."""
         self._host(ip).tls_broken_until = self._clock() + self.config.learned_seconds
 
-    async def _open(self, host: str, ip: str) -> PooledSession:
+    async def _lease(self, ip: str, state: _Host) -> AbstractAsyncContextManager[None] | None:
+        """A connection slot of ``ip`` (entered), or None when a session of this process to
+        ``ip`` was given back while the slot was waited for (all slots held: by this
+        process and others). The caller then takes that session: a new connection would
+        wait for the slot it holds, and the host's work is done meanwhile."""
         lease = self.politeness.connection(ip)
-        await lease.__aenter__()
+        entering = asyncio.ensure_future(lease.__aenter__())
+
+        def give_up() -> None:
+            entering.cancel()  # a slot it took before the cancel is handed back
+            entering.add_done_callback(
+                lambda f: None if f.cancelled() or f.exception() is not None
+                else self._background(lease.__aexit__(None, None, None)))
+
+        try:
+            while not entering.done():
+                waiter = asyncio.get_running_loop().create_future()
+                state.waiters.append(waiter)
+                try:
+                    await asyncio.wait({entering, waiter}, timeout=_RECHECK_SECONDS,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if waiter in state.waiters:
+                        state.waiters.remove(waiter)
+                if not entering.done() and state.idle:
+                    give_up()
+                    return None
+        except BaseException:
+            give_up()
+            raise
+        entering.result()  # its failure, if any
+        return lease
+
+    async def _open(self, host: str, ip: str,
+                    lease: AbstractAsyncContextManager[None]) -> PooledSession:
+        """A greeted session on ``lease`` (a slot of ``ip`` already entered)."""
         try:
             try:
                 session = await self._connect(host, ip, tls=not self.tls_broken(ip))
@@ -408,13 +466,17 @@ class MxPool:
                 if hello.code >= 400:
                     raise SessionRefused(hello)
 
+    def _background(self, aw: Coroutine[Any, Any, object]) -> None:
+        """Run ``aw`` on its own; :meth:`aclose` waits for it."""
+        task = asyncio.ensure_future(aw)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def _expire(self, ps: PooledSession) -> None:
         state = self._host(ps.ip)
         if ps in state.idle:
             state.idle.remove(ps)
-            task = asyncio.ensure_future(self._close(ps))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._background(self._close(ps))
 
     async def _close(self, ps: PooledSession) -> None:
         state = self._host(ps.ip)

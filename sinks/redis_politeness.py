@@ -6,6 +6,7 @@ never skips a limit.
 Key layout (``prefix`` defaults to ``"mailsift:"``)::
 
     {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
+    {prefix}mx:{ip}:want               string  a worker that found every slot held (its id)
     {prefix}mx:leases-settled          string  when held leases had time to re-register
     {prefix}mx:{ip}:rcpt               string  next free RCPT permit time (µs, Redis time)
 
@@ -39,10 +40,10 @@ _T = TypeVar("_T")
 __all__ = ["RcptReservation", "RedisPoliteness"]
 
 
-# KEYS[1] = lease zset; ARGV = max_connections, token, lease_ms.
-# Returns 1 when the lease was taken, 0 when all slots are held.
-# KEYS[1] = lease zset, KEYS[2] = the leases' marker; ARGV = max, token, lease_ms, grace_ms.
-# Returns 1 (taken), 0 (full), or minus the ms to wait while the held leases re-register.
+# KEYS[1] = lease zset, KEYS[2] = the leases' marker, KEYS[3] = the host's want mark;
+# ARGV = max, token, lease_ms, grace_ms, worker id, want_ms.
+# Returns 1 (taken), 0 (full: the want mark is set to this worker), or minus the ms to wait
+# while the held leases re-register.
 _ACQUIRE_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -57,16 +58,19 @@ end
 if settled > now then return now - settled end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
   return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
+if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 
-# KEYS[1] = lease zset; ARGV = token, lease_ms, max. Extends a held lease (1); puts back
-# one that vanished (Redis lost it) while there is room (2); 0 if it cannot be held.
+# KEYS[1] = lease zset, KEYS[2] = the host's want mark; ARGV = token, lease_ms, max, worker
+# id. Extends a held lease (1); puts back one that vanished (Redis lost it) while there is
+# room (2); 0 if it cannot be held. Plus 10 when another worker waits for a slot.
 _RENEW_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -80,6 +84,8 @@ end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
+local want = redis.call('GET', KEYS[2])
+if want and want ~= ARGV[4] then kept = kept + 10 end
 return kept
 """
 
@@ -139,6 +145,8 @@ class _Lease:
         #: the slot may be someone else's now: Redis lost the lease and had no room to
         #: put it back, or renewals failed until shortly before Redis would drop it
         self.lost = False
+        #: another worker found every slot of the host held (as of the last renewal)
+        self.wanted = False
         self._on_lost: Callable[[], None] | None = None
 
     def watch(self, on_lost: Callable[[], None]) -> None:
@@ -162,6 +170,7 @@ class _Lease:
         self._token, valid_until = await self._owner._acquire(self._mx_ip)
         # pooled sessions live as long as their host has work: keep the lease alive
         self.lost = False
+        self.wanted = False
         self._renewal = asyncio.ensure_future(
             self._owner._renew(self._mx_ip, self._token, self, valid_until))
 
@@ -195,6 +204,13 @@ class RedisPoliteness:
     restart without persistence: the ``mx:leases-settled`` marker is gone too), no new
     lease is given for twice that, while the held ones put themselves back: no host ever
     sees more than its limit from us.
+
+    *Sharing a host*: a worker that finds every slot of a host held leaves a want mark
+    (``mx:{ip}:want``, its id, for a renewal period and a half, kept by its polls), and
+    each renewal of another worker's lease on the host tells that lease it is ``wanted``
+    (:class:`~checks.politeness.WatchedLease`). The pool then gives up what it does not
+    need (:class:`checks.pool.MxPool`), so the first worker to reach a host does not keep
+    it from the others for as long as it has work. Taking a slot clears one's own mark.
 
     *RCPT rate*: the evenly spaced permits of :class:`checks.politeness.RcptPacing` per
     MX IP, in Redis time, shared by all workers: a "next free permit" time that each
@@ -234,6 +250,11 @@ class RedisPoliteness:
         #: a lease not renewed until this long before it would expire is given up
         self._lost_margin = min(1.0, self.lease_seconds / 3)
         self.leases_key = f"{prefix}mx:leases-settled"
+        #: this worker, in the want marks
+        self.worker_id = uuid.uuid4().hex
+        #: a want mark outlives the polls that renew it until the next lease renewal of
+        #: every holder has seen it
+        self._want_ms = math.ceil(1000 * (self.renew_seconds + 0.5))
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
         self._renew_script = redis.register_script(_RENEW_LUA)
@@ -253,6 +274,10 @@ class RedisPoliteness:
     def conn_key(self, mx_ip: str) -> str:
         """The sorted set of connection leases of ``mx_ip``."""
         return f"{self.prefix}mx:{mx_ip}:conn"
+
+    def want_key(self, mx_ip: str) -> str:
+        """The mark a worker leaves when it found every slot of ``mx_ip`` held."""
+        return f"{self.prefix}mx:{mx_ip}:want"
 
     def rcpt_key(self, mx_ip: str) -> str:
         """The next-free-RCPT-permit key of ``mx_ip``."""
@@ -396,19 +421,21 @@ class RedisPoliteness:
                 # the whole time left: a renewal queued behind other commands of a busy
                 # worker, or a Redis pausing to fork, is not a loss
                 async with asyncio.timeout(stale_at - sent):
-                    kept = await _guarded(self._renew_script(
-                        keys=[key], args=[token, self._lease_ms,
-                                          self.limits.get(mx_ip).max_connections]))
+                    kept = _int(await _guarded(self._renew_script(
+                        keys=[key, self.want_key(mx_ip)],
+                        args=[token, self._lease_ms, self.limits.get(mx_ip).max_connections,
+                              self.worker_id])))
             except _UNAVAILABLE as exc:  # TimeoutError included
                 self._warn("politeness: could not renew lease on %s: %s", key,
                            str(exc) or type(exc).__name__)
                 delay = min(0.2, self.renew_seconds)
                 continue
-            if _int(kept) == 0:
+            if kept == 0:
                 lease.mark_lost()
                 log.warning("politeness: the lease on %s was lost; closing its session", key)
                 return
-            if _int(kept) == 2:
+            lease.wanted, kept = kept >= 10, kept % 10
+            if kept == 2:
                 self._warn("politeness: Redis had lost the lease on %s; registered it again",
                            key)
             valid_until = sent + self.lease_seconds
@@ -426,9 +453,9 @@ class RedisPoliteness:
                 sent = loop.time()
                 try:
                     got = _int(await _guarded(self._acquire_script(
-                        keys=[key, self.leases_key],
+                        keys=[key, self.leases_key, self.want_key(mx_ip)],
                         args=[self.limits.get(mx_ip).max_connections, token,
-                              self._lease_ms, self._grace_ms]
+                              self._lease_ms, self._grace_ms, self.worker_id, self._want_ms]
                     )))
                 except _UNAVAILABLE as exc:
                     await self._unavailable("connection slot", mx_ip, exc, backoff)

@@ -186,6 +186,7 @@ class LosableLease:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.lost = False
+        self.wanted = False
         self._on_lost: Any = None
 
     async def __aenter__(self) -> None:
@@ -311,3 +312,65 @@ def test_learning_one_fact_of_a_host_keeps_the_other_no_longer() -> None:
     now[0] += 90.0
     assert pool.transaction_limit("127.0.0.1") is None
     assert pool.tls_broken("127.0.0.1")
+
+
+@pytest.mark.asyncio
+async def test_a_group_waiting_for_a_slot_takes_our_session_when_it_comes_back() -> None:
+    """Every slot of the host is held: one by another worker, one by our session. A second
+    group of ours waits for a slot; when our session is given back, it goes on that one
+    at once instead of waiting for a slot and a new connection."""
+    server = FakeServer()
+    p, conn = prober({"127.0.0.1": server}, rcpt_per_second=40)
+    async with p.politeness.connection("127.0.0.1"):  # another worker's
+        first = asyncio.ensure_future(
+            p.probe(mx("127.0.0.1"), [f"u{i}@a.test" for i in range(4)]))
+        await asyncio.sleep(0.02)  # it has the session
+        started = asyncio.get_running_loop().time()
+        report = await asyncio.wait_for(p.probe(mx("127.0.0.1"), ["u@b.test"]), 2)
+        assert asyncio.get_running_loop().time() - started < 0.5  # not after idle (5 s)
+        assert report.results["u@b.test"].reply_class is ReplyClass.ACCEPTED
+        await first
+    assert conn.opened == ["127.0.0.1"] and server.sessions == 1
+    assert p.pool.stats.reused == 1
+    await p.pool.aclose()
+
+
+class WantedPoliteness(LocalPoliteness):
+    """Leases that say another worker waits for the host (Redis tells it at renewal)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_connections=2, rcpt_per_second=1000)
+        self.leases: list[LosableLease] = []
+
+    def connection(self, mx_ip: str) -> Any:
+        lease = LosableLease(super().connection(mx_ip))
+        lease.wanted = True
+        self.leases.append(lease)
+        return lease
+
+
+@pytest.mark.asyncio
+async def test_a_host_another_worker_waits_for_is_not_kept_for_longer_than_needed() -> None:
+    """Another worker waits for the host: of two sessions, the one given back first is
+    closed (the other goes on), and the last one waits only ``wanted_idle_seconds``
+    for the next group instead of ``idle_seconds``."""
+    server = FakeServer()
+    conn = FakeConnector({"127.0.0.1": server})
+    politeness = WantedPoliteness()
+    pool = MxPool(conn, politeness, PoolConfig(max_connections=2, idle_seconds=5.0,
+                                               wanted_idle_seconds=0.05))
+    a, b = await asyncio.gather(pool.acquire("mx", "127.0.0.1"),
+                                pool.acquire("mx", "127.0.0.1"))
+    await pool.release(a, reuse=True)
+    assert pool.open_sessions("127.0.0.1") == 1 and server.log.count("QUIT") == 1
+    await pool.release(b, reuse=True)
+    assert pool.open_sessions("127.0.0.1") == 1  # kept for a moment ...
+    await asyncio.sleep(0.15)
+    assert pool.open_sessions("127.0.0.1") == 0 and server.open == 0  # ... not 5 s
+    c, d = await asyncio.gather(pool.acquire("mx", "127.0.0.1"),
+                                pool.acquire("mx", "127.0.0.1"))
+    politeness.leases[-1].wanted = politeness.leases[-2].wanted = False
+    await pool.release(c, reuse=True)
+    await pool.release(d, reuse=True)
+    assert pool.open_sessions("127.0.0.1") == 2  # nobody waits: both are kept
+    await pool.aclose()

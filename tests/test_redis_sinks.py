@@ -287,6 +287,33 @@ async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: s
     assert await other.redis.zcard(other.conn_key(MX)) == 0
 
 
+async def test_a_lease_learns_at_renewal_that_another_worker_waits_for_its_host(
+        clients: ClientFactory, prefix: str) -> None:
+    """One worker holds both slots of a host; another asks for one and finds none. The
+    holder's leases say so (``wanted``) from their next renewal, and no longer once the
+    other worker got a slot, nor for a worker's own waits."""
+    one = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
+                          renew_seconds=0.1, prefix=prefix)
+    two = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
+                          renew_seconds=0.1, prefix=prefix)
+    first, second = one.connection(MX), one.connection(MX)
+    async with first:
+        async with second:
+            with pytest.raises(TimeoutError):  # its own wait is no one else's
+                await asyncio.wait_for(one.connection(MX).__aenter__(), 0.15)
+            await asyncio.sleep(0.25)
+            assert not first.wanted and not second.wanted
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(two.connection(MX).__aenter__(), 0.15)
+            await asyncio.sleep(0.25)
+            assert first.wanted and second.wanted
+        async with asyncio.timeout(2):
+            async with two.connection(MX):  # it got one: its mark is gone
+                assert not await one.redis.exists(one.want_key(MX))
+                await asyncio.sleep(0.25)
+                assert not first.wanted
+
+
 async def test_leases_redis_lost_are_put_back_before_any_new_one(
         clients: ClientFactory, prefix: str) -> None:
     """Two workers hold both slots of a host; Redis loses everything. No new lease is given
