@@ -21,6 +21,7 @@ import math
 import random
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from types import TracebackType
 from typing import NamedTuple, TypeVar
@@ -41,7 +42,7 @@ __all__ = ["RcptReservation", "RedisPoliteness"]
 
 
 # KEYS[1] = lease zset, KEYS[2] = the leases' marker, KEYS[3] = the host's want mark;
-# ARGV = max, token, lease_ms, grace_ms, worker id, want_ms.
+# ARGV = max, token, lease_ms, grace_ms, worker id, want_ms (0: leave no mark).
 # Returns 1 (taken), 0 (full: the want mark is set to this worker), or minus the ms to wait
 # while the held leases re-register.
 _ACQUIRE_LUA = """
@@ -58,7 +59,7 @@ end
 if settled > now then return now - settled end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
+  if tonumber(ARGV[6]) > 0 then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
   return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
@@ -168,6 +169,7 @@ class _Lease:
         if self._token is not None:
             raise RuntimeError("this connection lease is already held")
         self._token, valid_until = await self._owner._acquire(self._mx_ip)
+        self._owner._held[self._mx_ip] += 1
         # pooled sessions live as long as their host has work: keep the lease alive
         self.lost = False
         self.wanted = False
@@ -186,6 +188,10 @@ class _Lease:
         if renewal is not None:
             renewal.cancel()
         if token is not None:
+            held = self._owner._held
+            held[self._mx_ip] -= 1
+            if not held[self._mx_ip]:
+                del held[self._mx_ip]
             await self._owner._release(self._mx_ip, token)
 
 
@@ -205,8 +211,9 @@ class RedisPoliteness:
     lease is given for twice that, while the held ones put themselves back: no host ever
     sees more than its limit from us.
 
-    *Sharing a host*: a worker that finds every slot of a host held leaves a want mark
-    (``mx:{ip}:want``, its id, for a renewal period and a half, kept by its polls), and
+    *Sharing a host*: a worker that finds every slot of a host held, and holds none of
+    them, leaves a want mark (``mx:{ip}:want``, its id, for a renewal period and a half,
+    kept by its polls), and
     each renewal of another worker's lease on the host tells that lease it is ``wanted``
     (:class:`~checks.politeness.WatchedLease`). The pool then gives up what it does not
     need (:class:`checks.pool.MxPool`), so the first worker to reach a host does not keep
@@ -255,6 +262,8 @@ class RedisPoliteness:
         #: a want mark outlives the polls that renew it until the next lease renewal of
         #: every holder has seen it
         self._want_ms = math.ceil(1000 * (self.renew_seconds + 0.5))
+        #: leases this worker holds, per host
+        self._held: defaultdict[str, int] = defaultdict(int)
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
         self._renew_script = redis.register_script(_RENEW_LUA)
@@ -455,7 +464,10 @@ class RedisPoliteness:
                     got = _int(await _guarded(self._acquire_script(
                         keys=[key, self.leases_key, self.want_key(mx_ip)],
                         args=[self.limits.get(mx_ip).max_connections, token,
-                              self._lease_ms, self._grace_ms, self.worker_id, self._want_ms]
+                              self._lease_ms, self._grace_ms, self.worker_id,
+                              # a worker with a session to the host already waits unmarked:
+                              # each one with work gets a slot, and none takes two back
+                              0 if self._held.get(mx_ip) else self._want_ms]
                     )))
                 except _UNAVAILABLE as exc:
                     await self._unavailable("connection slot", mx_ip, exc, backoff)
