@@ -14,13 +14,13 @@ arrival times at the server. At low rates (a permit every 50 ms or more) nothing
 grouped: lock-step, the budget used to 97 %.
 
 Of the 30 ms that ``RATE_MARGIN`` leaves per second, a send may use ``LATE_LIMIT`` behind
-its permit; a permit that could be later than that is not used (:meth:`RcptPermits.late`:
-the prober reserves new ones). So every send lies between its place on the grid (less
-the horizon of its group) and ``LATE_LIMIT`` after it, whichever worker or session makes
-it, and any ``rate + 1`` consecutive permits span more than a second at the server. This
-is what keeps a late send of one worker from bunching with the next permits of another,
-which go on time; and a send never waits for an earlier late one, so lateness does not
-pile up on a busy host.
+its permit at the ungrouped rates; a permit that could be later than that is not used
+(:meth:`RcptPermits.late`: the prober reserves new ones). So every send lies between its
+place on the grid and ``LATE_LIMIT`` after it, whichever worker or session makes it, and
+any ``rate + 1`` consecutive permits span more than a second at the server. This is what
+keeps a late send of one worker from bunching with the next permits of another, which go
+on time. At grouped rates the prober spaces each process's own sends instead (see
+:meth:`checks.probe.SmtpProber._pace`).
 
 >>> import asyncio
 >>> async def demo() -> tuple[int, list[float]]:

@@ -152,15 +152,37 @@ async def test_a_permit_that_came_too_late_is_not_used() -> None:
 
 @pytest.mark.asyncio
 async def test_pace_waits_for_the_permit_and_refuses_a_late_one() -> None:
+    p = SmtpProber(FakeConnector({}), LocalPoliteness(max_connections=2, rcpt_per_second=10),
+                   ProbeConfig())
+    ip = "192.0.2.1"
     now = time.monotonic()
-    assert await SmtpProber._pace(RcptPermits((now + 0.03,)), 0)
+    assert await p._pace(ip, RcptPermits((now + 0.03,)), 0, 1)
     assert time.monotonic() >= now + 0.03
     now = time.monotonic()
-    assert not await SmtpProber._pace(RcptPermits((now - 0.025,)), 0)
+    assert not await p._pace(ip, RcptPermits((now - 0.025,)), 0, 1)
     # the grid's clock may have been read up to ``unsure`` before the permit's due time
     now = time.monotonic()
-    assert not await SmtpProber._pace(RcptPermits((now,), unsure=0.03), 0)
-    assert await SmtpProber._pace(RcptPermits((now + 0.005,), unsure=0.002), 0)
+    assert not await p._pace(ip, RcptPermits((now,), unsure=0.03), 0, 1)
+    assert await p._pace(ip, RcptPermits((now + 0.005,), unsure=0.002), 0, 1)
+
+
+@pytest.mark.asyncio
+async def test_at_grouped_rates_a_late_send_delays_the_next_instead_of_crowding_it() -> None:
+    """200 RCPT/s: permits go in pipelined groups. A group sent 80 ms late is sent (not
+    given up), and this process's next send to the host waits the grid time of that group
+    after the late one, even though its own permit is already due."""
+    politeness = LocalPoliteness(max_connections=2, rcpt_per_second=200)
+    p = SmtpProber(FakeConnector({}), politeness, ProbeConfig())
+    interval = politeness.rcpt_interval("192.0.2.1")
+    start = time.monotonic()
+    assert await p._pace("192.0.2.1", RcptPermits((start - 0.08,)), 0, 10)
+    first = time.monotonic()
+    assert await p._pace("192.0.2.1", RcptPermits((start - 0.08 + 10 * interval,)), 0, 10)
+    assert time.monotonic() - first >= 10 * interval * 0.99
+    assert p.late_permits == 0
+    second = time.monotonic()
+    assert await p._pace("192.0.2.9", RcptPermits((start - 1.0,)), 0, 10)  # another host
+    assert time.monotonic() - second < 5 * interval
 
 
 @pytest.mark.asyncio
