@@ -11,9 +11,12 @@ commands and gives the session back for the next group, whatever domain that is.
   one write and their replies are matched in order; without it, lock-step.
 * RCPT permits are reserved a group at a time
   (:meth:`~checks.politeness.Politeness.reserve_rcpts`, one Redis round trip) and each
-  group waits for its permit time; a permit that came too late to be used (more than
+  group waits for its permit time. At the rates that send one RCPT per permit (below
+  about 20 per second, the defaults), a permit that came too late to be used (more than
   ``LATE_LIMIT`` behind: another worker may send the next ones on time) is given up and a
-  new one reserved. Lock-step, the transaction is open before its permits are reserved.
+  new one reserved; at grouped rates each process spaces its own sends instead
+  (:meth:`SmtpProber._pace`). Lock-step, the transaction is open before its permits are
+  reserved.
 * At most ``rcpt_per_transaction`` recipients per transaction, then ``RSET``.
 * A server that refuses more recipients (452 4.5.3) is asked again in a new transaction
   on the same connection; if that one is answered, the limit was per transaction and the

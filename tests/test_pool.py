@@ -335,17 +335,12 @@ async def test_a_group_waiting_for_a_slot_takes_our_session_when_it_comes_back()
     await p.pool.aclose()
 
 
-class WantedPoliteness(LocalPoliteness):
+class WantedPoliteness(LosingPoliteness):
     """Leases that say another worker waits for the host (Redis tells it at renewal)."""
 
-    def __init__(self) -> None:
-        super().__init__(max_connections=2, rcpt_per_second=1000)
-        self.leases: list[LosableLease] = []
-
     def connection(self, mx_ip: str) -> Any:
-        lease = LosableLease(super().connection(mx_ip))
+        lease = super().connection(mx_ip)
         lease.wanted = True
-        self.leases.append(lease)
         return lease
 
 
