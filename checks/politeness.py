@@ -19,7 +19,9 @@ its permit at the ungrouped rates; a permit that could be later than that is not
 place on the grid and ``LATE_LIMIT`` after it, whichever worker or session makes it, and
 any ``rate + 1`` consecutive permits span more than a second at the server. This is what
 keeps a late send of one worker from bunching with the next permits of another, which go
-on time. At grouped rates the prober spaces each process's own sends instead (see
+on time. Permits given up that way go back to the grid when nobody reserved after them
+(``unused`` of :meth:`Politeness.reserve_rcpts`), so the new ones start at once instead of
+after them. At grouped rates the prober spaces each process's own sends instead (see
 :meth:`checks.probe.SmtpProber._pace`).
 
 >>> import asyncio
@@ -45,7 +47,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = ["Politeness", "WatchedLease", "LocalPoliteness", "HostLimits", "HostLimitTable",
            "RATE_MARGIN", "GROUP_HORIZON", "LATE_LIMIT", "RcptPacing",
-           "RcptPermits", "SharedClock"]
+           "RcptPermits", "GridSpan", "SharedClock"]
 
 #: Permits are spaced 3 % wider than ``1 / rate``: the permits and our sends are exact,
 #: but the moments the commands reach the server jitter, and without slack a server
@@ -101,6 +103,16 @@ class RcptPacing:
 
 
 @dataclass(frozen=True)
+class GridSpan:
+    """Permits of a host's grid from ``start`` to ``end``, on the grid's own clock and in
+    its units (seconds of ``time.monotonic()`` in-process, microseconds of Redis ``TIME``
+    in Redis): what a reservation gives back when it did not use them."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class RcptPermits:
     """RCPT permits reserved at once, as :meth:`Politeness.reserve_rcpts` gives them.
 
@@ -108,19 +120,32 @@ class RcptPermits:
     its place on the grid; equal for the permits of one pipelined group). ``unsure`` is
     how much earlier than ``due`` its place may really be: the grid's clock was read
     somewhere within the round trip to it, and ``due`` counts from the end of that trip.
+    ``first`` and ``interval`` say where the permits lie on the grid's own clock (0 for
+    permits of no grid), for :meth:`unused`.
 
-    >>> permits = RcptPermits((10.0, 10.5), unsure=0.002)
+    >>> permits = RcptPermits((10.0, 10.5), unsure=0.002, first=700, interval=500)
     >>> permits.late(0, now=10.006), permits.late(0, now=10.009), permits.late(1, now=10.1)
     (False, True, False)
+    >>> permits.unused(1)
+    GridSpan(start=1200, end=1700)
     """
 
     due: tuple[float, ...]
     unsure: float = 0.0
+    first: float = 0.0
+    interval: float = 0.0
 
     def late(self, index: int, now: float) -> bool:
         """Whether a send of permit ``index`` at ``now`` could be more than
         ``LATE_LIMIT`` behind its place on the grid."""
         return now + self.unsure - self.due[index] > LATE_LIMIT
+
+    def unused(self, index: int) -> GridSpan | None:
+        """The grid's part that permits ``index`` and after hold (None: no grid)."""
+        if not self.interval:
+            return None
+        return GridSpan(self.first + index * self.interval,
+                        self.first + len(self.due) * self.interval)
 
 
 class SharedClock:
@@ -214,8 +239,15 @@ class Politeness(Protocol):
         """Hold one of the host's connection slots for the duration of a session."""
         ...
 
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
-        """Reserve ``count`` RCPT permits of the host at once: when each may be used."""
+    async def reserve_rcpts(self, mx_ip: str, count: int, *,
+                            unused: GridSpan | None = None) -> RcptPermits:
+        """Reserve ``count`` RCPT permits of the host at once: when each may be used.
+
+        ``unused`` is the part of an earlier reservation of the host that was not used
+        (:meth:`RcptPermits.unused`). If it is still the end of the host's grid (nobody
+        reserved after it), the grid takes it back first, so the new permits start now
+        rather than after it; else it stays lost, as the permits after it are taken.
+        """
         ...
 
     def rcpt_group_size(self, mx_ip: str) -> int:
@@ -313,11 +345,16 @@ class LocalPoliteness:
     def connection(self, mx_ip: str) -> AbstractAsyncContextManager[None]:
         return self._hold(mx_ip)
 
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
+    async def reserve_rcpts(self, mx_ip: str, count: int, *,
+                            unused: GridSpan | None = None) -> RcptPermits:
         now = time.monotonic()
         pacing = self.limits.get(mx_ip).pacing
         if pacing is None:
             return RcptPermits((now,) * count)
-        slots, self._next_free[mx_ip] = pacing.slots(self._next_free[mx_ip], now, count)
-        return RcptPermits(tuple(slots))
+        next_free = self._next_free[mx_ip]
+        if unused is not None and next_free == unused.end:
+            next_free = unused.start
+        first = max(now, next_free)
+        slots, self._next_free[mx_ip] = pacing.slots(next_free, now, count)
+        return RcptPermits(tuple(slots), first=first, interval=pacing.interval)
 

@@ -14,9 +14,9 @@ commands and gives the session back for the next group, whatever domain that is.
   group waits for its permit time. At the rates that send one RCPT per permit (below
   about 20 per second, the defaults), a permit that came too late to be used (more than
   ``LATE_LIMIT`` behind: another worker may send the next ones on time) is given up and a
-  new one reserved; at grouped rates each process spaces its own sends instead
-  (:meth:`SmtpProber._pace`). Lock-step, the transaction is open before its permits are
-  reserved.
+  new one reserved, which takes the given-up one back when nobody reserved after it; at
+  grouped rates each process spaces its own sends instead (:meth:`SmtpProber._pace`).
+  Lock-step, the transaction is open before its permits are reserved.
 * At most ``rcpt_per_transaction`` recipients per transaction, then ``RSET``.
 * A server that refuses more recipients (452 4.5.3) is asked again in a new transaction
   on the same connection; if that one is answered, the limit was per transaction and the
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from checks.model import MxResult, RcptResult, Reason, ReplyClass, SmtpReply
 from checks.netpolicy import is_contactable
-from checks.politeness import Politeness, RcptPermits
+from checks.politeness import GridSpan, Politeness, RcptPermits
 from checks.pool import HostBackoff, MxPool, PoolConfig, PooledSession, SessionRefused
 from checks.replies import classify
 from checks.smtp import SmtpConnector, SmtpTransportError
@@ -238,6 +238,7 @@ class SmtpProber:
         #: recipients a transaction took before a 452 4.5.3: a limit per transaction if a
         #: new transaction on this connection is answered, else one per connection
         suspect: int | None = None
+        unused: GridSpan | None = None  # permits that came too late, to give back
         while pending:
             new_transaction = False  # a 452 4.5.3 asks for a new one after this chunk
             most = self.config.rcpt_per_transaction
@@ -262,7 +263,8 @@ class SmtpProber:
             room = per_transaction - (sent if in_transaction else 0)
             chunk = [pending[i] for i in range(min(len(pending), room,
                                                    self.politeness.rcpt_group_size(ip)))]
-            permits = await self.politeness.reserve_rcpts(ip, len(chunk))
+            permits = await self.politeness.reserve_rcpts(ip, len(chunk), unused=unused)
+            unused = None
             i = 0
             while i < len(chunk) and pending:
                 j = i + 1
@@ -271,7 +273,8 @@ class SmtpProber:
                         j += 1
                 if not await self._pace(ip, permits, i, j - i):
                     self.late_permits += len(chunk) - i
-                    break  # the rest of the chunk gets new permits
+                    unused = permits.unused(i)
+                    break  # the rest of the chunk gets new permits, these go back
                 group = chunk[i:j]
                 replies: list[SmtpReply] | None = None
                 if not in_transaction:

@@ -29,7 +29,14 @@ from typing import NamedTuple, TypeVar
 import redis.asyncio
 
 from agents.outage import Backoff
-from checks.politeness import HostLimits, HostLimitTable, RcptPacing, RcptPermits, SharedClock
+from checks.politeness import (
+    GridSpan,
+    HostLimits,
+    HostLimitTable,
+    RcptPacing,
+    RcptPermits,
+    SharedClock,
+)
 from sinks.redis_client import UNAVAILABLE as _UNAVAILABLE
 from sinks.redis_client import ThrottledWarning as _ThrottledWarning
 from sinks.redis_client import as_int as _int
@@ -94,18 +101,22 @@ return kept
 # permits are start, start + interval, ... (the caller groups them with RcptPacing.slots);
 # the next free one is start + count * interval.
 # KEYS = the next-free-permit key of each request (one MX may come twice);
-# ARGV = the interval_us and the permit count of each request, in pairs (hosts may have
-# limits of their own); returns now, then each start
+# ARGV = four per request: the interval_us and the permit count (hosts may have limits of
+# their own), and the start and end of permits given back (0 0: none). Given-back permits
+# are taken back when their end is still the next free permit. Returns now, then each
+# start.
 _RCPT_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {string.format('%.0f', now)}
 for i = 1, #KEYS do
-  local interval = tonumber(ARGV[2 * i - 1])
+  local interval = tonumber(ARGV[4 * i - 3])
   local nxt = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  local back_end = tonumber(ARGV[4 * i])
+  if back_end > 0 and nxt == back_end then nxt = tonumber(ARGV[4 * i - 1]) end
   local start = math.max(now, nxt)
-  local after = start + interval * tonumber(ARGV[2 * i])
+  local after = start + interval * tonumber(ARGV[4 * i - 2])
   local ttl_ms = math.ceil((after - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
   out[#out + 1] = string.format('%.0f', start)
@@ -124,13 +135,24 @@ class RcptReservation(NamedTuple):
 
 class _Granted(NamedTuple):
     """What one reservation was given: Redis time when it was made, the start of its
-    first permit and the send time of each (Redis time, seconds), and when its script was
-    sent (``time.monotonic()``)."""
+    first permit (µs) and the send time of each (Redis time, seconds), and when its
+    script was sent (``time.monotonic()``)."""
 
     now: float
-    start: float
+    start_us: int
     sent_at: float
     sends: list[float]
+
+
+class _Asked(NamedTuple):
+    """A reservation waiting for its script: the host's key, its grid, the permits given
+    back (µs, 0 0 for none) and the future of its grant."""
+
+    key: str
+    interval_us: int
+    permits: int
+    back: tuple[int, int]
+    future: asyncio.Future[_Granted]
 
 
 class _Lease:
@@ -272,7 +294,7 @@ class RedisPoliteness:
         self._clock = SharedClock()
         self._background: set[asyncio.Task[None]] = set()
         #: reservations asked for within the same millisecond, made in one script
-        self._asked: list[tuple[str, int, int, asyncio.Future[_Granted]]] = []
+        self._asked: list[_Asked] = []
         #: poll delay bounds while all slots are held (seconds)
         self.poll_min = 0.02
         self.poll_max = 0.1
@@ -333,8 +355,10 @@ class RedisPoliteness:
         granted = await self._reserve(mx_ip, 1)
         return RcptReservation(granted.sends[0], granted.sends[0] - granted.now)
 
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
-        """Reserve ``count`` permits of ``mx_ip`` in one round trip.
+    async def reserve_rcpts(self, mx_ip: str, count: int, *,
+                            unused: GridSpan | None = None) -> RcptPermits:
+        """Reserve ``count`` permits of ``mx_ip`` in one round trip (after giving back
+        ``unused``, see :meth:`checks.politeness.Politeness.reserve_rcpts`).
 
         Their places on the grid are in Redis time; :class:`SharedClock` says where that
         falls on this process's clock, as precisely as the quickest recent round trip: a
@@ -344,30 +368,36 @@ class RedisPoliteness:
         """
         if count <= 0:
             return RcptPermits(())
-        granted = await self._reserve(mx_ip, count)
+        back = (0, 0) if unused is None else (round(unused.start), round(unused.end))
+        granted = await self._reserve(mx_ip, count, back)
         lo, hi = self._clock.observe(granted.now, sent=granted.sent_at,
                                      answered=time.monotonic())
-        return RcptPermits(tuple(s - lo for s in granted.sends), unsure=hi - lo)
+        return RcptPermits(tuple(s - lo for s in granted.sends), unsure=hi - lo,
+                           first=granted.start_us,
+                           interval=self._interval_us(self._pacing(mx_ip)))
 
-    async def _reserve(self, mx_ip: str, count: int) -> _Granted:
+    async def _reserve(self, mx_ip: str, count: int,
+                       back: tuple[int, int] = (0, 0)) -> _Granted:
         backoff = self._backoff()
         while True:
             try:
                 pacing = self._pacing(mx_ip)
                 interval_us = self._interval_us(pacing)
-                granted = await self._ask(self.rcpt_key(mx_ip), interval_us, count)
+                granted = await self._ask(self.rcpt_key(mx_ip), interval_us, count, back)
                 grid = RcptPacing(interval_us / 1_000_000, pacing.horizon)
-                sends, _ = grid.slots(granted.start, granted.start, count)
+                start = granted.start_us / 1_000_000
+                sends, _ = grid.slots(start, start, count)
                 return granted._replace(sends=sends)
             except _UNAVAILABLE as exc:
                 await self._unavailable("RCPT rate", mx_ip, exc, backoff)
 
-    def _ask(self, key: str, interval_us: int, count: int) -> asyncio.Future[_Granted]:
+    def _ask(self, key: str, interval_us: int, count: int,
+             back: tuple[int, int]) -> asyncio.Future[_Granted]:
         """The grant of ``count`` permits at ``key`` (without ``sends``); the sessions of
         every MX asking within a millisecond share one script."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Granted] = loop.create_future()
-        self._asked.append((key, interval_us, count, future))
+        self._asked.append(_Asked(key, interval_us, count, back, future))
         if len(self._asked) == 1:
             loop.call_later(0.001, self._send_asked)
         return future
@@ -378,15 +408,14 @@ class RedisPoliteness:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _reserve_many(
-            self, asked: list[tuple[str, int, int, asyncio.Future[_Granted]]]) -> None:
+    async def _reserve_many(self, asked: list[_Asked]) -> None:
         sent_at = time.monotonic()  # Redis reads its clock no sooner
         try:
             reply = await _guarded(self._rcpt_script(
-                keys=[key for key, _, _, _ in asked],
-                args=[n for _, interval_us, count, _ in asked for n in (interval_us, count)]))
+                keys=[a.key for a in asked],
+                args=[n for a in asked for n in (a.interval_us, a.permits, *a.back)]))
         except BaseException as exc:
-            for _, _, _, future in asked:
+            for *_, future in asked:
                 if not future.done():
                     if isinstance(exc, Exception):
                         future.set_exception(exc)
@@ -396,9 +425,9 @@ class RedisPoliteness:
                 raise
             return
         now = _int(reply[0]) / 1_000_000
-        for (_, _, _, future), start in zip(asked, reply[1:], strict=True):
+        for (*_, future), start in zip(asked, reply[1:], strict=True):
             if not future.done():
-                future.set_result(_Granted(now, _int(start) / 1_000_000, sent_at, []))
+                future.set_result(_Granted(now, _int(start), sent_at, []))
 
     async def _renew(self, mx_ip: str, token: str, lease: _Lease,
                      valid_until: float) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from checks.politeness import HostLimits, LocalPoliteness
+from tests.politeness_contract import check_give_back
 
 HOST = "192.0.2.1"
 
@@ -118,3 +119,9 @@ async def test_a_session_cancelled_while_it_waits_takes_no_slot_and_blocks_nobod
     await asyncio.wait_for(entered.wait(), 1)
     await after
     assert p.active(HOST) == 0
+
+
+@pytest.mark.asyncio
+async def test_permits_given_back_return_to_the_grid_while_nobody_reserved_after() -> None:
+    p = LocalPoliteness(max_connections=2, rcpt_per_second=5)
+    await check_give_back(p, "192.0.2.1", "192.0.2.2", "192.0.2.3")

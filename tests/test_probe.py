@@ -9,7 +9,7 @@ import time
 import pytest
 
 from checks.model import MxHost, MxResult, MxStatus, Reason, ReplyClass, SmtpReply
-from checks.politeness import LocalPoliteness, RcptPermits
+from checks.politeness import GridSpan, LocalPoliteness, RcptPermits
 from checks.probe import ProbeConfig, SmtpProber
 from tests.fakes import FakeConnector, FakeServer
 
@@ -124,9 +124,14 @@ class LateOnce(LocalPoliteness):
         #: what the server had been told when each reservation was made
         self.server_log = log
         self.seen: list[list[str]] = []
+        self.given_back: list[GridSpan | None] = []
+        self.granted: list[RcptPermits] = []
 
-    async def reserve_rcpts(self, mx_ip: str, count: int) -> RcptPermits:
-        permits = await super().reserve_rcpts(mx_ip, count)
+    async def reserve_rcpts(self, mx_ip: str, count: int, *,
+                            unused: GridSpan | None = None) -> RcptPermits:
+        permits = await super().reserve_rcpts(mx_ip, count, unused=unused)
+        self.given_back.append(unused)
+        self.granted.append(permits)
         self.reservations += 1
         if self.server_log is not None:
             self.seen.append(list(self.server_log))
@@ -148,6 +153,11 @@ async def test_a_permit_that_came_too_late_is_not_used() -> None:
         assert report.results["a@x.test"].reply_class is ReplyClass.ACCEPTED
         assert politeness.reservations == 2 and p.late_permits == 1
         assert [c for c in server.log if c.startswith("RCPT")] == ["RCPT a@x.test"]
+        # nobody reserved after the late permit: it went back, and the new one took its
+        # place at once instead of the grid's next (a whole interval after it)
+        late, new = politeness.granted
+        assert politeness.given_back == [None, late.unused(0)]
+        assert new.first - late.first < politeness.rcpt_interval("127.0.0.1")
 
 
 @pytest.mark.asyncio

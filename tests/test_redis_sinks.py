@@ -30,6 +30,7 @@ from sinks.redis_client import redis_client
 from sinks.redis_dns_cache import RedisDnsCache
 from sinks.redis_jobs import RedisJobStore, nothing_to_rebuild
 from sinks.redis_politeness import RcptReservation, RedisPoliteness
+from tests.politeness_contract import check_give_back
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
 
@@ -259,6 +260,22 @@ async def test_a_host_with_limits_of_its_own(clients: ClientFactory, prefix: str
     # 100/s against 10/s: ~0.02 s against ~0.2 s
     assert own.due[-1] - own.due[0] < 0.05 < default.due[-1] - default.due[0]
     assert p.rcpt_interval("127.0.9.3") < p.rcpt_interval("127.0.9.4")
+
+
+async def test_permits_given_back_return_to_the_grid_while_nobody_reserved_after(
+    clients: ClientFactory, prefix: str
+) -> None:
+    """The same as in-process: the RCPT script takes given-back permits back only while
+    they are the end of the host's grid in Redis."""
+    p = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=5, prefix=prefix)
+    await check_give_back(p, "127.0.9.5", "127.0.9.6", "127.0.9.7")
+    # another worker's reservation counts as one made after it
+    other = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=5, prefix=prefix)
+    mine = await p.reserve_rcpts("127.0.9.8", 1)
+    theirs = await other.reserve_rcpts("127.0.9.8", 1)
+    await asyncio.sleep(0.05)
+    behind = await p.reserve_rcpts("127.0.9.8", 1, unused=mine.unused(0))
+    assert behind.due[0] - theirs.due[0] > p.rcpt_interval("127.0.9.8") - 0.003
 
 
 async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: str) -> None:
