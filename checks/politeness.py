@@ -19,9 +19,10 @@ its permit at the ungrouped rates; a permit that could be later than that is not
 place on the grid and ``LATE_LIMIT`` after it, whichever worker or session makes it, and
 any ``rate + 1`` consecutive permits span more than a second at the server. This is what
 keeps a late send of one worker from bunching with the next permits of another, which go
-on time. Permits given up that way go back to the grid when nobody reserved after them
-(``unused`` of :meth:`Politeness.reserve_rcpts`), so the new ones start at once instead of
-after them. At grouped rates the prober spaces each process's own sends instead (see
+on time. A permit given up that way goes back to the grid (``unused`` of
+:meth:`Politeness.reserve_rcpts`, :meth:`RcptPacing.take`): its new one takes its part
+from now and the permits not yet reserved move by as much, instead of the host losing a
+whole interval. At grouped rates the prober spaces each process's own sends instead (see
 :meth:`checks.probe.SmtpProber._pace`).
 
 >>> import asyncio
@@ -84,6 +85,43 @@ class RcptPacing:
     def group_size(self) -> int:
         """Most permits one pipelined group can get."""
         return max(1, math.floor(self.horizon / self.interval) + 1) if self.horizon else 1
+
+    def take(self, next_free: float, now: float, count: int,
+             unused: GridSpan | None = None) -> tuple[float, float]:
+        """Where ``count`` new permits start and the grid's new next free permit, after
+        taking back ``unused`` (the model of the Redis script, on one clock).
+
+        * ``unused`` still ends the grid (nobody reserved after it): it goes back, and
+          the new permits start from its place (or ``now``, if that is later).
+        * One unused permit (it came too late) that fewer than a second of permits were
+          reserved after: a single new permit takes its part from ``now``, and the grid
+          from ``next_free`` on moves by as much (``shift``). Any ``m + 1`` consecutive
+          permits then still span ``m`` intervals, for the ``m`` that make a second.
+        * Else it stays lost, and the new permits go after the others.
+
+        >>> p = RcptPacing(interval=0.25, horizon=0.0)
+        >>> p.take(10.25, 10.125, 1, GridSpan(10.0, 10.25))  # went back: starts now
+        (10.125, 10.375)
+        >>> p.take(10.75, 10.125, 1, GridSpan(10.0, 10.25))  # moved: the grid by 0.125
+        (10.125, 10.875)
+        >>> p.take(11.25, 10.125, 1, GridSpan(10.0, 10.25))  # a second after it: lost
+        (11.25, 11.5)
+        """
+        if unused is not None:
+            if next_free == unused.end:
+                next_free = unused.start
+            elif (count == 1 and math.isclose(unused.end - unused.start, self.interval,
+                                              rel_tol=1e-9, abs_tol=1e-9)
+                  and next_free <= unused.start + self.window):
+                start = max(now, unused.start)
+                return start, next_free + (start - unused.start)
+        start = max(now, next_free)
+        return start, start + count * self.interval
+
+    @property
+    def window(self) -> float:
+        """The span of the fewest consecutive intervals that make a second or more."""
+        return math.ceil(round(1.0 / self.interval, 9)) * self.interval
 
     def slots(self, next_free: float, now: float, count: int) -> tuple[list[float], float]:
         """Send times of ``count`` permits from ``next_free``, and the new ``next_free``.
@@ -351,10 +389,8 @@ class LocalPoliteness:
         pacing = self.limits.get(mx_ip).pacing
         if pacing is None:
             return RcptPermits((now,) * count)
-        next_free = self._next_free[mx_ip]
-        if unused is not None and next_free == unused.end:
-            next_free = unused.start
-        first = max(now, next_free)
-        slots, self._next_free[mx_ip] = pacing.slots(next_free, now, count)
+        first, self._next_free[mx_ip] = pacing.take(self._next_free[mx_ip], now, count,
+                                                    unused)
+        slots, _ = pacing.slots(first, first, count)
         return RcptPermits(tuple(slots), first=first, interval=pacing.interval)
 

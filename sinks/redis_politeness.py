@@ -45,7 +45,7 @@ from sinks.redis_client import guarded as _guarded
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-__all__ = ["RcptReservation", "RedisPoliteness"]
+__all__ = ["RESERVE_LEAD", "RcptReservation", "RedisPoliteness"]
 
 
 # KEYS[1] = lease zset, KEYS[2] = the leases' marker, KEYS[3] = the host's want mark;
@@ -97,32 +97,50 @@ if want and want ~= ARGV[4] then kept = kept + 10 end
 return kept
 """
 
-# The permit grid of checks.politeness.RcptPacing, in Redis time. For each request the
-# permits are start, start + interval, ... (the caller groups them with RcptPacing.slots);
-# the next free one is start + count * interval.
+# The permit grid of checks.politeness.RcptPacing, in Redis time (RcptPacing.take is the
+# same on one clock). For each request the permits are start, start + interval, ... (the
+# caller groups them with RcptPacing.slots); the next free one is start + count *
+# interval, unless a permit given back moved the grid.
 # KEYS = the next-free-permit key of each request (one MX may come twice);
-# ARGV = four per request: the interval_us and the permit count (hosts may have limits of
-# their own), and the start and end of permits given back (0 0: none). Given-back permits
-# are taken back when their end is still the next free permit. Returns now, then each
-# start.
+# ARGV = five per request: the interval_us and the permit count (hosts may have limits of
+# their own), the start and end of permits given back (0 0: none), and the lead_us (no
+# permit starts sooner than now plus that). Returns now, then each start.
 _RCPT_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {string.format('%.0f', now)}
 for i = 1, #KEYS do
-  local interval = tonumber(ARGV[4 * i - 3])
+  local interval = tonumber(ARGV[5 * i - 4])
+  local count = tonumber(ARGV[5 * i - 3])
+  local back_from = tonumber(ARGV[5 * i - 2])
+  local back_end = tonumber(ARGV[5 * i - 1])
+  local earliest = now + tonumber(ARGV[5 * i])
   local nxt = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  local back_end = tonumber(ARGV[4 * i])
-  if back_end > 0 and nxt == back_end then nxt = tonumber(ARGV[4 * i - 1]) end
-  local start = math.max(now, nxt)
-  local after = start + interval * tonumber(ARGV[4 * i - 2])
+  local start, after
+  local window = math.ceil(1000000 / interval) * interval
+  if back_end > 0 and nxt ~= back_end and count == 1 and back_end - back_from == interval
+      and nxt <= back_from + window then
+    -- one late permit, fewer than a second of permits reserved after it: the new one
+    -- takes its part, and the grid from the next free permit on moves by as much
+    start = math.max(earliest, back_from)
+    after = nxt + (start - back_from)
+  else
+    if back_end > 0 and nxt == back_end then nxt = back_from end  -- nobody after: back
+    start = math.max(earliest, nxt)
+    after = start + interval * count
+  end
   local ttl_ms = math.ceil((after - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
   out[#out + 1] = string.format('%.0f', start)
 end
 return out
 """
+
+#: at the rates where a late permit is not used (one RCPT per permit), no permit starts
+#: sooner than this after the script ran: one due at once would often be late by the time
+#: a busy event loop reads its answer
+RESERVE_LEAD = 0.02
 
 
 class RcptReservation(NamedTuple):
@@ -152,6 +170,7 @@ class _Asked(NamedTuple):
     interval_us: int
     permits: int
     back: tuple[int, int]
+    lead_us: int
     future: asyncio.Future[_Granted]
 
 
@@ -383,7 +402,9 @@ class RedisPoliteness:
             try:
                 pacing = self._pacing(mx_ip)
                 interval_us = self._interval_us(pacing)
-                granted = await self._ask(self.rcpt_key(mx_ip), interval_us, count, back)
+                lead_us = 0 if pacing.horizon else round(RESERVE_LEAD * 1_000_000)
+                granted = await self._ask(self.rcpt_key(mx_ip), interval_us, count, back,
+                                          lead_us)
                 grid = RcptPacing(interval_us / 1_000_000, pacing.horizon)
                 start = granted.start_us / 1_000_000
                 sends, _ = grid.slots(start, start, count)
@@ -391,13 +412,13 @@ class RedisPoliteness:
             except _UNAVAILABLE as exc:
                 await self._unavailable("RCPT rate", mx_ip, exc, backoff)
 
-    def _ask(self, key: str, interval_us: int, count: int,
-             back: tuple[int, int]) -> asyncio.Future[_Granted]:
+    def _ask(self, key: str, interval_us: int, count: int, back: tuple[int, int],
+             lead_us: int) -> asyncio.Future[_Granted]:
         """The grant of ``count`` permits at ``key`` (without ``sends``); the sessions of
         every MX asking within a millisecond share one script."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Granted] = loop.create_future()
-        self._asked.append(_Asked(key, interval_us, count, back, future))
+        self._asked.append(_Asked(key, interval_us, count, back, lead_us, future))
         if len(self._asked) == 1:
             loop.call_later(0.001, self._send_asked)
         return future
@@ -413,7 +434,8 @@ class RedisPoliteness:
         try:
             reply = await _guarded(self._rcpt_script(
                 keys=[a.key for a in asked],
-                args=[n for a in asked for n in (a.interval_us, a.permits, *a.back)]))
+                args=[n for a in asked
+                      for n in (a.interval_us, a.permits, *a.back, a.lead_us)]))
         except BaseException as exc:
             for *_, future in asked:
                 if not future.done():

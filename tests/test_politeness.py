@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import random
 
 import pytest
 
-from checks.politeness import HostLimits, LocalPoliteness
+from checks.politeness import LATE_LIMIT, GridSpan, HostLimits, LocalPoliteness, RcptPacing
 from tests.politeness_contract import check_give_back
 
 HOST = "192.0.2.1"
@@ -124,4 +126,31 @@ async def test_a_session_cancelled_while_it_waits_takes_no_slot_and_blocks_nobod
 @pytest.mark.asyncio
 async def test_permits_given_back_return_to_the_grid_while_nobody_reserved_after() -> None:
     p = LocalPoliteness(max_connections=2, rcpt_per_second=5)
-    await check_give_back(p, "192.0.2.1", "192.0.2.2", "192.0.2.3")
+    await check_give_back(p, "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4")
+
+
+def test_late_permits_given_back_never_put_more_than_the_rate_in_a_second() -> None:
+    """The grid of RcptPacing.take with sessions that now and then come too late to a
+    permit (from 10 ms to half a second) and give it back: every 6 consecutive sends
+    still span more than a second, though each may go up to ``LATE_LIMIT`` after its
+    place. (The proof is in the docstring of ``take``; this looks for a counterexample.)"""
+    pacing = RcptPacing.for_rate(5)
+    rng = random.Random(14)
+    for _ in range(20):
+        next_free, sends = 0.0, []
+        wake = [(rng.uniform(0, 0.3), s) for s in range(rng.randint(1, 6))]
+        unused: dict[int, GridSpan | None] = {}
+        heapq.heapify(wake)
+        while len(sends) < 300:
+            now, session = heapq.heappop(wake)
+            first, next_free = pacing.take(next_free, now, 1, unused.pop(session, None))
+            if rng.random() < 0.3:  # too late: given back when the session finds out
+                late = first + rng.uniform(LATE_LIMIT, 0.5)
+                unused[session] = GridSpan(first, first + pacing.interval)
+                heapq.heappush(wake, (late, session))
+            else:
+                sent = first + rng.uniform(0, LATE_LIMIT)
+                sends.append(sent)
+                heapq.heappush(wake, (sent + rng.uniform(0.0, 0.5), session))
+        sends.sort()
+        assert min(b - a for a, b in zip(sends, sends[5:], strict=False)) > 1.0

@@ -29,7 +29,7 @@ from sinks.memory_jobs import MemoryJobStore
 from sinks.redis_client import redis_client
 from sinks.redis_dns_cache import RedisDnsCache
 from sinks.redis_jobs import RedisJobStore, nothing_to_rebuild
-from sinks.redis_politeness import RcptReservation, RedisPoliteness
+from sinks.redis_politeness import RESERVE_LEAD, RcptReservation, RedisPoliteness
 from tests.politeness_contract import check_give_back
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio]
@@ -265,17 +265,25 @@ async def test_a_host_with_limits_of_its_own(clients: ClientFactory, prefix: str
 async def test_permits_given_back_return_to_the_grid_while_nobody_reserved_after(
     clients: ClientFactory, prefix: str
 ) -> None:
-    """The same as in-process: the RCPT script takes given-back permits back only while
-    they are the end of the host's grid in Redis."""
+    """The same as in-process: the RCPT script does what RcptPacing.take does, also when
+    the reservation after the late permit is another worker's."""
     p = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=5, prefix=prefix)
-    await check_give_back(p, "127.0.9.5", "127.0.9.6", "127.0.9.7")
-    # another worker's reservation counts as one made after it
+    await check_give_back(p, "127.0.9.5", "127.0.9.6", "127.0.9.7", "127.0.9.8",
+                          lead=RESERVE_LEAD)
     other = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=5, prefix=prefix)
-    mine = await p.reserve_rcpts("127.0.9.8", 1)
-    theirs = await other.reserve_rcpts("127.0.9.8", 1)
+    interval = p.rcpt_interval(MX)
+    mine = await p.reserve_rcpts(MX, 1)
+    theirs = await other.reserve_rcpts(MX, 1)
     await asyncio.sleep(0.05)
-    behind = await p.reserve_rcpts("127.0.9.8", 1, unused=mine.unused(0))
-    assert behind.due[0] - theirs.due[0] > p.rcpt_interval("127.0.9.8") - 0.003
+    instead = await p.reserve_rcpts(MX, 1, unused=mine.unused(0))
+    shift = instead.due[0] - mine.due[0]
+    assert 0.05 < shift < 0.05 + RESERVE_LEAD + 0.03
+    their_next = await other.reserve_rcpts(MX, 1)
+    assert abs(their_next.due[0] - (theirs.due[0] + interval + shift)) < 0.003
+    # and a permit reserved with nothing before it starts RESERVE_LEAD from now
+    started = time.monotonic()
+    fresh = await p.reserve_rcpts("127.0.9.4", 1)
+    assert RESERVE_LEAD - 0.003 < fresh.due[0] - started
 
 
 async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: str) -> None:
