@@ -93,11 +93,14 @@ class RcptPacing:
 
         * ``unused`` still ends the grid (nobody reserved after it): it goes back, and
           the new permits start from its place (or ``now``, if that is later).
-        * One unused permit (it came too late) that fewer than a second of permits were
-          reserved after: a single new permit takes its part from ``now``, and the grid
-          from ``next_free`` on moves by as much (``shift``). Any ``m + 1`` consecutive
-          permits then still span ``m`` intervals, for the ``m`` that make a second.
-        * Else it stays lost, and the new permits go after the others.
+        * One unused permit (it came too late) that some, but fewer than a second of
+          permits were reserved after: a single new permit takes its part from ``now``,
+          and the grid from ``next_free`` on moves by as much (``shift``). Any ``m + 1``
+          consecutive permits then still span ``m`` intervals, for the ``m`` that make a
+          second.
+        * Else it stays lost, and the new permits go after the others. (A ``next_free``
+          before ``unused.end`` is a grid that was forgotten, as the Redis key expires a
+          second after its last permit: it starts again from ``now``.)
 
         >>> p = RcptPacing(interval=0.25, horizon=0.0)
         >>> p.take(10.25, 10.125, 1, GridSpan(10.0, 10.25))  # went back: starts now
@@ -106,13 +109,15 @@ class RcptPacing:
         (10.125, 10.875)
         >>> p.take(11.25, 10.125, 1, GridSpan(10.0, 10.25))  # a second after it: lost
         (11.25, 11.5)
+        >>> p.take(0.0, 11.5, 1, GridSpan(10.0, 10.25))  # the grid was forgotten: afresh
+        (11.5, 11.75)
         """
         if unused is not None:
             if next_free == unused.end:
                 next_free = unused.start
-            elif (count == 1 and math.isclose(unused.end - unused.start, self.interval,
-                                              rel_tol=1e-9, abs_tol=1e-9)
-                  and next_free <= unused.start + self.window):
+            elif (count == 1 and unused.end < next_free <= unused.start + self.window
+                  and math.isclose(unused.end - unused.start, self.interval,
+                                   rel_tol=1e-9, abs_tol=1e-9)):
                 start = max(now, unused.start)
                 return start, next_free + (start - unused.start)
         start = max(now, next_free)

@@ -119,10 +119,11 @@ for i = 1, #KEYS do
   local nxt = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
   local start, after
   local window = math.ceil(1000000 / interval) * interval
-  if back_end > 0 and nxt ~= back_end and count == 1 and back_end - back_from == interval
+  if back_end > 0 and nxt > back_end and count == 1 and back_end - back_from == interval
       and nxt <= back_from + window then
-    -- one late permit, fewer than a second of permits reserved after it: the new one
-    -- takes its part, and the grid from the next free permit on moves by as much
+    -- one late permit, some but fewer than a second of permits reserved after it: the
+    -- new one takes its part, and the grid from the next free permit on moves by as much
+    -- (a next free permit before it is a key that expired: the grid starts afresh)
     start = math.max(earliest, back_from)
     after = nxt + (start - back_from)
   else
@@ -130,7 +131,7 @@ for i = 1, #KEYS do
     start = math.max(earliest, nxt)
     after = start + interval * count
   end
-  local ttl_ms = math.ceil((after - now) / 1000) + 1000
+  local ttl_ms = math.max(1, math.ceil((after - now) / 1000) + 1000)
   redis.call('SET', KEYS[i], string.format('%.0f', after), 'PX', string.format('%.0f', ttl_ms))
   out[#out + 1] = string.format('%.0f', start)
 end

@@ -286,6 +286,22 @@ async def test_permits_given_back_return_to_the_grid_while_nobody_reserved_after
     assert RESERVE_LEAD - 0.003 < fresh.due[0] - started
 
 
+async def test_a_permit_given_back_after_its_grid_expired_starts_the_grid_afresh(
+    clients: ClientFactory, prefix: str
+) -> None:
+    """A host's grid key expires a second after its last permit. A permit given back
+    later (its session stalled that long) must not move the forgotten grid: the next
+    permit comes an interval after the new one, not beside it."""
+    p = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=5, prefix=prefix)
+    interval = p.rcpt_interval(MX)
+    stalled = await p.reserve_rcpts(MX, 1)
+    await asyncio.sleep(interval + 1.1)  # the key is gone now
+    assert await p.redis.exists(p.rcpt_key(MX)) == 0
+    instead = await p.reserve_rcpts(MX, 1, unused=stalled.unused(0))
+    following = await p.reserve_rcpts(MX, 1)
+    assert abs(following.due[0] - (instead.due[0] + interval)) < 0.003
+
+
 async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: str) -> None:
     crashed = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
                               lease_seconds=0.5, prefix=prefix)
