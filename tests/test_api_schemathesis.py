@@ -102,7 +102,9 @@ def base_url(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=25, deadline=None, database=None,
+# no example database (a fresh checkout has none anyway); a failure prints its example and
+# the ``@reproduce_failure`` blob that replays it
+@hypothesis_settings(max_examples=25, deadline=None, database=None, print_blob=True,
                      suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case: Any, base_url: str) -> None:
     response = case.call(base_url=base_url, timeout=150)
