@@ -252,6 +252,11 @@ class DnspythonResolver:
             qname = dns.name.from_text(name, origin=dns.name.root)
         except dns.exception.DNSException as exc:
             raise DnsFailure(f"invalid name {name!r}: {exc}") from exc
+        # The error is raised after its ``except`` block, never inside it: raised there, it
+        # would carry dnspython's exception as its context (the query messages, names and
+        # frames of the resolution), and every negative answer would leave that graph as
+        # cyclic garbage for the collector, whose pauses make RCPT permits late.
+        failure: DnsError
         try:
             async with self._limiter():
                 answer = await self._resolver.resolve(
@@ -263,30 +268,32 @@ class DnspythonResolver:
                 ttl = _negative_ttl(response)
                 if ttl is not None:
                     break
-            raise NxDomain(f"{label}: no such domain (NXDOMAIN)", ttl=ttl) from None
+            failure = NxDomain(f"{label}: no such domain (NXDOMAIN)", ttl=ttl)
         except dns.exception.Timeout as exc:
             details = _errors_text(exc.kwargs.get("errors", ()))
-            raise DnsFailure(
+            failure = DnsFailure(
                 f"timeout: no answer for {label} within {self.timeout:g}s"
                 + (f" ({details})" if details else "")
-            ) from None
+            )
         except dns.resolver.NoNameservers as exc:
             details = _errors_text(exc.kwargs.get("errors", ()))
-            raise DnsFailure(
+            failure = DnsFailure(
                 f"no nameserver answered {label}" + (f": {details}" if details else "")
-            ) from None
-        except dns.resolver.YXDOMAIN:
-            raise DnsFailure(f"{label}: name too long after DNAME substitution") from None
-        except dns.exception.DNSException as exc:
-            raise DnsFailure(f"{label}: {type(exc).__name__}: {exc}") from None
-        if answer.rrset is None or len(answer.rrset) == 0:
-            raise NoData(
-                f"{label}: no {rdtype.upper()} record (NODATA)",
-                ttl=_negative_ttl(answer.response),
             )
-        records = tuple(_rdata_text(rd) for rd in answer.rrset)
-        ttl_value = int(answer.chaining_result.minimum_ttl)
-        return DnsAnswer(records, ttl_value)
+        except dns.resolver.YXDOMAIN:
+            failure = DnsFailure(f"{label}: name too long after DNAME substitution")
+        except dns.exception.DNSException as exc:
+            failure = DnsFailure(f"{label}: {type(exc).__name__}: {exc}")
+        else:
+            if answer.rrset is not None and len(answer.rrset) > 0:
+                records = tuple(_rdata_text(rd) for rd in answer.rrset)
+                return DnsAnswer(records, int(answer.chaining_result.minimum_ttl))
+            failure = NoData(f"{label}: no {rdtype.upper()} record (NODATA)",
+                             ttl=_negative_ttl(answer.response))
+        try:
+            raise failure
+        finally:
+            del failure  # the raised error's traceback holds this frame: no cycle back
 
 
 # --------------------------------------------------------------------------- caching
@@ -444,19 +451,29 @@ class CachingResolver(Resolver):
         if running is not None:
             try:
                 return await asyncio.shield(running)
+            except (NxDomain, NoData) as exc:
+                negative = exc
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not running.cancelled() or (task is not None and task.cancelling()):
                     raise  # we were cancelled ourselves
                 # the task that was looking it up was cancelled: not our business, ask
                 return await self.query(name, rdtype)
+            # the shared error, raised here, got a traceback holding this frame, which
+            # holds the future that holds the error: a cycle. Drop it, raise a copy.
+            negative.__traceback__ = None
+            raise type(negative)(str(negative), ttl=negative.ttl)
         future: asyncio.Future[DnsAnswer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             answer = await self._lookup(key, name, rdtype)
         except BaseException as exc:
             if isinstance(exc, Exception):
-                future.set_exception(exc)
+                # the waiters get a copy of a negative answer: the future holding this
+                # one would close a cycle (its traceback holds this frame, which holds
+                # the future), garbage for the collector with every NXDOMAIN
+                future.set_exception(type(exc)(str(exc), ttl=exc.ttl)
+                                     if isinstance(exc, (NxDomain, NoData)) else exc)
                 future.exception()  # retrieved: nobody else may be waiting
             else:
                 future.cancel()
@@ -478,6 +495,9 @@ class CachingResolver(Resolver):
                     self._local.put(key, type(cached)(str(cached), ttl=cached.ttl), remaining)
                 else:
                     self._local.put(key, cached, remaining)
+                if isinstance(cached, (NxDomain, NoData)):
+                    # a new error, not held by this frame (which its traceback holds)
+                    raise type(cached)(str(cached), ttl=cached.ttl)
                 if isinstance(cached, DnsError):
                     raise cached
                 return cached
