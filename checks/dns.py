@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -93,6 +93,20 @@ class NoData(DnsError):
     def __init__(self, message: str, *, ttl: int | None = None) -> None:
         super().__init__(message)
         self.ttl = ttl
+
+
+_Negative = TypeVar("_Negative", bound=NxDomain | NoData)
+
+
+def _fresh(error: _Negative) -> _Negative:
+    """The same negative answer as a new error, with no traceback: one that is kept (in a
+    cache, in a future) or raised again must not hold the frames it went through, which
+    would close a reference cycle through whatever those frames hold.
+
+    >>> _fresh(NxDomain("nope.example", ttl=60)).ttl
+    60
+    """
+    return type(error)(str(error), ttl=error.ttl)
 
 
 class DnsFailure(DnsError):
@@ -462,7 +476,7 @@ class CachingResolver(Resolver):
             # the shared error, raised here, got a traceback holding this frame, which
             # holds the future that holds the error: a cycle. Drop it, raise a copy.
             negative.__traceback__ = None
-            raise type(negative)(str(negative), ttl=negative.ttl)
+            raise _fresh(negative)
         future: asyncio.Future[DnsAnswer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -472,8 +486,8 @@ class CachingResolver(Resolver):
                 # the waiters get a copy of a negative answer: the future holding this
                 # one would close a cycle (its traceback holds this frame, which holds
                 # the future), garbage for the collector with every NXDOMAIN
-                future.set_exception(type(exc)(str(exc), ttl=exc.ttl)
-                                     if isinstance(exc, (NxDomain, NoData)) else exc)
+                future.set_exception(_fresh(exc) if isinstance(exc, (NxDomain, NoData))
+                                     else exc)
                 future.exception()  # retrieved: nobody else may be waiting
             else:
                 future.cancel()
@@ -491,13 +505,11 @@ class CachingResolver(Resolver):
             if cached is not None:
                 self.hits += 1
                 remaining = float(getattr(cached, "ttl", 0) or 0)
-                if isinstance(cached, (NxDomain, NoData)):  # a copy: raising adds a traceback
-                    self._local.put(key, type(cached)(str(cached), ttl=cached.ttl), remaining)
-                else:
-                    self._local.put(key, cached, remaining)
                 if isinstance(cached, (NxDomain, NoData)):
-                    # a new error, not held by this frame (which its traceback holds)
-                    raise type(cached)(str(cached), ttl=cached.ttl)
+                    # copies: the one raised gets a traceback holding this frame
+                    self._local.put(key, _fresh(cached), remaining)
+                    raise _fresh(cached)
+                self._local.put(key, cached, remaining)
                 if isinstance(cached, DnsError):
                     raise cached
                 return cached
@@ -509,7 +521,7 @@ class CachingResolver(Resolver):
             ttl = self.negative_cache_ttl(exc.ttl)
             if ttl > 0:
                 await self._store(key, {"kind": kind, "message": str(exc)}, ttl)
-                self._local.put(key, type(exc)(str(exc), ttl=exc.ttl), ttl)  # no traceback
+                self._local.put(key, _fresh(exc), ttl)
             raise
         ttl = self.positive_ttl(answer.ttl)
         if ttl > 0:

@@ -287,9 +287,9 @@ class Politeness(Protocol):
         """Reserve ``count`` RCPT permits of the host at once: when each may be used.
 
         ``unused`` is the part of an earlier reservation of the host that was not used
-        (:meth:`RcptPermits.unused`). If it is still the end of the host's grid (nobody
-        reserved after it), the grid takes it back first, so the new permits start now
-        rather than after it; else it stays lost, as the permits after it are taken.
+        (:meth:`RcptPermits.unused`); the grid takes it back as :meth:`RcptPacing.take`
+        says (still the grid's end: the new permits start from it; one late permit with
+        less than a second reserved after it: re-placed at now; else it stays lost).
         """
         ...
 
