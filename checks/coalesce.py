@@ -67,12 +67,24 @@ class Prober(Protocol):
 
 
 @dataclass
+class _Merged:
+    """A merged probe once started, and how many of its callers still wait for it.
+
+    It knows its callers by count, not by reference: a caller that referred to its batch
+    (which refers to the caller) closed a reference cycle per merged probe, and left it,
+    with every reply it carried, to the cyclic collector, whose pauses made RCPT permits
+    late."""
+
+    task: asyncio.Task[None]
+    waiting: int
+
+
+@dataclass
 class _Waiting:
     recipients: list[str]
     future: asyncio.Future[ProbeReport]
-    #: once started: the merged probe, and every caller it carries
-    task: asyncio.Task[None] | None = None
-    batch: list[_Waiting] = field(default_factory=list)
+    #: once started: the merged probe that carries it
+    merged: _Merged | None = None
 
 
 @dataclass
@@ -132,9 +144,10 @@ class CoalescingProber:
                 if waiting in route.waiting:  # before its probe started
                     route.waiting.remove(waiting)
                     self._forget_if_idle(mx.hosts, route)
-                elif (waiting.task is not None
-                      and all(w.future.done() for w in waiting.batch)):
-                    waiting.task.cancel()  # nobody waits for that probe any more
+                elif waiting.merged is not None:
+                    waiting.merged.waiting -= 1
+                    if not waiting.merged.waiting:
+                        waiting.merged.task.cancel()  # nobody waits for that probe any more
 
     def _done(self, mx: MxResult, route: _Route) -> None:
         """A probe of the route ended: start the waiting ones as one."""
@@ -152,8 +165,9 @@ class CoalescingProber:
             size += len(waiting.recipients)
         route.running += 1
         task = asyncio.get_running_loop().create_task(self._run(mx, route, batch))
+        merged = _Merged(task, len(batch))
         for waiting in batch:
-            waiting.task, waiting.batch = task, batch
+            waiting.merged = merged
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 
 import pytest
@@ -52,6 +53,32 @@ async def test_probes_past_the_hosts_sessions_wait_and_go_as_one() -> None:
     # the merged probe's connection is counted once, not once per caller
     assert sum(r.connections for r in reports) == 3
     assert (prober.probes, prober.merged) == (3, 6)
+
+
+async def test_merged_probes_leave_no_cyclic_garbage() -> None:
+    """A merged probe and its callers are freed as they end: a cycle per merged probe
+    (each caller referring to its batch, the batch to each caller) left every reply it
+    carried to the cyclic collector, whose pauses made RCPT permits late."""
+    inner = SlowProber(seconds=0.01)
+    prober = coalescing(inner, slots=1)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        reports = await asyncio.gather(*(prober.probe(ROUTE, [f"u@d{i}.test"])
+                                         for i in range(6)))
+        await asyncio.sleep(0)  # the merged probes' tasks are done and discarded
+        del reports
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage
+                if isinstance(o, ProbeReport | RcptResult | asyncio.Future)
+                or type(o).__module__ == "checks.coalesce"]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert [len(c[1]) for c in inner.calls] == [1, 5]  # a merged probe ran
+    assert left == []
 
 
 async def test_an_idle_route_runs_a_probe_at_once_and_routes_do_not_mix() -> None:
