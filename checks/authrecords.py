@@ -25,6 +25,7 @@ __all__ = [
     "lookup_dmarc",
     "organizational_domain",
     "lookup_dkim",
+    "load_suffix_list",
 ]
 
 #: selectors tried by :func:`lookup_dkim`: the defaults of the largest providers (Google,
@@ -142,6 +143,13 @@ def _bare(domain: str) -> str:
 @functools.cache
 def _suffix_list() -> PublicSuffixList:
     return PublicSuffixList()  # the list shipped with publicsuffixlist (loaded once: ~60 ms)
+
+
+def load_suffix_list() -> None:
+    """Load the Public Suffix List now, once per process. A worker does it at start: at
+    its first DMARC lookup the load held the event loop for 60-90 ms, just when every MX
+    host got its first RCPT permits, and each permit due meanwhile came late."""
+    _suffix_list()
 
 
 def organizational_domain(domain: str) -> str:

@@ -19,6 +19,7 @@ from agents.jobstore import JobStore
 from agents.ports import Publisher, Services, SuppressionList, VerdictBridge, VerdictWriter
 from agents.topics import TopicNames
 from checks import Engine, EngineConfig
+from checks.authrecords import load_suffix_list
 from checks.budget import DailyCounter, DailyProbeBudget, MemoryDailyCounter, ProbeBudget
 from checks.config import ProviderPolicy
 from checks.provider import PROVIDERS
@@ -98,6 +99,7 @@ def build_services(settings: Settings, publisher: Publisher) -> Services:
     from streams.job_rebuild import rebuilder
 
     config = engine_config(settings)
+    load_suffix_list()  # not at the first DMARC lookup, with the event loop held
     client = None
     suppression: SuppressionList | None = None
     if settings.redis_url:
