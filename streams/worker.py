@@ -61,21 +61,42 @@ def use_uvloop() -> None:
     mode.loop.use("uvloop")
 
 
-def tune_gc() -> None:
-    """Rare full collections, short young ones. A busy worker allocates many short-lived
-    objects per event (none of them cyclic garbage worth chasing often), and every full
-    collection walks every live object, more of them the bigger the backlog: one comes
-    after 100 middle ones, a middle one after 200 young ones, a young one after 5,000 new
-    objects, so a full one after 100M as before. A young collection walks the young
-    objects still alive, each about once whatever the threshold, but all of them at once:
-    at 50,000 that held the event loop for 25-40 ms (each RCPT permit due meanwhile came
-    late), at 5,000 for a tenth of it. What is alive after start-up (modules, the app) is
-    frozen out of the collections for good."""
+#: seconds between the young collections a worker runs itself (see :func:`tune_gc`)
+YOUNG_COLLECTION_SECONDS = 0.25
+
+
+def tune_gc(app: Any) -> None:
+    """Rare full collections, short young ones, for the worker ``app``.
+
+    A busy worker allocates many short-lived objects per event (none of them cyclic
+    garbage worth chasing often), and every full collection walks every live object, more
+    of them the bigger the backlog: a full one comes after 1,000 middle ones (100M new
+    objects, as with the thresholds of 50,000/20/100 before), a middle one after 20 young
+    ones, a young one after 5,000 new objects or a quarter of a second (below), so a
+    middle one walks at most what 5 s left alive.
+
+    A young collection walks every young object still alive, and Python starts one when
+    allocations minus deallocations pass the threshold. A worker draining a backlog frees
+    old objects (the events it took in long ago) about as fast as it makes the young ones
+    that outlive them, so that count stayed low while the young objects piled up: its
+    young collections came every 10-25 s and held the event loop for 20-120 ms (each RCPT
+    permit due meanwhile came late). So the worker also runs one every
+    ``YOUNG_COLLECTION_SECONDS``: a young collection walks at most what a quarter of a
+    second left alive. What is alive after start-up (modules, the app) is frozen out of
+    the collections for good.
+    """
     import gc
 
     gc.collect()
     gc.freeze()
-    gc.set_threshold(5_000, 200, 100)
+    gc.set_threshold(5_000, 20, 1_000)
+
+    async def mailsift_collect_young() -> None:
+        while True:
+            await asyncio.sleep(YOUNG_COLLECTION_SECONDS)
+            gc.collect(0)
+
+    app.task(mailsift_collect_young)
 
 
 def dump_tasks_on_sigusr1() -> None:
@@ -112,7 +133,7 @@ def run_worker(settings: Settings, services_for: ServicesFactory, *,
     use_uvloop()
     dump_tasks_on_sigusr1()
     app = build_app(settings, services_for)
-    tune_gc()
+    tune_gc(app)
     logging.getLogger("faust").setLevel(loglevel.upper())
     # aiokafka logs every produce and fetch at DEBUG: unless asked for, never build those
     # records (they cost a few % of a busy worker's CPU)
