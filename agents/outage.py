@@ -32,7 +32,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Backoff", "is_transient", "retry_transient", "transient_errors", "event_faults"]
+__all__ = ["Backoff", "REDIS_BUSY_REPLIES", "is_transient", "retry_transient", "transient_errors",
+           "event_faults"]
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,37 @@ def event_faults() -> tuple[type[BaseException], ...]:
             errors.CorruptRecordException, errors.InvalidTopicError)
 
 
+#: error replies of a Redis that cannot serve right now: a script running too long, a
+#: replica not promoted yet, memory or disk full, a cluster failing over, loading its data
+REDIS_BUSY_REPLIES = frozenset({"BUSY", "MISCONF", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
+                                "NOREPLICAS", "LOADING", "READONLY", "OOM"})
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` means "try again later" rather than "this event is bad"."""
+    """True when ``exc`` means "try again later" rather than "this event is bad".
+
+    >>> from redis.exceptions import ReadOnlyError, ResponseError
+    >>> [is_transient(e) for e in (ReadOnlyError("You can't write against a read only "
+    ...     "replica."), ResponseError("BUSY Redis is busy running a script."),
+    ...     ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))]
+    [True, True, False]
+    """
     from aiokafka.errors import KafkaError
 
     if isinstance(exc, KafkaError):
         return bool(getattr(exc, "retriable", False)) or not isinstance(exc, event_faults())
-    return isinstance(exc, transient_errors())
+    return isinstance(exc, transient_errors()) or _redis_busy(exc)
+
+
+def _redis_busy(exc: BaseException) -> bool:
+    try:
+        import redis.exceptions
+    except ImportError:  # pragma: no cover
+        return False
+    if isinstance(exc, redis.exceptions.ReadOnlyError | redis.exceptions.OutOfMemoryError):
+        return True  # redis-py takes the code off these replies
+    return (isinstance(exc, redis.exceptions.ResponseError)
+            and str(exc).split(" ", 1)[0] in REDIS_BUSY_REPLIES)
 
 
 class Backoff:

@@ -11,14 +11,35 @@ from typing import Any, TypeVar
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import DataError, RedisError, ResponseError
 
-__all__ = ["UNAVAILABLE", "redis_client", "guarded", "as_int", "as_text"]
+from agents.outage import is_transient
+
+__all__ = ["UNAVAILABLE", "RedisRefused", "redis_client", "guarded", "refused", "as_int",
+           "as_text"]
 
 _T = TypeVar("_T")
 
 #: Errors that mean "Redis did not answer" (redis-py wraps socket errors, but be safe).
 UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+class RedisRefused(RuntimeError):
+    """Redis refused a command as it will every time (see :func:`refused`): the message
+    says which command and Redis's reply."""
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is a reply Redis gives every time: a script that fails, a key of
+    the wrong type, arguments it cannot take. Waiting it out would wait for good; an
+    outage (a dropped connection, a Redis loading or failing over) is not one.
+
+    >>> from redis.exceptions import ConnectionError, ReadOnlyError
+    >>> [refused(e) for e in (ResponseError("ERR user_script:9: bad argument"),
+    ...                       ReadOnlyError("replica"), ConnectionError("gone"))]
+    [True, False, False]
+    """
+    return isinstance(exc, ResponseError | DataError) and not is_transient(exc)
 
 
 def redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.Redis:

@@ -1,7 +1,8 @@
 """Global per-MX politeness in Redis: a :class:`checks.politeness.Politeness` whose
 connection slots and RCPT spacing hold across all workers. Time comes from Redis
 (``TIME``), never from the local clocks. If Redis is unreachable it waits and retries; it
-never skips a limit.
+never skips a limit. A reply Redis gives every time (a script that fails, a key of the
+wrong type) is raised as :class:`~sinks.redis_client.RedisRefused`, not waited for.
 
 Key layout (``prefix`` defaults to ``"mailsift:"``)::
 
@@ -38,9 +39,11 @@ from checks.politeness import (
     SharedClock,
 )
 from sinks.redis_client import UNAVAILABLE as _UNAVAILABLE
+from sinks.redis_client import RedisRefused as _RedisRefused
 from sinks.redis_client import ThrottledWarning as _ThrottledWarning
 from sinks.redis_client import as_int as _int
 from sinks.redis_client import guarded as _guarded
+from sinks.redis_client import refused as _refused
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -487,6 +490,11 @@ class RedisPoliteness:
                         args=[token, self._lease_ms, self.limits.get(mx_ip).max_connections,
                               self.worker_id])))
             except _UNAVAILABLE as exc:  # TimeoutError included
+                if _refused(exc):  # it will every time: the session goes, the slot too
+                    log.error("politeness: Redis refused to renew the lease on %s: %s; "
+                              "closing its session", key, exc)
+                    lease.mark_lost()
+                    return
                 self._warn("politeness: could not renew lease on %s: %s", key,
                            str(exc) or type(exc).__name__)
                 delay = min(0.2, self.renew_seconds)
@@ -565,7 +573,12 @@ class RedisPoliteness:
 
     async def _unavailable(self, what: str, mx_ip: str, exc: BaseException,
                            backoff: Backoff) -> None:
-        """Warn (throttled) and sleep the next of ``backoff``."""
+        """Warn (throttled) and sleep the next of ``backoff``; a reply Redis gives every
+        time is raised instead (:class:`~sinks.redis_client.RedisRefused`), so the
+        host's probes fail with it rather than wait for good."""
+        if _refused(exc):
+            raise _RedisRefused(f"Redis refused the politeness script for {what} of "
+                                f"{mx_ip}: {exc}") from None
         self._warn(
             "politeness: Redis unavailable for %s of %s, waiting and retrying: %s",
             what, mx_ip, exc,

@@ -26,7 +26,7 @@ from checks.dns import CachingResolver, DnsAnswer, NxDomain
 from checks.politeness import HostLimits, RcptPacing
 from mailsift.settings import Settings
 from sinks.memory_jobs import MemoryJobStore
-from sinks.redis_client import redis_client
+from sinks.redis_client import RedisRefused, redis_client
 from sinks.redis_dns_cache import RedisDnsCache
 from sinks.redis_jobs import RedisJobStore, nothing_to_rebuild
 from sinks.redis_politeness import RESERVE_LEAD, RcptReservation, RedisPoliteness
@@ -409,6 +409,33 @@ async def test_a_lease_not_renewed_in_time_drops_its_session_before_redis_drops_
         assert renewed - 0.25 < dropped[0] < renewed + 1.5 - 0.2
         assert dropped[0] < taken - 0.3
     assert await other.redis.zcard(other.conn_key(MX)) == 0
+
+
+async def test_a_reply_redis_gives_every_time_fails_at_once_with_one_clear_error(
+        clients: ClientFactory, prefix: str) -> None:
+    """A script Redis refuses (here: a key of the wrong type, as another program sharing
+    the prefix could leave) fails the same way every time: taken for an outage and
+    waited out, the host's probes waited for good. It is raised, naming the host; a
+    renewal Redis refuses drops the lease's session."""
+    p = RedisPoliteness(clients(), max_connections=1, rcpt_per_second=5,
+                        lease_seconds=1.5, renew_seconds=0.2, prefix=prefix)
+    await p.redis.rpush(p.rcpt_key(MX), "not a grid")
+    with pytest.raises(RedisRefused, match=f"for RCPT rate of {MX}: .*WRONGTYPE"):
+        await asyncio.wait_for(p.reserve_rcpts(MX, 1), 5)
+    dropped: list[float] = []
+    lease = p.connection(MX)
+    async with lease:
+        lease.watch(lambda: dropped.append(time.monotonic()))
+        await p.redis.delete(p.conn_key(MX))
+        await p.redis.set(p.conn_key(MX), "not a lease set")
+        async with asyncio.timeout(2):
+            while not dropped:
+                await asyncio.sleep(0.05)
+        assert lease.lost
+    with pytest.raises(RedisRefused, match=f"for connection slot of {MX}: .*WRONGTYPE"):
+        async with asyncio.timeout(5):
+            async with p.connection(MX):
+                pass
 
 
 async def test_idle_lease_key_expires(clients: ClientFactory, prefix: str) -> None:
