@@ -428,7 +428,9 @@ async def test_a_reply_redis_gives_every_time_fails_at_once_with_one_clear_error
         lease.watch(lambda: dropped.append(time.monotonic()))
         await p.redis.delete(p.conn_key(MX))
         await p.redis.set(p.conn_key(MX), "not a lease set")
-        async with asyncio.timeout(2):
+        # renewed every 0.2 s: dropped at the first refusal, not a second on, when a
+        # renewal waited out would give up on the lease as stale
+        async with asyncio.timeout(0.6):
             while not dropped:
                 await asyncio.sleep(0.05)
         assert lease.lost
