@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Sequence
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from checks.coalesce import CoalescingProber
 from checks.model import MxHost, MxResult, MxStatus, RcptResult, Reason
 from checks.probe import ProbeReport
+from tests.garbage import cyclic_garbage
 
 pytestmark = pytest.mark.asyncio
 
@@ -61,22 +61,14 @@ async def test_merged_probes_leave_no_cyclic_garbage() -> None:
     carried to the cyclic collector, whose pauses made RCPT permits late."""
     inner = SlowProber(seconds=0.01)
     prober = coalescing(inner, slots=1)
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with cyclic_garbage() as found:
         reports = await asyncio.gather(*(prober.probe(ROUTE, [f"u@d{i}.test"])
                                          for i in range(6)))
         await asyncio.sleep(0)  # the merged probes' tasks are done and discarded
         del reports
-        gc.collect()
-        left = [type(o).__name__ for o in gc.garbage
-                if isinstance(o, ProbeReport | RcptResult | asyncio.Future)
-                or type(o).__module__ == "checks.coalesce"]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+    left = [type(o).__name__ for o in found
+            if isinstance(o, ProbeReport | RcptResult | asyncio.Future)
+            or type(o).__module__ == "checks.coalesce"]
     assert [len(c[1]) for c in inner.calls] == [1, 5]  # a merged probe ran
     assert left == []
 

@@ -7,7 +7,6 @@ No test sends traffic anywhere but 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 import struct
 import time
@@ -44,6 +43,7 @@ from checks.dns import (
 from checks.model import MxHost, MxStatus
 from checks.mx import resolve_mx
 from checks.spf import lookup_spf
+from tests.garbage import cyclic_garbage
 
 # =========================================================================== caching
 
@@ -423,21 +423,13 @@ async def test_negative_answers_leave_no_cyclic_garbage(tiny_dns: TinyDns) -> No
         except (NxDomain, NoData):
             pass
 
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with cyclic_garbage() as found:
         for name, rdtype in names:
             await asyncio.gather(ask(name, rdtype), ask(name, rdtype))  # one waits
             await ask(name, rdtype)  # from the cache
         for name, rdtype in names:
             await ask(name, rdtype, other)  # from the shared cache
-        gc.collect()
-        errors = [o for o in gc.garbage if isinstance(o, BaseException)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+    errors = [o for o in found if isinstance(o, BaseException)]
     assert errors == []
 
 
