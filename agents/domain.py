@@ -9,13 +9,17 @@ its job asked not to wait, gets its ``unknown``/``probe_budget`` verdict at once
 The addresses of a stage batch are grouped by domain; each group joins its domain's next
 engine batch (:class:`~agents.batching.KeyedBatcher`, one batch per domain at a time).
 The results of a domain are produced as soon as that domain is done, so a slow domain
-holds back only its own verdicts. A task of an erased job is dropped, unprobed.
+holds back only its own verdicts. A task of an erased job is dropped, unprobed. A domain
+whose check fails for a reason other than an outage (a bug, a store refusing us) fails
+alone: its events are dead-lettered with the error (and get their final verdicts from the
+stage, ``unknown``/``check_failed``), unprobed again; the batch's other domains go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -23,6 +27,7 @@ from collections.abc import Sequence
 from agents.batching import KeyedBatcher
 from agents.erased import without_erased
 from agents.events import decode_each
+from agents.outage import is_transient
 from agents.ports import Done, Outcome, RawEvent, Record, Services
 from agents.verdicts import attempt_record, verdict_event
 from checks.budget import next_budget_day
@@ -31,6 +36,8 @@ from checks.model import AddressProblem, ParsedAddress, Reason, VerificationResu
 from schemas import AddressTask, verdict_key
 
 __all__ = ["DomainHandler"]
+
+log = logging.getLogger(__name__)
 
 #: the addresses of one domain in a stage batch: (event index, task, parsed address)
 _Group = list[tuple[int, AddressTask, ParsedAddress]]
@@ -85,6 +92,15 @@ class DomainHandler:
             while not finished.empty() or (left and not records):
                 group, future = await finished.get()
                 left -= 1
+                error = future.exception()
+                if error is not None and not is_transient(error):
+                    why = f"{type(error).__name__}: {error}"
+                    log.error("the check of domain %s failed (%d addresses): %s",
+                              group[0][2].ascii_domain, len(group), why)
+                    log.debug("the check's traceback", exc_info=error)
+                    for i, _, _ in group:
+                        outcomes[i] = why
+                    continue
                 for (i, task, _), result in zip(group, future.result(), strict=True):
                     records.append(self._record(task, result))
                     finished_events.append(i)

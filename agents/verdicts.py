@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
+from agents.ports import RawEvent, Record
+from checks.engine import failed_result
 from checks.model import VerificationResult, to_jsonable
 from checks.score import score
-from schemas import AddressTask, Submission, VerdictEvent
+from schemas import AddressTask, SchemaError, Submission, VerdictEvent, verdict_key
 from schemas.base import utc_now_iso
 
-__all__ = ["verdict_event", "evidence_with_attempts", "attempt_record", "WORKER_ID"]
+__all__ = ["verdict_event", "evidence_with_attempts", "attempt_record", "failed_verdicts",
+           "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -49,3 +53,24 @@ def attempt_record(attempt: int, result: VerificationResult) -> dict[str, Any]:
     code = smtp.reply.code if smtp is not None and smtp.reply is not None else None
     return {"attempt": attempt, "reason": result.reason.value, "smtp_code": code,
             "at": utc_now_iso()}
+
+
+def failed_verdicts(topic: str, failed: Sequence[tuple[RawEvent, str]]) -> list[Record]:
+    """The final verdicts (``unknown``/``check_failed``, the error in ``evidence.error``)
+    of the address tasks a stage could not handle (each dead-lettered with ``why``), so
+    their jobs complete. An event that is no task names no job it could complete: none.
+    """
+    records: list[Record] = []
+    for event, why in failed:
+        try:
+            task = AddressTask.decode(event.value)
+        except SchemaError:
+            continue
+        normalized = (task.address or {}).get("normalized")
+        result = failed_result(task.email, normalized if isinstance(normalized, str) else None,
+                               why)
+        verdict = verdict_event(task, result, dedupe_key=task.dedupe_key,
+                                attempt=task.attempt, source=task.source)
+        records.append(Record(topic, verdict_key(task.job_id, task.dedupe_key),
+                              verdict.dumps(), verdict=(verdict.verdict, verdict.reason)))
+    return records

@@ -61,7 +61,7 @@ from checks.ttlmap import TtlMap
 from checks.verdict import decide
 
 __all__ = ["Engine", "EngineObserver", "NullObserver", "DomainFacts", "syntax_result",
-           "suppressed_result", "budget_result"]
+           "suppressed_result", "budget_result", "failed_result"]
 
 _CATCH_ALL_KEY = "catchall:"
 
@@ -118,6 +118,20 @@ def suppressed_result(parsed: ParsedAddress, entry: str) -> VerificationResult:
         address=parsed.original, normalized=parsed.normalized, verdict=Verdict.UNKNOWN,
         reason=Reason.SUPPRESSED, temporary=False,
         evidence=Evidence(error=f"on the suppression list ({entry}): not checked"),
+    )
+
+
+def failed_result(address: str, normalized: str | None, error: str) -> VerificationResult:
+    """The final verdict for an address mailsift could not check (``error``: what failed,
+    a bug of ours or a store that refuses us): ``unknown``, so its job still completes.
+
+    >>> failed_result("a@b.test", "a@b.test", "RuntimeError: boom").reason
+    <Reason.CHECK_FAILED: 'check_failed'>
+    """
+    return VerificationResult(
+        address=address, normalized=normalized, verdict=Verdict.UNKNOWN,
+        reason=Reason.CHECK_FAILED, temporary=False,
+        evidence=Evidence(error=f"not checked: {error}"),
     )
 
 

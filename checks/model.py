@@ -62,6 +62,9 @@ class Reason(enum.StrEnum):
     SUPPRESSED = "suppressed"
     #: the daily probe budget of the domain or its MX host was spent: not asked today
     PROBE_BUDGET = "probe_budget"
+    #: mailsift could not check the address (a bug of ours, or a store refusing us): the
+    #: final verdict, so the job completes; the error is in the evidence and dead letters
+    CHECK_FAILED = "check_failed"
 
 
 PERMANENT_FAILURES = frozenset({
@@ -74,7 +77,7 @@ RISKY_REASONS = frozenset({
 INDETERMINATE = frozenset({
     Reason.TIMEOUT, Reason.CONNECTION_FAILED, Reason.BLOCKED, Reason.GREYLISTED,
     Reason.MX_NOT_ALLOWED, Reason.DNS_ERROR, Reason.SMTP_ERROR, Reason.SENDER_REJECTED,
-    Reason.SERVER_ERROR, Reason.SUPPRESSED, Reason.PROBE_BUDGET,
+    Reason.SERVER_ERROR, Reason.SUPPRESSED, Reason.PROBE_BUDGET, Reason.CHECK_FAILED,
 })
 #: outcomes worth asking again later (the pipeline re-queues them with a delay)
 TEMPORARY_REASONS = frozenset({

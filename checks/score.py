@@ -46,6 +46,7 @@ BASE: dict[Reason, int] = {
     Reason.SMTP_ERROR: 30, Reason.MX_NOT_ALLOWED: 30,
     Reason.SUPPRESSED: 0,  # the user said never to send there
     Reason.PROBE_BUDGET: 30,  # not asked (yet)
+    Reason.CHECK_FAILED: 30,  # not told (our failure)
 }
 
 

@@ -89,6 +89,7 @@ TABLE: tuple[Words, ...] = (
     _w(_R.SENDER_REJECTED, "unavailable_smtp", "unknown", "antispam_system", "unknown"),
     _w(_R.SUPPRESSED, "unexpected_error", "do_not_mail", "global_suppression", "unknown"),
     _w(_R.PROBE_BUDGET, "unavailable_smtp", "unknown", "exception_occurred", "unknown"),
+    _w(_R.CHECK_FAILED, "unexpected_error", "unknown", "exception_occurred", "unknown"),
 )
 _BY_REASON = {w.reason.value: w for w in TABLE}
 #: the words for a row whose reason is none of ours (an empty row, a newer producer's)

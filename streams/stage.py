@@ -10,7 +10,9 @@ Every agent of ``agents/`` is a :class:`~agents.ports.BatchHandler` run by :func
 * an event that is not what its topic promises gets a reason from the handler
   (:class:`~schemas.SchemaError` text) and goes to the dead-letter topic with it; a bug that
   raises is narrowed down to the one event at fault by handling the batch's events one at
-  a time, and only that event is dead-lettered; the stage goes on;
+  a time, and only that event is dead-lettered; the stage goes on. A stage whose events
+  belong to jobs gives each of those its final verdict as well (``settle``), so the job
+  still completes;
 * a failure of the infrastructure (Kafka, Redis, Postgres unreachable) is retried with
   backoff (:func:`agents.outage.retry_transient`), and the events stay unacked until it
   succeeds: nothing is lost, nothing skipped.
@@ -21,22 +23,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents.events import dead_letters
 from agents.logcontext import STAGE
 from agents.outage import retry_transient
-from agents.ports import BatchHandler, Done, Outcome, Publisher, RawEvent
+from agents.ports import BatchHandler, Done, Outcome, Publisher, RawEvent, Record
 from schemas import SchemaError
 from streams.ackwindow import OrderedAckWindow, Ticket
 
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
-__all__ = ["run_stage"]
+__all__ = ["run_stage", "Settle"]
 
 log = logging.getLogger(__name__)
+
+#: the records that account for events dead-lettered with their reasons (their verdicts)
+Settle = Callable[[Sequence[tuple[RawEvent, str]]], list[Record]]
 
 
 async def run_stage(
@@ -51,6 +56,7 @@ async def run_stage(
     metrics: WorkerMetrics | None = None,
     max_batch: int = 500,
     linger: float = 0.005,
+    settle: Settle | None = None,
 ) -> None:
     """Consume ``stream`` (a Faust stream) with ``handler`` until the stream ends.
 
@@ -97,6 +103,8 @@ async def run_stage(
                   if why is not None]
         if failed:
             records = dead_letters(dead_letter_topic, failed)
+            if settle is not None:
+                records += settle(failed)
             await retry_transient("dead-letter publish",
                                   lambda: publisher.publish_many(records))
         if metrics is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import tempfile
@@ -31,6 +32,7 @@ from agents.progress import ProgressHandler
 from agents.retry import RetryHandler
 from agents.sinks import BridgeHandler, PostgresSinkHandler
 from agents.topics import TopicNames
+from agents.verdicts import failed_verdicts
 from mailsift.settings import Settings
 from streams.ackwindow import OrderedAckWindow
 from streams.fastconsumer import install as install_fast_consumer
@@ -39,7 +41,7 @@ from streams.monitor import LeanMonitor
 from streams.publisher import FaustPublisher
 from streams.purge import purge_forever
 from streams.readiness import install_readiness
-from streams.stage import run_stage
+from streams.stage import Settle, run_stage
 from streams.worker import WorkerStartError
 
 __all__ = ["build_app"]
@@ -119,7 +121,7 @@ def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
                          key_serializer="raw", value_serializer="raw")
 
     def stage(name: str, channel: Any, handler: BatchHandler, max_in_flight: int, *,
-              linger: float = 0.005) -> None:
+              linger: float = 0.005, settle: Settle | None = None) -> None:
         window: OrderedAckWindow[Any] = OrderedAckWindow(max_in_flight,
                                                          lambda event: event.ack())
         windows.append(window)
@@ -129,7 +131,7 @@ def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
             await run_stage(stream, handler, publisher=services.publisher,
                             dead_letter_topic=names.dead_letters,
                             max_in_flight=max_in_flight, name=name, window=window,
-                            metrics=metrics, linger=linger)
+                            metrics=metrics, linger=linger, settle=settle)
 
         agent.__name__ = agent.__qualname__ = name.replace("-", "_")
         app.agent(channel, name=f"{settings.app_id}.{name}")(agent)
@@ -137,11 +139,14 @@ def build_app(settings: Settings, services_for: ServicesFactory) -> faust.App:
     in_flight = settings.max_in_flight
     stage("intake", topic(names.submissions, names.replays), IntakeHandler(services),
           in_flight)
-    stage("domain", topic(names.by_domain), DomainHandler(services), in_flight)
+    # an address task these stages cannot handle still gets its verdict: its job completes
+    tasks_settle = functools.partial(failed_verdicts, names.verdicts)
+    stage("domain", topic(names.by_domain), DomainHandler(services), in_flight,
+          settle=tasks_settle)
     retry = RetryHandler(services)
     for i, tier in enumerate(names.retries):
-        stage(f"retry-{i}", topic(tier), retry, in_flight)
-    stage("retry-budget", topic(names.budget_wait), retry, in_flight)
+        stage(f"retry-{i}", topic(tier), retry, in_flight, settle=tasks_settle)
+    stage("retry-budget", topic(names.budget_wait), retry, in_flight, settle=tasks_settle)
     # the sinks wait a little for fuller batches: fewer, bigger writes
     stage("progress", topic(names.verdicts, names.jobs), ProgressHandler(services), in_flight,
           linger=0.02)

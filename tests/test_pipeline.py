@@ -251,6 +251,52 @@ def test_malformed_events_go_to_dead_letters_and_worker_goes_on(
 
 
 
+def test_an_address_mailsift_cannot_check_gets_its_verdict_and_the_job_completes(
+        stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
+    """A store that refuses us every time (here: a key of the wrong type at notls.test's
+    MX host, as another program sharing the Redis prefix could leave) is no outage to wait
+    out: that domain's addresses are dead-lettered with the error and get their final
+    ``unknown``/``check_failed`` verdicts, so the job completes; the others are checked."""
+    import redis.asyncio as aioredis
+
+    env = pipeline_env(world)
+    settings = settings_for(env)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    failing = ["alice@notls.test", "bob@notls.test"]
+    try:
+        async def run() -> None:
+            client = aioredis.from_url(settings.redis_url)
+            try:
+                await client.set(f"{settings.redis_prefix}mx:127.0.1.16:conn", "not a lease")
+            finally:
+                await client.aclose()
+            names = await ensure_topics(settings)
+            job = await submit_job(settings, ["alice@ok.test", *failing])
+            outcome = await wait_for_job(settings, job, {dedupe_key(e) for e in
+                                                         ["alice@ok.test", *failing]},
+                                         timeout=90)
+            final = outcome.final_by_key()
+            got = {v.email: (v.verdict, v.reason, v.temporary) for v in final.values()}
+            assert got == {"alice@ok.test": ("deliverable", "ok", False),
+                           **{e: ("unknown", "check_failed", False) for e in failing}}
+            for e in failing:
+                error = str(final[dedupe_key(e)].evidence.get("error"))
+                assert "RedisRefused" in error and "WRONGTYPE" in error, error
+            completed = outcome.completed()
+            assert completed is not None and completed.counts == {"deliverable": 1,
+                                                                  "unknown": 2}
+            letters = [DeadLetter.decode(v) for _, _, _, v in
+                       await read_topic(settings, names.dead_letters)]
+            assert len(letters) == len(failing)
+            assert all(d.topic == names.by_domain and "WRONGTYPE" in d.error
+                       for d in letters), letters
+
+        asyncio.run(run())
+        assert worker.alive()
+    finally:
+        worker.stop()
+
+
 def test_replay_reverifies_from_the_submissions_topic(
         stack: Settings, world: WorldProcess, tmp_path: Path) -> None:
     env = pipeline_env(world)
