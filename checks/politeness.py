@@ -301,6 +301,11 @@ class Politeness(Protocol):
         """Seconds of the host's permit grid per RCPT (0 when RCPT is not limited)."""
         ...
 
+    def sharers(self, mx_ip: str) -> int:
+        """How many workers have work for the host lately, this one included (1: only
+        this one, or not known): the pool keeps to its share of the host's slots."""
+        ...
+
 
 @runtime_checkable
 class WatchedLease(Protocol):
@@ -309,13 +314,10 @@ class WatchedLease(Protocol):
 
     ``lost`` says so; ``watch(on_lost)`` has ``on_lost`` called at that moment (at once if
     it already happened), so the session holding the slot can be dropped before another
-    worker is given the slot. ``wanted`` says that another worker found every slot of the
-    host held (lately: as of the last renewal), so a pool that can spare the slot gives it
-    up.
+    worker is given the slot.
     """
 
     lost: bool
-    wanted: bool
 
     def watch(self, on_lost: Callable[[], None]) -> None: ...
 
@@ -336,6 +338,9 @@ class LocalPoliteness:
     def rcpt_group_size(self, mx_ip: str) -> int:
         pacing = self.limits.get(mx_ip).pacing
         return pacing.group_size if pacing is not None else 100
+
+    def sharers(self, mx_ip: str) -> int:
+        return 1  # one process
 
     def rcpt_interval(self, mx_ip: str) -> float:
         pacing = self.limits.get(mx_ip).pacing

@@ -12,11 +12,15 @@ Limits:
 * a host has at most ``max_connections`` sessions of this process, and each one holds a
   connection slot of the :class:`~checks.politeness.Politeness` policy (global across
   workers with the Redis implementation) for its whole life;
-* while another worker waits for a slot of the host (``wanted``,
-  :class:`~checks.politeness.WatchedLease`), a session given back is closed when this
-  process holds another one to the host, and otherwise waits ``wanted_idle_seconds`` (not
-  ``idle_seconds``) for the next group: the first worker to reach a host does not keep it
-  from the others for as long as it has work;
+* while other workers have work for the host too (:meth:`Politeness.sharers
+  <checks.politeness.Politeness.sharers>`), this process keeps to its share of the host's
+  slots (``max_connections`` divided among them, at least one): it opens no session
+  beyond it, and a session given back beyond it is closed. The first worker to reach a
+  host does not keep it from the others for as long as it has work, and workers that all
+  have work keep their sessions rather than hand slots to and fro (each hand-over is a
+  new connection and TLS handshake, and leaves the slot idle meanwhile). When more
+  workers have work than the host has slots, a session given back waits only
+  ``crowded_idle_seconds`` (not ``idle_seconds``) for the next group;
 * a server that answers ``421`` to a new connection while we hold others lowers the
   pool's limit for it to what it accepted, for ``backoff_min`` seconds;
 * a ``421`` to a new connection while we hold none (busy with other clients) is asked
@@ -65,8 +69,8 @@ class PoolConfig:
     max_connections: int = 2
     #: QUIT a session after this many seconds without work
     idle_seconds: float = 1.0
-    #: ... or after this many while another worker waits for a slot of its host
-    wanted_idle_seconds: float = 0.05
+    #: ... or after this many while more workers have work for its host than it has slots
+    crowded_idle_seconds: float = 0.05
     #: QUIT a session after this many MAIL transactions (servers limit them too)
     max_transactions: int = 100
     backoff_min: float = 30.0
@@ -126,11 +130,6 @@ class PooledSession:
         #: RCPT replies received on this connection
         self.rcpts = 0
         self.idle_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def wanted(self) -> bool:
-        """Another worker waits for a slot of the host (:class:`WatchedLease`)."""
-        return self._watched is not None and self._watched.wanted
 
     @property
     def slot_lost(self) -> bool:
@@ -254,6 +253,16 @@ class MxPool:
         state.rcpt_per_transaction = recipients if known is None else min(known, recipients)
         state.transaction_limit_until = self._clock() + self.config.learned_seconds
 
+    def share(self, ip: str) -> int:
+        """Sessions this process may hold to ``ip`` now: its limit, or, while other
+        workers have work for the host too, its share of the host's slots (at least one).
+        """
+        limit = self._host(ip).limit
+        sharers = self.politeness.sharers(ip)
+        if sharers <= 1:
+            return limit
+        return min(limit, max(1, self.max_connections(ip) // sharers))
+
     def open_sessions(self, ip: str) -> int:
         """Sessions of this process to ``ip`` (open or being opened)."""
         state = self._hosts.get(ip)
@@ -287,7 +296,7 @@ class MxPool:
                 ps.reused = True
                 self.stats.reused += 1
                 return ps
-            if state.count < state.limit:
+            if state.count < self.share(ip):
                 state.count += 1
                 state.opening += 1
                 try:
@@ -352,14 +361,15 @@ class MxPool:
     async def release(self, ps: PooledSession, *, reuse: bool) -> None:
         """Give a session back: kept for the next group when ``reuse``, else closed."""
         state = self._host(ps.ip)
-        wanted = ps.wanted
         if (reuse and not self._closed and not _lost(ps)
                 and ps.transactions < self.config.max_transactions
-                # another worker waits: our other open session goes on without this one
-                and not (wanted and state.count - state.opening > 1)):
+                # other workers have work for the host: beyond our share, it is theirs
+                # (one being opened meanwhile gives up its wait and takes this one)
+                and state.count - state.opening <= self.share(ps.ip)):
+            crowded = self.politeness.sharers(ps.ip) > self.max_connections(ps.ip)
             state.idle.append(ps)
             ps.idle_timer = asyncio.get_running_loop().call_later(
-                self.config.wanted_idle_seconds if wanted else self.config.idle_seconds,
+                self.config.crowded_idle_seconds if crowded else self.config.idle_seconds,
                 self._expire, ps)
             self._wake(state)
             return
@@ -398,8 +408,9 @@ class MxPool:
     async def _lease(self, ip: str, state: _Host) -> AbstractAsyncContextManager[None] | None:
         """A connection slot of ``ip`` (entered), or None when a session of this process to
         ``ip`` was given back while the slot was waited for (all slots held: by this
-        process and others). The caller then takes that session: a new connection would
-        wait for the slot it holds, and the host's work is done meanwhile."""
+        process and others), or this process's share of the host's slots shrank to what
+        it holds. The caller then takes its own session: a new connection would wait for
+        the slot it holds, and the host's work is done meanwhile."""
         lease = self.politeness.connection(ip)
         entering = asyncio.ensure_future(lease.__aenter__())
 
@@ -419,7 +430,9 @@ class MxPool:
                 finally:
                     if waiter in state.waiters:
                         state.waiters.remove(waiter)
-                if not entering.done() and state.idle:
+                # one of ours came back, or our share shrank (another worker has work for
+                # the host now): what this process holds will do
+                if not entering.done() and (state.idle or state.count > self.share(ip)):
                     give_up()
                     return None
         except BaseException:

@@ -7,7 +7,7 @@ wrong type) is raised as :class:`~sinks.redis_client.RedisRefused`, not waited f
 Key layout (``prefix`` defaults to ``"mailsift:"``)::
 
     {prefix}mx:{ip}:conn               zset    lease token -> lease expiry (ms, Redis time)
-    {prefix}mx:{ip}:want               string  a worker that found every slot held (its id)
+    {prefix}mx:{ip}:sharers            zset    worker id -> until when it has work for the host
     {prefix}mx:leases-settled          string  when held leases had time to re-register
     {prefix}mx:{ip}:rcpt               string  next free RCPT permit time (µs, Redis time)
 
@@ -51,10 +51,11 @@ _T = TypeVar("_T")
 __all__ = ["RESERVE_LEAD", "RcptReservation", "RedisPoliteness"]
 
 
-# KEYS[1] = lease zset, KEYS[2] = the leases' marker, KEYS[3] = the host's want mark;
-# ARGV = max, token, lease_ms, grace_ms, worker id, want_ms (0: leave no mark).
-# Returns 1 (taken), 0 (full: the want mark is set to this worker), or minus the ms to wait
-# while the held leases re-register.
+# KEYS[1] = lease zset, KEYS[2] = the leases' marker, KEYS[3] = the host's sharers;
+# ARGV = max, token, lease_ms, grace_ms, worker id, sharer_ms.
+# Returns 1 (taken) or 0 (full), plus 10 times the workers with work for the host (this
+# one counted for sharer_ms from now); or minus the ms to wait while the held leases
+# re-register.
 _ACQUIRE_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -67,21 +68,22 @@ if not settled then
   redis.call('SET', KEYS[2], string.format('%.0f', settled))
 end
 if settled > now then return now - settled end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
+local sharers = 10 * redis.call('ZCARD', KEYS[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  if tonumber(ARGV[6]) > 0 then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
-  return 0
-end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return sharers end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
-if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
-return 1
+return 1 + sharers
 """
 
-# KEYS[1] = lease zset, KEYS[2] = the host's want mark; ARGV = token, lease_ms, max, worker
-# id. Extends a held lease (1); puts back one that vanished (Redis lost it) while there is
-# room (2); 0 if it cannot be held. Plus 10 when another worker waits for a slot.
+# KEYS[1] = lease zset, KEYS[2] = the host's sharers; ARGV = token, lease_ms, max, worker
+# id, sharer_ms. Extends a held lease (1); puts back one that vanished (Redis lost it)
+# while there is room (2); 0 if it cannot be held. Plus 10 times the workers with work for
+# the host (this one counted for sharer_ms from now).
 _RENEW_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -95,9 +97,10 @@ end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
-local want = redis.call('GET', KEYS[2])
-if want and want ~= ARGV[4] then kept = kept + 10 end
-return kept
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return kept + 10 * redis.call('ZCARD', KEYS[2])
 """
 
 # The permit grid of checks.politeness.RcptPacing, in Redis time (RcptPacing.take is the
@@ -191,8 +194,6 @@ class _Lease:
         #: the slot may be someone else's now: Redis lost the lease and had no room to
         #: put it back, or renewals failed until shortly before Redis would drop it
         self.lost = False
-        #: another worker found every slot of the host held (as of the last renewal)
-        self.wanted = False
         self._on_lost: Callable[[], None] | None = None
 
     def watch(self, on_lost: Callable[[], None]) -> None:
@@ -217,7 +218,6 @@ class _Lease:
         self._owner._held[self._mx_ip] += 1
         # pooled sessions live as long as their host has work: keep the lease alive
         self.lost = False
-        self.wanted = False
         self._renewal = asyncio.ensure_future(
             self._owner._renew(self._mx_ip, self._token, self, valid_until))
 
@@ -235,9 +235,11 @@ class _Lease:
         if token is not None:
             held = self._owner._held
             held[self._mx_ip] -= 1
-            if not held[self._mx_ip]:
+            last = not held[self._mx_ip]
+            if last:  # no longer a sharer of the host (until it asks again)
                 del held[self._mx_ip]
-            await self._owner._release(self._mx_ip, token)
+                self._owner._sharers.pop(self._mx_ip, None)
+            await self._owner._release(self._mx_ip, token, last=last)
 
 
 class RedisPoliteness:
@@ -256,13 +258,14 @@ class RedisPoliteness:
     lease is given for twice that, while the held ones put themselves back: no host ever
     sees more than its limit from us.
 
-    *Sharing a host*: a worker that finds every slot of a host held, and holds none of
-    them, leaves a want mark (``mx:{ip}:want``, its id, for a renewal period and a half,
-    kept by its polls), and
-    each renewal of another worker's lease on the host tells that lease it is ``wanted``
-    (:class:`~checks.politeness.WatchedLease`). The pool then gives up what it does not
-    need (:class:`checks.pool.MxPool`), so the first worker to reach a host does not keep
-    it from the others for as long as it has work. Taking a slot clears one's own mark.
+    *Sharing a host*: a worker that asks for a slot of a host, or renews one, counts
+    among the host's sharers (``mx:{ip}:sharers``, its id, for three renewal periods);
+    giving back its last slot of the host takes it off. Each of those scripts answers how
+    many workers share the host, and :meth:`sharers` says what this worker last heard, so
+    its pool keeps to its share of the host's slots (:class:`checks.pool.MxPool`): the
+    first worker to reach a host does not keep it from the others for as long as it has
+    work, and two workers that both have work keep one session each rather than hand the
+    slots to and fro.
 
     *RCPT rate*: the evenly spaced permits of :class:`checks.politeness.RcptPacing` per
     MX IP, in Redis time, shared by all workers: a "next free permit" time that each
@@ -302,13 +305,14 @@ class RedisPoliteness:
         #: a lease not renewed until this long before it would expire is given up
         self._lost_margin = min(1.0, self.lease_seconds / 3)
         self.leases_key = f"{prefix}mx:leases-settled"
-        #: this worker, in the want marks
+        #: this worker, among the hosts' sharers
         self.worker_id = uuid.uuid4().hex
-        #: a want mark outlives the polls that renew it until the next lease renewal of
-        #: every holder has seen it
-        self._want_ms = math.ceil(1000 * (self.renew_seconds + 0.5))
+        #: a sharer outlives a renewal that comes late (a busy loop) twice over
+        self._sharer_ms = math.ceil(3000 * self.renew_seconds)
         #: leases this worker holds, per host
         self._held: defaultdict[str, int] = defaultdict(int)
+        #: the workers with work for a host, as this one last heard (hosts it asked for)
+        self._sharers: dict[str, int] = {}
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._rcpt_script = redis.register_script(_RCPT_LUA)
         self._renew_script = redis.register_script(_RENEW_LUA)
@@ -329,9 +333,15 @@ class RedisPoliteness:
         """The sorted set of connection leases of ``mx_ip``."""
         return f"{self.prefix}mx:{mx_ip}:conn"
 
-    def want_key(self, mx_ip: str) -> str:
-        """The mark a worker leaves when it found every slot of ``mx_ip`` held."""
-        return f"{self.prefix}mx:{mx_ip}:want"
+    def sharers_key(self, mx_ip: str) -> str:
+        """The workers with work for ``mx_ip`` lately (the ones asking for or holding a
+        slot of it)."""
+        return f"{self.prefix}mx:{mx_ip}:sharers"
+
+    def sharers(self, mx_ip: str) -> int:
+        """How many workers have work for ``mx_ip``, this one included, as of this
+        worker's last request for a slot of it or renewal of one (1 when not known)."""
+        return self._sharers.get(mx_ip, 1)
 
     def rcpt_key(self, mx_ip: str) -> str:
         """The next-free-RCPT-permit key of ``mx_ip``."""
@@ -486,9 +496,9 @@ class RedisPoliteness:
                 # worker, or a Redis pausing to fork, is not a loss
                 async with asyncio.timeout(stale_at - sent):
                     kept = _int(await _guarded(self._renew_script(
-                        keys=[key, self.want_key(mx_ip)],
+                        keys=[key, self.sharers_key(mx_ip)],
                         args=[token, self._lease_ms, self.limits.get(mx_ip).max_connections,
-                              self.worker_id])))
+                              self.worker_id, self._sharer_ms])))
             except _UNAVAILABLE as exc:  # TimeoutError included
                 if _refused(exc):  # it will every time: the session goes, the slot too
                     log.error("politeness: Redis refused to renew the lease on %s: %s; "
@@ -503,7 +513,7 @@ class RedisPoliteness:
                 lease.mark_lost()
                 log.warning("politeness: the lease on %s was lost; closing its session", key)
                 return
-            lease.wanted, kept = kept >= 10, kept % 10
+            self._sharers[mx_ip], kept = divmod(kept, 10)
             if kept == 2:
                 self._warn("politeness: Redis had lost the lease on %s; registered it again",
                            key)
@@ -522,22 +532,20 @@ class RedisPoliteness:
                 sent = loop.time()
                 try:
                     got = _int(await _guarded(self._acquire_script(
-                        keys=[key, self.leases_key, self.want_key(mx_ip)],
+                        keys=[key, self.leases_key, self.sharers_key(mx_ip)],
                         args=[self.limits.get(mx_ip).max_connections, token,
                               self._lease_ms, self._grace_ms, self.worker_id,
-                              # a worker with a session to the host already waits unmarked:
-                              # each one with work gets a slot, and none takes two back
-                              0 if self._held.get(mx_ip) else self._want_ms]
-                    )))
+                              self._sharer_ms])))
                 except _UNAVAILABLE as exc:
                     await self._unavailable("connection slot", mx_ip, exc, backoff)
                     continue
                 backoff.reset()
-                if got == 1:
-                    return token, sent + self.lease_seconds
                 if got < 0:  # the held leases are re-registering (Redis lost them)
                     await asyncio.sleep(min(1.0, -got / 1000))
                     continue
+                self._sharers[mx_ip], got = divmod(got, 10)
+                if got == 1:
+                    return token, sent + self.lease_seconds
                 await asyncio.sleep(random.uniform(self.poll_min, self.poll_max))
         except BaseException:
             # Cancelled (or failed) while a script may have run on the server: the lease
@@ -545,19 +553,28 @@ class RedisPoliteness:
             await self._release(mx_ip, token)
             raise
 
-    async def _release(self, mx_ip: str, token: str) -> None:
-        """Remove the lease ``token``; survives a second cancellation of the caller."""
-        task = asyncio.ensure_future(self._remove(self.conn_key(mx_ip), token))
+    async def _release(self, mx_ip: str, token: str, *, last: bool = False) -> None:
+        """Remove the lease ``token`` (and, when it is this worker's ``last`` of the host,
+        this worker from the host's sharers); survives a second cancellation of the
+        caller."""
+        task = asyncio.ensure_future(self._remove(mx_ip, token, last=last))
         # keep a reference: if the caller is cancelled again, the shielded removal goes
         # on in the background and must not be garbage-collected meanwhile
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         await asyncio.shield(task)
 
-    async def _remove(self, key: str, token: str) -> None:
+    async def _remove(self, mx_ip: str, token: str, *, last: bool) -> None:
+        key = self.conn_key(mx_ip)
         for attempt in range(3):
             try:
-                await self.redis.zrem(key, token)
+                if last:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        pipe.zrem(key, token)
+                        pipe.zrem(self.sharers_key(mx_ip), self.worker_id)
+                        await pipe.execute()
+                else:
+                    await self.redis.zrem(key, token)
                 return
             except _UNAVAILABLE as exc:
                 if attempt == 2:

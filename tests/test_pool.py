@@ -186,7 +186,6 @@ class LosableLease:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.lost = False
-        self.wanted = False
         self._on_lost: Any = None
 
     async def __aenter__(self) -> None:
@@ -335,37 +334,76 @@ async def test_a_group_waiting_for_a_slot_takes_our_session_when_it_comes_back()
     await p.pool.aclose()
 
 
-class WantedPoliteness(LosingPoliteness):
-    """Leases that say another worker waits for the host (Redis tells it at renewal)."""
+class SharedPoliteness(LosingPoliteness):
+    """Says how many workers have work for every host (Redis tells it at each request
+    for a slot and each renewal)."""
 
-    def connection(self, mx_ip: str) -> Any:
-        lease = super().connection(mx_ip)
-        lease.wanted = True
-        return lease
+    def __init__(self) -> None:
+        super().__init__()
+        self.workers = 2
+
+    def sharers(self, mx_ip: str) -> int:
+        return self.workers
 
 
 @pytest.mark.asyncio
-async def test_a_host_another_worker_waits_for_is_not_kept_for_longer_than_needed() -> None:
-    """Another worker waits for the host: of two sessions, the one given back first is
-    closed (the other goes on), and the last one waits only ``wanted_idle_seconds``
-    for the next group instead of ``idle_seconds``."""
+async def test_a_pool_keeps_to_its_share_of_a_host_other_workers_have_work_for() -> None:
+    """Two workers with work for a host of two slots: this one opens one session, and
+    its groups take turns on it (no second connection to hand back and forth). More
+    workers than slots: a session given back waits only ``crowded_idle_seconds`` for the
+    next group. Alone again: both slots, each kept ``idle_seconds``."""
     server = FakeServer()
     conn = FakeConnector({"127.0.0.1": server})
-    politeness = WantedPoliteness()
+    politeness = SharedPoliteness()
     pool = MxPool(conn, politeness, PoolConfig(max_connections=2, idle_seconds=5.0,
-                                               wanted_idle_seconds=0.05))
-    a, b = await asyncio.gather(pool.acquire("mx", "127.0.0.1"),
-                                pool.acquire("mx", "127.0.0.1"))
+                                               crowded_idle_seconds=0.05))
+    a = await pool.acquire("mx", "127.0.0.1")
+    second = asyncio.ensure_future(pool.acquire("mx", "127.0.0.1"))
+    await asyncio.sleep(0.05)
+    assert not second.done() and pool.open_sessions("127.0.0.1") == 1
     await pool.release(a, reuse=True)
-    assert pool.open_sessions("127.0.0.1") == 1 and server.log.count("QUIT") == 1
+    b = await asyncio.wait_for(second, 1)
+    assert b is a and server.sessions == 1
     await pool.release(b, reuse=True)
-    assert pool.open_sessions("127.0.0.1") == 1  # kept for a moment ...
     await asyncio.sleep(0.15)
-    assert pool.open_sessions("127.0.0.1") == 0 and server.open == 0  # ... not 5 s
-    c, d = await asyncio.gather(pool.acquire("mx", "127.0.0.1"),
-                                pool.acquire("mx", "127.0.0.1"))
-    politeness.leases[-1].wanted = politeness.leases[-2].wanted = False
+    assert pool.open_sessions("127.0.0.1") == 1  # its share: kept for idle_seconds
+    politeness.workers = 3
+    c = await pool.acquire("mx", "127.0.0.1")
     await pool.release(c, reuse=True)
+    await asyncio.sleep(0.15)
+    assert pool.open_sessions("127.0.0.1") == 0 and server.open == 0  # not 5 s
+    politeness.workers = 1
+    d, e = await asyncio.gather(pool.acquire("mx", "127.0.0.1"),
+                                pool.acquire("mx", "127.0.0.1"))
+    assert pool.open_sessions("127.0.0.1") == 2
+    politeness.workers = 2  # another worker came: of two, the first given back goes
     await pool.release(d, reuse=True)
-    assert pool.open_sessions("127.0.0.1") == 2  # nobody waits: both are kept
+    assert pool.open_sessions("127.0.0.1") == 1 and server.log.count("QUIT") == 2
+    await pool.release(e, reuse=True)
+    assert pool.open_sessions("127.0.0.1") == 1
+    await pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_wait_for_a_slot_ends_when_the_share_shrinks_to_what_the_pool_holds(
+        ) -> None:
+    """A group waiting for a second slot (every one held) while another worker comes to
+    have work for the host takes this process's own session when it comes back, rather
+    than wait on for the slot that is the other worker's share."""
+    server = FakeServer()
+    conn = FakeConnector({"127.0.0.1": server})
+    politeness = SharedPoliteness()
+    politeness.workers = 1
+    pool = MxPool(conn, politeness, PoolConfig(max_connections=2, idle_seconds=5.0))
+    other = politeness.connection("127.0.0.1")  # another worker's slot
+    await other.__aenter__()
+    a = await pool.acquire("mx", "127.0.0.1")
+    waiting = asyncio.ensure_future(pool.acquire("mx", "127.0.0.1"))
+    await asyncio.sleep(0.05)
+    politeness.workers = 2
+    await pool.release(a, reuse=True)
+    b = await asyncio.wait_for(waiting, 2)
+    assert b is a and server.sessions == 1
+    await pool.release(b, reuse=True)
+    await other.__aexit__(None, None, None)
     await pool.aclose()

@@ -328,11 +328,12 @@ async def test_lease_of_crashed_holder_expires(clients: ClientFactory, prefix: s
     assert await other.redis.zcard(other.conn_key(MX)) == 0
 
 
-async def test_a_lease_learns_at_renewal_that_another_worker_waits_for_its_host(
+async def test_workers_learn_how_many_have_work_for_a_host(
         clients: ClientFactory, prefix: str) -> None:
-    """One worker holds both slots of a host; another asks for one and finds none. The
-    holder's leases say so (``wanted``) from their next renewal, and no longer once the
-    other worker got a slot. A worker that holds a slot of the host waits unmarked."""
+    """One worker holds both slots of a host; another asks for one and finds none. Both
+    count as sharers of the host from then on: the holder hears it at its next renewal,
+    the other at once. Giving back its last slot of the host takes a worker off; one that
+    stopped asking or renewing drops off by itself."""
     one = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
                           renew_seconds=0.1, prefix=prefix)
     two = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
@@ -340,20 +341,25 @@ async def test_a_lease_learns_at_renewal_that_another_worker_waits_for_its_host(
     first, second = one.connection(MX), one.connection(MX)
     async with first:
         async with second:
-            with pytest.raises(TimeoutError):  # it has sessions to the host: no mark
-                await asyncio.wait_for(one.connection(MX).__aenter__(), 0.15)
-            assert not await one.redis.exists(one.want_key(MX))
             await asyncio.sleep(0.25)
-            assert not first.wanted and not second.wanted
+            assert one.sharers(MX) == 1 and two.sharers(MX) == 1
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(two.connection(MX).__aenter__(), 0.15)
+            assert two.sharers(MX) == 2
             await asyncio.sleep(0.25)
-            assert first.wanted and second.wanted
+            assert one.sharers(MX) == 2
+            # two stopped asking: it is forgotten three renewal periods after it asked
+            await asyncio.sleep(0.3)
+            assert one.sharers(MX) == 1
         async with asyncio.timeout(2):
-            async with two.connection(MX):  # it got one: its mark is gone
-                assert not await one.redis.exists(one.want_key(MX))
+            async with two.connection(MX):
+                assert two.sharers(MX) == 2
                 await asyncio.sleep(0.25)
-                assert not first.wanted
+                assert one.sharers(MX) == 2
+            await asyncio.sleep(0.15)  # two gave back its last slot: at once, not in 0.3 s
+            assert one.sharers(MX) == 1
+    assert await one.redis.zrange(one.sharers_key(MX), 0, -1) == []
+    assert one.sharers(MX) == 1  # not known any more: it holds no slot of the host
 
 
 async def test_leases_redis_lost_are_put_back_before_any_new_one(
