@@ -131,7 +131,7 @@ def failed_result(address: str, normalized: str | None, error: str) -> Verificat
     return VerificationResult(
         address=address, normalized=normalized, verdict=Verdict.UNKNOWN,
         reason=Reason.CHECK_FAILED, temporary=False,
-        evidence=Evidence(error=f"not checked: {error}"),
+        evidence=Evidence(error=f"not checked: {error}"[:2000]),  # as in dead letters
     )
 
 

@@ -14,7 +14,7 @@ Limits:
   workers with the Redis implementation) for its whole life;
 * while other workers have work for the host too (:meth:`Politeness.sharers
   <checks.politeness.Politeness.sharers>`), this process keeps to its share of the host's
-  slots (``max_connections`` divided among them, at least one): it opens no session
+  slots (``max_connections`` divided among them, rounded up): it opens no session
   beyond it, and a session given back beyond it is closed. The first worker to reach a
   host does not keep it from the others for as long as it has work, and workers that all
   have work keep their sessions rather than hand slots to and fro (each hand-over is a
@@ -152,6 +152,7 @@ class _Host:
     idle: list[PooledSession] = field(default_factory=list)
     count: int = 0  # sessions open or being opened
     opening: int = 0  # of them, being opened
+    leasing: int = 0  # of those, still waiting for their connection slot
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     failures: int = 0
     down_until: float = 0.0
@@ -261,7 +262,9 @@ class MxPool:
         sharers = self.politeness.sharers(ip)
         if sharers <= 1:
             return limit
-        return min(limit, max(1, self.max_connections(ip) // sharers))
+        # rounded up: no slot left unused (3 slots, 2 workers: 2 each, and the shared
+        # limit keeps the second one's second session waiting)
+        return min(limit, -(-self.max_connections(ip) // sharers))
 
     def open_sessions(self, ip: str) -> int:
         """Sessions of this process to ``ip`` (open or being opened)."""
@@ -300,7 +303,11 @@ class MxPool:
                 state.count += 1
                 state.opening += 1
                 try:
-                    lease = await self._lease(ip, state)
+                    state.leasing += 1
+                    try:
+                        lease = await self._lease(ip, state)
+                    finally:
+                        state.leasing -= 1
                     if lease is None:  # one of our sessions came back meanwhile: take it
                         state.count -= 1
                         continue
@@ -364,8 +371,8 @@ class MxPool:
         if (reuse and not self._closed and not _lost(ps)
                 and ps.transactions < self.config.max_transactions
                 # other workers have work for the host: beyond our share, it is theirs
-                # (one being opened meanwhile gives up its wait and takes this one)
-                and state.count - state.opening <= self.share(ps.ip)):
+                # (one still waiting for a slot meanwhile gives that up and takes this one)
+                and state.count - state.leasing <= self.share(ps.ip)):
             crowded = self.politeness.sharers(ps.ip) > self.max_connections(ps.ip)
             state.idle.append(ps)
             ps.idle_timer = asyncio.get_running_loop().call_later(

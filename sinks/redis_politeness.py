@@ -70,7 +70,8 @@ end
 if settled > now then return now - settled end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[5])
-redis.call('PEXPIRE', KEYS[3], ARGV[6])
+local latest = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[3], string.format('%.0f', tonumber(latest[2])))
 local sharers = 10 * redis.call('ZCARD', KEYS[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return sharers end
@@ -99,7 +100,8 @@ local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2])))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
+local latest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], string.format('%.0f', tonumber(latest[2])))
 return kept + 10 * redis.call('ZCARD', KEYS[2])
 """
 
@@ -549,8 +551,12 @@ class RedisPoliteness:
                 await asyncio.sleep(random.uniform(self.poll_min, self.poll_max))
         except BaseException:
             # Cancelled (or failed) while a script may have run on the server: the lease
-            # could exist without us knowing, so remove it rather than leak a slot.
-            await self._release(mx_ip, token)
+            # could exist without us knowing, so remove it rather than leak a slot. A
+            # worker that holds no slot of the host is no longer one of its sharers.
+            last = not self._held.get(mx_ip)
+            if last:
+                self._sharers.pop(mx_ip, None)
+            await self._release(mx_ip, token, last=last)
             raise
 
     async def _release(self, mx_ip: str, token: str, *, last: bool = False) -> None:

@@ -91,6 +91,16 @@ async def run_stage(
         # narrow it down: each event alone, in order, so only the one at fault is dropped
         return [(await handle([event], None))[0] for event in events]
 
+    async def settle_failed(failed: Sequence[tuple[RawEvent, str]]) -> None:
+        assert settle is not None
+        try:
+            records = settle(failed)
+            await retry_transient("verdicts of dead letters",
+                                  lambda: publisher.publish_many(records))
+        except Exception as exc:  # noqa: BLE001 - their dead letters are out: go on
+            log.error("%s: %d dead-lettered events got no verdict: %s: %s", name,
+                      len(failed), type(exc).__name__, exc)
+
     async def process(batch: list[tuple[RawEvent, Ticket, float]]) -> None:
         events = [event for event, _, _ in batch]
 
@@ -103,10 +113,10 @@ async def run_stage(
                   if why is not None]
         if failed:
             records = dead_letters(dead_letter_topic, failed)
-            if settle is not None:
-                records += settle(failed)
             await retry_transient("dead-letter publish",
                                   lambda: publisher.publish_many(records))
+            if settle is not None:
+                await settle_failed(failed)
         if metrics is not None:
             now = time.monotonic()
             metrics.stage_handled_many(name, [now - admitted for _, _, admitted in batch])

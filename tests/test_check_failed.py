@@ -140,3 +140,32 @@ async def test_only_an_address_task_gets_a_verdict() -> None:
         names.verdicts, "dan@ok.test", "check_failed")
     assert record.verdict == ("unknown", "check_failed")
 
+
+
+async def test_a_verdict_that_cannot_be_given_does_not_hold_the_stage(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The dead letters go out first; a failure to give their verdicts is one error
+    line, and the stage's events are acked all the same (its window does not stall)."""
+    settings = _settings()
+    names = TopicNames.from_settings(settings)
+    recorder = Recorder()
+    engine = FailingEngine(Refused("WRONGTYPE"))
+    handler = DomainHandler(Services(settings, names, engine, MemoryJobStore(), recorder))
+    acked: list[int] = []
+    stream = FakeStream([FakeEvent(FakeMessage(i, _task(e), topic=names.by_domain), acked)
+                         for i, e in enumerate(EMAILS)])
+
+    def settle(failed: object) -> list[Any]:
+        raise ValueError("no verdict for you")
+
+    await run_stage(stream, handler, publisher=recorder,
+                    dead_letter_topic=names.dead_letters, max_in_flight=10, name="domain",
+                    linger=0.001, settle=settle)
+    for _ in range(200):
+        if len(acked) == len(EMAILS):
+            break
+        await asyncio.sleep(0.01)
+    assert acked == [0, 1, 2]
+    assert [t for t, _ in recorder.sent].count(names.dead_letters) == 2
+    assert "2 dead-lettered events got no verdict: ValueError: no verdict for you" in (
+        caplog.text)

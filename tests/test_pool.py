@@ -388,8 +388,9 @@ async def test_a_pool_keeps_to_its_share_of_a_host_other_workers_have_work_for()
 async def test_a_wait_for_a_slot_ends_when_the_share_shrinks_to_what_the_pool_holds(
         ) -> None:
     """A group waiting for a second slot (every one held) while another worker comes to
-    have work for the host takes this process's own session when it comes back, rather
-    than wait on for the slot that is the other worker's share."""
+    have work for the host stops waiting for the slot that is the other worker's share:
+    when that slot comes free, no second session is opened; the group takes this
+    process's own session when it comes back."""
     server = FakeServer()
     conn = FakeConnector({"127.0.0.1": server})
     politeness = SharedPoliteness()
@@ -401,9 +402,26 @@ async def test_a_wait_for_a_slot_ends_when_the_share_shrinks_to_what_the_pool_ho
     waiting = asyncio.ensure_future(pool.acquire("mx", "127.0.0.1"))
     await asyncio.sleep(0.05)
     politeness.workers = 2
+    await asyncio.sleep(1.1)  # a waiter looks at its host again within a second
+    await other.__aexit__(None, None, None)  # the other worker's slot comes free
+    await asyncio.sleep(0.1)
+    assert not waiting.done() and server.sessions == 1
     await pool.release(a, reuse=True)
-    b = await asyncio.wait_for(waiting, 2)
+    b = await asyncio.wait_for(waiting, 1)
     assert b is a and server.sessions == 1
     await pool.release(b, reuse=True)
-    await other.__aexit__(None, None, None)
+    await pool.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_share_is_rounded_up_so_no_slot_stays_unused() -> None:
+    """Three slots, two workers with work: two sessions each may be asked for (the
+    shared limit holds the total at three)."""
+    server = FakeServer()
+    conn = FakeConnector({"127.0.0.1": server})
+    politeness = SharedPoliteness()
+    pool = MxPool(conn, politeness, PoolConfig(max_connections=3, idle_seconds=5.0))
+    assert pool.share("127.0.0.1") == 2
+    politeness.workers = 4
+    assert pool.share("127.0.0.1") == 1
     await pool.aclose()

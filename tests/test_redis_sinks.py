@@ -332,8 +332,8 @@ async def test_workers_learn_how_many_have_work_for_a_host(
         clients: ClientFactory, prefix: str) -> None:
     """One worker holds both slots of a host; another asks for one and finds none. Both
     count as sharers of the host from then on: the holder hears it at its next renewal,
-    the other at once. Giving back its last slot of the host takes a worker off; one that
-    stopped asking or renewing drops off by itself."""
+    the other at once. Giving up the wait, or giving back its last slot of the host,
+    takes a worker off at once; one that died drops off by itself."""
     one = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
                           renew_seconds=0.1, prefix=prefix)
     two = RedisPoliteness(clients(), max_connections=2, rcpt_per_second=100,
@@ -343,13 +343,24 @@ async def test_workers_learn_how_many_have_work_for_a_host(
         async with second:
             await asyncio.sleep(0.25)
             assert one.sharers(MX) == 1 and two.sharers(MX) == 1
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(two.connection(MX).__aenter__(), 0.15)
+            waiting = asyncio.ensure_future(two.connection(MX).__aenter__())
+            await asyncio.sleep(0.1)
             assert two.sharers(MX) == 2
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.15)
             assert one.sharers(MX) == 2
-            # two stopped asking: it is forgotten three renewal periods after it asked
-            await asyncio.sleep(0.3)
+            waiting.cancel()  # it gave up: off at once, not when its entry expires
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert two.sharers(MX) == 1
+            await asyncio.sleep(0.15)
+            assert one.sharers(MX) == 1
+            # a worker that died while it waited: forgotten three renewal periods on
+            seconds, micros = await one.redis.time()
+            await one.redis.zadd(one.sharers_key(MX),
+                                 {"dead": seconds * 1000 + micros // 1000 + 300})
+            await asyncio.sleep(0.15)
+            assert one.sharers(MX) == 2
+            await asyncio.sleep(0.35)
             assert one.sharers(MX) == 1
         async with asyncio.timeout(2):
             async with two.connection(MX):
