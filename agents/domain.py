@@ -29,11 +29,11 @@ from agents.erased import without_erased
 from agents.events import decode_each
 from agents.outage import is_transient
 from agents.ports import Done, Outcome, RawEvent, Record, Services
-from agents.verdicts import attempt_record, verdict_event
+from agents.verdicts import attempt_record, verdict_record
 from checks.budget import next_budget_day
 from checks.engine import syntax_result
 from checks.model import AddressProblem, ParsedAddress, Reason, VerificationResult
-from schemas import AddressTask, verdict_key
+from schemas import AddressTask
 
 __all__ = ["DomainHandler"]
 
@@ -128,7 +128,6 @@ class DomainHandler:
                                    "history": [*(task.history or []),
                                                attempt_record(task.attempt, result)]})
             return Record(self.s.topics.retries[tier], task.domain.encode(), retry.dumps())
-        verdict = verdict_event(task, result, dedupe_key=task.dedupe_key,
-                                attempt=task.attempt, source=task.source)
-        return Record(self.s.topics.verdicts, verdict_key(task.job_id, task.dedupe_key),
-                      verdict.dumps(), verdict=(verdict.verdict, verdict.reason))
+        return verdict_record(self.s.topics.verdicts, task, result,
+                              dedupe_key=task.dedupe_key, attempt=task.attempt,
+                              source=task.source)

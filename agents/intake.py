@@ -23,12 +23,12 @@ from agents.erased import without_erased
 from agents.jobstore import job_key
 from agents.outage import retry_transient
 from agents.ports import Done, Outcome, RawEvent, Record, Services
-from agents.verdicts import verdict_event
+from agents.verdicts import verdict_record
 from checks.engine import suppressed_result, syntax_result
 from checks.model import AddressProblem, ParsedAddress
 from checks.suppression import candidates
 from checks.syntax import input_key
-from schemas import AddressTask, JobEvent, SchemaError, Submission, verdict_key
+from schemas import AddressTask, JobEvent, SchemaError, Submission
 
 __all__ = ["IntakeHandler"]
 
@@ -108,10 +108,8 @@ class IntakeHandler:
         if isinstance(parsed, AddressProblem) or suppressed_by is not None:
             result = (syntax_result(parsed) if isinstance(parsed, AddressProblem)
                       else suppressed_result(parsed, suppressed_by or ""))
-            verdict = verdict_event(sub, result, dedupe_key=item.dedupe_key,
-                                    attempt=1, source=item.source)
-            return Record(topics.verdicts, verdict_key(sub.job_id, item.dedupe_key),
-                          verdict.dumps(), verdict=(verdict.verdict, verdict.reason))
+            return verdict_record(topics.verdicts, sub, result, dedupe_key=item.dedupe_key,
+                                  attempt=1, source=item.source)
         task = AddressTask(
             job_id=sub.job_id, email=sub.email, domain=parsed.ascii_domain,
             dedupe_key=item.dedupe_key, source=item.source, attempt=1,

@@ -9,13 +9,13 @@ from typing import Any
 
 from agents.ports import RawEvent, Record
 from checks.engine import failed_result
-from checks.model import VerificationResult, to_jsonable
+from checks.model import ParsedAddress, VerificationResult, to_jsonable
 from checks.score import score
 from schemas import AddressTask, SchemaError, Submission, VerdictEvent, verdict_key
 from schemas.base import utc_now_iso
 
-__all__ = ["verdict_event", "evidence_with_attempts", "attempt_record", "failed_verdicts",
-           "WORKER_ID"]
+__all__ = ["verdict_event", "verdict_record", "evidence_with_attempts", "attempt_record",
+           "failed_verdicts", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -33,6 +33,16 @@ def verdict_event(origin: Submission | AddressTask, result: VerificationResult, 
         replay_id=origin.replay_id, source=source, worker=WORKER_ID,
         score=score(result, attempts=attempt),
     )
+
+
+def verdict_record(topic: str, origin: Submission | AddressTask, result: VerificationResult,
+                   *, dedupe_key: str, attempt: int, source: str) -> Record:
+    """The ``verdicts`` record of :func:`verdict_event` (keyed by job and address, with
+    its verdict and reason for the metrics)."""
+    verdict = verdict_event(origin, result, dedupe_key=dedupe_key, attempt=attempt,
+                            source=source)
+    return Record(topic, verdict_key(origin.job_id, dedupe_key), verdict.dumps(),
+                  verdict=(verdict.verdict, verdict.reason))
 
 
 def evidence_with_attempts(result: VerificationResult, history: list[dict[str, Any]],
@@ -66,11 +76,9 @@ def failed_verdicts(topic: str, failed: Sequence[tuple[RawEvent, str]]) -> list[
             task = AddressTask.decode(event.value)
         except SchemaError:
             continue
-        normalized = (task.address or {}).get("normalized")
-        result = failed_result(task.email, normalized if isinstance(normalized, str) else None,
-                               why)
-        verdict = verdict_event(task, result, dedupe_key=task.dedupe_key,
-                                attempt=task.attempt, source=task.source)
-        records.append(Record(topic, verdict_key(task.job_id, task.dedupe_key),
-                              verdict.dumps(), verdict=(verdict.verdict, verdict.reason)))
+        parsed = ParsedAddress.from_parts(task.email, task.domain, task.dedupe_key,
+                                          task.address)
+        result = failed_result(task.email, parsed.normalized if parsed else None, why)
+        records.append(verdict_record(topic, task, result, dedupe_key=task.dedupe_key,
+                                      attempt=task.attempt, source=task.source))
     return records

@@ -91,8 +91,7 @@ async def run_stage(
         # narrow it down: each event alone, in order, so only the one at fault is dropped
         return [(await handle([event], None))[0] for event in events]
 
-    async def settle_failed(failed: Sequence[tuple[RawEvent, str]]) -> None:
-        assert settle is not None
+    async def settle_failed(settle: Settle, failed: Sequence[tuple[RawEvent, str]]) -> None:
         try:
             records = settle(failed)
             await retry_transient("verdicts of dead letters",
@@ -116,7 +115,7 @@ async def run_stage(
             await retry_transient("dead-letter publish",
                                   lambda: publisher.publish_many(records))
             if settle is not None:
-                await settle_failed(failed)
+                await settle_failed(settle, failed)
         if metrics is not None:
             now = time.monotonic()
             metrics.stage_handled_many(name, [now - admitted for _, _, admitted in batch])

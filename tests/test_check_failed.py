@@ -18,11 +18,11 @@ from agents.ports import RawEvent, Services
 from agents.topics import TopicNames
 from agents.verdicts import failed_verdicts
 from checks import Engine, EngineConfig
-from checks.model import Evidence, Reason, Verdict, VerificationResult
+from checks.model import Evidence, ParsedAddress, Reason, Verdict, VerificationResult
 from mailsift.settings import Settings, load_settings
 from schemas import DeadLetter
 from sinks.memory_jobs import MemoryJobStore
-from streams.stage import run_stage
+from streams.stage import Settle, run_stage
 from tests.fakes import FakeEvent, FakeMessage, FakeStream
 from tests.test_intake import Recorder
 
@@ -66,6 +66,35 @@ def _task(email: str, **extra: object) -> bytes:
 EMAILS = ["ann@bad.test", "bob@ok.test", "cid@bad.test"]
 
 
+def _parts(email: str) -> dict[str, Any]:
+    """What intake's syntax check sends along with a task."""
+    parsed = Engine(EngineConfig(allow_test_tld=True)).parse(email)
+    assert isinstance(parsed, ParsedAddress)
+    return parsed.parts()
+
+
+async def _through_the_stage(error: Exception, values: list[bytes], settle: Settle
+                             ) -> tuple[TopicNames, Recorder, list[int]]:
+    """``values`` through ``run_stage`` with a domain handler whose bad.test check fails
+    with ``error``, as the worker wires it; returns once every event is acked."""
+    settings = _settings()
+    names = TopicNames.from_settings(settings)
+    recorder = Recorder()
+    handler = DomainHandler(Services(settings, names, FailingEngine(error), MemoryJobStore(),
+                                     recorder))
+    acked: list[int] = []
+    stream = FakeStream([FakeEvent(FakeMessage(i, v, topic=names.by_domain), acked)
+                         for i, v in enumerate(values)])
+    await run_stage(stream, handler, publisher=recorder,
+                    dead_letter_topic=names.dead_letters, max_in_flight=10, name="domain",
+                    linger=0.001, settle=settle)
+    for _ in range(200):
+        if len(acked) == len(values):
+            break
+        await asyncio.sleep(0.01)
+    return names, recorder, acked
+
+
 async def test_a_domain_whose_check_fails_fails_alone_and_unprobed_again() -> None:
     settings = _settings()
     names = TopicNames.from_settings(settings)
@@ -97,22 +126,11 @@ async def test_the_stage_dead_letters_a_failed_task_and_gives_it_its_verdict() -
     """Through ``run_stage`` as the worker wires it: the failed domain's events are
     dead-lettered with the error, and each gets its final ``unknown``/``check_failed``
     verdict (the job's count is whole); the bad event's neighbours are unaffected."""
-    settings = _settings()
-    names = TopicNames.from_settings(settings)
-    recorder = Recorder()
-    engine = FailingEngine(Refused("WRONGTYPE Operation against a key"))
-    handler = DomainHandler(Services(settings, names, engine, MemoryJobStore(), recorder))
-    acked: list[int] = []
-    values = [_task(e, address={"normalized": e.lower()}, attempt=2) for e in EMAILS]
-    stream = FakeStream([FakeEvent(FakeMessage(i, v, topic=names.by_domain), acked)
-                         for i, v in enumerate(values)])
-    await run_stage(stream, handler, publisher=recorder,
-                    dead_letter_topic=names.dead_letters, max_in_flight=10, name="domain",
-                    linger=0.001, settle=lambda failed: failed_verdicts(names.verdicts, failed))
-    for _ in range(200):
-        if len(acked) == len(EMAILS):
-            break
-        await asyncio.sleep(0.01)
+    verdicts_topic = TopicNames.from_settings(_settings()).verdicts
+    names, recorder, acked = await _through_the_stage(
+        Refused("WRONGTYPE Operation against a key"),
+        [_task(e, address=_parts(e), attempt=2) for e in EMAILS],
+        lambda failed: failed_verdicts(verdicts_topic, failed))
     assert acked == [0, 1, 2]
     verdicts = {str(m["email"]): m for t, m in recorder.sent if t == names.verdicts}
     assert set(verdicts) == set(EMAILS)
@@ -141,30 +159,15 @@ async def test_only_an_address_task_gets_a_verdict() -> None:
     assert record.verdict == ("unknown", "check_failed")
 
 
-
 async def test_a_verdict_that_cannot_be_given_does_not_hold_the_stage(
         caplog: pytest.LogCaptureFixture) -> None:
     """The dead letters go out first; a failure to give their verdicts is one error
     line, and the stage's events are acked all the same (its window does not stall)."""
-    settings = _settings()
-    names = TopicNames.from_settings(settings)
-    recorder = Recorder()
-    engine = FailingEngine(Refused("WRONGTYPE"))
-    handler = DomainHandler(Services(settings, names, engine, MemoryJobStore(), recorder))
-    acked: list[int] = []
-    stream = FakeStream([FakeEvent(FakeMessage(i, _task(e), topic=names.by_domain), acked)
-                         for i, e in enumerate(EMAILS)])
-
     def settle(failed: object) -> list[Any]:
         raise ValueError("no verdict for you")
 
-    await run_stage(stream, handler, publisher=recorder,
-                    dead_letter_topic=names.dead_letters, max_in_flight=10, name="domain",
-                    linger=0.001, settle=settle)
-    for _ in range(200):
-        if len(acked) == len(EMAILS):
-            break
-        await asyncio.sleep(0.01)
+    names, recorder, acked = await _through_the_stage(
+        Refused("WRONGTYPE"), [_task(e) for e in EMAILS], settle)
     assert acked == [0, 1, 2]
     assert [t for t, _ in recorder.sent].count(names.dead_letters) == 2
     assert "2 dead-lettered events got no verdict: ValueError: no verdict for you" in (
